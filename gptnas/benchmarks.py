@@ -1,0 +1,144 @@
+"""Tabular NAS benchmarks: pinned sources, a verified local cache, and loading.
+
+Tables are downloaded on first use from a pinned commit, checked against their
+sha256 and cached. `GPTNAS_BENCHMARK_DIR` points at a folder that already holds
+them (laid out as below), which is how tests and CI run without a network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from gptnas.errors import GptnasError
+
+log = logging.getLogger(__name__)
+
+BENCHMARK_DIR_ENV = "GPTNAS_BENCHMARK_DIR"
+
+
+@dataclass(frozen=True)
+class TableSource:
+    path: str  # relative to the benchmark directory
+    repo: str
+    commit: str
+    upstream_path: str
+    sha256: str
+
+    @property
+    def url(self) -> str:
+        return f"https://raw.githubusercontent.com/{self.repo}/{self.commit}/{self.upstream_path}"
+
+
+_GENIUS = ("mingkai-zheng/GENIUS", "97361d30b2da337edd0c8e1ed71b7c88b4a85d38")
+_CHANNEL = ("xiusu/Channel-Bench-Macro", "4ff596e814cc88cc9add77ff83fc1a2f05ee1fef")
+
+TABLES: dict[str, TableSource] = {
+    "nas-bench-macro": TableSource(
+        "nas-bench-macro/nas-bench-macro_cifar10.json",
+        "xiusu/NAS-Bench-Macro",
+        "61a2bfc2ca0dce04d0997e6cf498047c27d6acf2",
+        "data/nas-bench-macro_cifar10.json",
+        "686dee8363cc21cca8c1f321ad5749454f2d9b9ca5972682e137e539bc522297",
+    ),
+    "channel-bench-mobilenet": TableSource(
+        "channel-bench-macro/Results_MobileNet.json",
+        *_CHANNEL,
+        "Results_MobileNet.json",
+        "f640474d8ff3ff2231d0c45986bb0f10af291545316342fb009952e7641908e0",
+    ),
+    "channel-bench-resnet": TableSource(
+        "channel-bench-macro/Results_ResNet.json",
+        *_CHANNEL,
+        "Results_ResNet.json",
+        "bf13bcaea3f2076f2c1bfbf5c2fee044aafe0385fae6a0d64c433b1d7f5a7520",
+    ),
+    "nas-bench-201:cifar10": TableSource(
+        "nas-bench-201/nasbench201_cifar10.json",
+        *_GENIUS,
+        "benchmark/nasbench201_cifar10.json",
+        "7c5d7d890a285deb41556f95e904fab854f8fcfd65da7eb39410fdedd87215ec",
+    ),
+    "nas-bench-201:cifar100": TableSource(
+        "nas-bench-201/nasbench201_cifar100.json",
+        *_GENIUS,
+        "benchmark/nasbench201_cifar100.json",
+        "6b21a0e98864e0aff288fc54bb5105907441bfd63bb063ad3d279edcbf926da5",
+    ),
+    "nas-bench-201:imagenet16-120": TableSource(
+        "nas-bench-201/nasbench201_imagenet.json",
+        *_GENIUS,
+        "benchmark/nasbench201_imagenet.json",
+        "a29f63ca37b72cfa9a8e4ce6bad5d678c6039c9929c8060b7d32187f537d560f",
+    ),
+}
+
+
+def benchmark_dir() -> Path:
+    override = os.environ.get(BENCHMARK_DIR_ENV)
+    if override:
+        return Path(override).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "gptnas" / "benchmarks"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _download(source: TableSource, target: Path) -> None:
+    """Download to a temporary file beside `target`; rename only once verified."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    log.info("downloading %s", source.url)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(source.url, timeout=60) as response:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+        if _sha256(Path(tmp)) != source.sha256:
+            raise GptnasError(f"download of {source.url} does not match its pinned sha256; try again later")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def table_path(name: str) -> Path:
+    """Local path of a verified benchmark table, downloading it if needed."""
+    if name not in TABLES:
+        raise GptnasError(f"unknown benchmark table {name!r}; valid: {', '.join(TABLES)}")
+    source = TABLES[name]
+    path = benchmark_dir() / source.path
+    if not path.exists():
+        try:
+            _download(source, path)
+        except OSError as error:  # no network, DNS failure, HTTP error, read-only cache
+            raise GptnasError(
+                f"benchmark table {name!r} is not at {path} and could not be downloaded ({error}); "
+                f"download {source.url} to that path, or set {BENCHMARK_DIR_ENV} to a folder that has {source.path}"
+            ) from None
+    if _sha256(path) != source.sha256:
+        raise GptnasError(
+            f"benchmark table {path} is corrupt (sha256 mismatch); delete it to download it again, "
+            f"or replace it with {source.url}"
+        )
+    return path
+
+
+@lru_cache(maxsize=None)
+def load_table(name: str) -> dict[str, dict]:
+    """The benchmark table `name` as {key: record}."""
+    path = table_path(name)
+    with open(path) as f:
+        return json.load(f)

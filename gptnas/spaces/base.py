@@ -1,0 +1,227 @@
+"""The protocol every search space implements, and what they share.
+
+A space describes its architectures three ways that must agree: as genes
+(the `arch` value its operators work on), as tokens (the layer-level language
+the GPT reads and writes) and as an `nn.Module`. Subclasses define the genes,
+the segments of their spelling (`_options`, `_segment_tokens`, `_advance`) and
+the network; encoding, decoding and the exact grammar follow from those.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from functools import cached_property
+from typing import Any, Hashable
+
+import torch
+from torch import nn
+
+from gptnas.errors import GptnasError
+from gptnas.language import tokens as T
+from gptnas.language.grammar import Grammar, GrammarState, Trie
+
+_TAG = "<tag>"  # the context before the space tag
+
+
+class SearchSpace(ABC):
+    """Genes, tokens and networks of one search space."""
+
+    name: str
+    input_size: int = 32  # square input resolution the networks are built for
+
+    # ------------------------------------------------------------ genes
+
+    @abstractmethod
+    def sample(self, rng: random.Random) -> Any:
+        """A random architecture."""
+
+    @abstractmethod
+    def mutate(self, arch: Any, rng: random.Random) -> Any:
+        """A new architecture that differs from `arch` in a few genes."""
+
+    @abstractmethod
+    def crossover(self, a: Any, b: Any, rng: random.Random) -> tuple[Any, Any]:
+        """Two children mixing the genes of `a` and `b`."""
+
+    @abstractmethod
+    def key(self, arch: Any) -> str:
+        """Canonical key: equal for architectures that compute the same network."""
+
+    @abstractmethod
+    def from_key(self, key: str) -> Any:
+        """The (canonical) architecture of a key; GptnasError for a malformed key."""
+
+    @abstractmethod
+    def build_model(self, arch: Any, num_classes: int = 10) -> nn.Module:
+        """The network of `arch`, freshly initialised."""
+
+    # ------------------------------------------------------------ spelling (for subclasses)
+
+    @abstractmethod
+    def _start(self) -> Hashable:
+        """Context at the first segment after the space tag."""
+
+    @abstractmethod
+    def _options(self, context: Hashable) -> list[Any]:
+        """Payloads (gene values) of the segments that may come next."""
+
+    @abstractmethod
+    def _segment_tokens(self, context: Hashable, payload: Any) -> tuple[str, ...]:
+        """Spelling of one segment."""
+
+    @abstractmethod
+    def _advance(self, context: Hashable, payload: Any) -> Hashable:
+        """Context after a segment."""
+
+    @abstractmethod
+    def _complete(self, context: Hashable) -> bool:
+        """True when the architecture may end in this context."""
+
+    @abstractmethod
+    def _payloads(self, arch: Any) -> list[Any]:
+        """The segment payloads that spell `arch`."""
+
+    @abstractmethod
+    def _assemble(self, payloads: list[Any]) -> Any:
+        """The architecture of parsed segment payloads."""
+
+    def _trie_key(self, context: Hashable) -> Hashable:
+        """Contexts with equal trie keys share a segment trie (override to save memory)."""
+        return context
+
+    # ------------------------------------------------------------ language
+
+    @property
+    def tag(self) -> str:
+        return T.space_tag(self.name)
+
+    @cached_property
+    def grammar(self) -> Grammar:
+        language = _SpaceLanguage(self)
+        return Grammar(language, self.name, _vocabulary(language))
+
+    def encode(self, arch: Any) -> str:
+        tokens = [self.tag]
+        context = self._start()
+        for payload in self._payloads(arch):
+            tokens.extend(self._segment_tokens(context, payload))
+            context = self._advance(context, payload)
+        return " ".join(tokens)
+
+    def decode(self, text: str) -> Any:
+        if not isinstance(text, str):
+            raise GptnasError(f"an encoded architecture must be a string of tokens, got {type(text).__name__}")
+        tokens = text.split()
+        if tokens and tokens[0] != self.tag and tokens[0].startswith("space:"):
+            raise GptnasError(f"architecture is tagged {tokens[0]!r} but space {self.name!r} expects {self.tag!r}")
+        payloads = self.grammar.parse(tokens)
+        return self._assemble(list(payloads[1:]))
+
+    def allowed_next(self, prefix_tokens) -> set[str]:
+        """Exactly the tokens that may follow `prefix_tokens` (EOS when it is complete)."""
+        if isinstance(prefix_tokens, str):
+            prefix_tokens = prefix_tokens.split()
+        return set(self.grammar.allowed_next(list(prefix_tokens)))
+
+    def start(self) -> GrammarState:
+        """Incremental grammar for generation: start(), step(state, token), allowed(state)."""
+        return self.grammar.start()
+
+    def step(self, state: GrammarState, token: str) -> GrammarState | None:
+        return self.grammar.step(state, token)
+
+    def allowed(self, state: GrammarState) -> frozenset[str]:
+        return self.grammar.allowed(state)
+
+    def vocabulary(self) -> frozenset[str]:
+        """Every token this space can write."""
+        return self.grammar.vocabulary
+
+    # ------------------------------------------------------------ cost
+
+    def cost(self, arch: Any) -> dict[str, int]:
+        """Parameters and multiply-accumulates of one forward pass on a single input."""
+        with torch.device("meta"):
+            model = self.build_model(arch)
+        return {"params": count_params(model), "flops": count_macs(model, self.input_size)}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+class _SpaceLanguage:
+    """Adapts a space to the grammar: the space tag, then the space's own segments."""
+
+    def __init__(self, space: SearchSpace):
+        self.space = space
+        self._tries: dict[Hashable, Trie] = {}
+
+    def start_context(self) -> Hashable:
+        return _TAG
+
+    def segments(self, context: Hashable) -> Trie:
+        if context == _TAG:
+            trie = Trie()
+            trie.add((self.space.tag,), _TAG)
+            return trie
+        key = self.space._trie_key(context)
+        trie = self._tries.get(key)
+        if trie is None:
+            trie = Trie()
+            for payload in self.space._options(context):
+                trie.add(self.space._segment_tokens(context, payload), payload)
+            self._tries[key] = trie
+        return trie
+
+    def advance(self, context: Hashable, payload: Any) -> Hashable:
+        return self.space._start() if context == _TAG else self.space._advance(context, payload)
+
+    def is_complete(self, context: Hashable) -> bool:
+        return context != _TAG and self.space._complete(context)
+
+
+def _vocabulary(language: _SpaceLanguage) -> frozenset[str]:
+    seen, frontier, words = set(), [language.start_context()], set()
+    while frontier:
+        context = frontier.pop()
+        if context in seen:
+            continue
+        seen.add(context)
+        for tokens, payload in language.segments(context).leaves():
+            words.update(tokens)
+            frontier.append(language.advance(context, payload))
+    return frozenset(words)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, input_size: int, channels: int = 3) -> int:
+    """Multiply-accumulates of conv and linear layers (the FLOPs convention of NAS benchmarks)."""
+    total = 0
+
+    def conv_hook(module: nn.Conv2d, _inputs, output):
+        nonlocal total
+        kh, kw = module.kernel_size
+        total += output.numel() * (module.in_channels // module.groups) * kh * kw
+
+    def linear_hook(module: nn.Linear, _inputs, output):
+        nonlocal total
+        total += output.numel() * module.in_features
+
+    handles = []
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            handles.append(module.register_forward_hook(conv_hook))
+        elif isinstance(module, nn.Linear):
+            handles.append(module.register_forward_hook(linear_hook))
+    device = next(model.parameters()).device
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, channels, input_size, input_size, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total

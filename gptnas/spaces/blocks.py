@@ -1,0 +1,223 @@
+"""Building blocks shared by the search spaces: each written once, as layers and as tokens.
+
+A `Layers` value holds a block's token spelling and a builder for its
+`nn.Module`, so the spelling a space writes is the network it builds (tests
+trace the built module and compare). Modules are plain and fx-traceable: one
+conv per `ConvBNAct`, branches merged by an explicit add / cat / mul.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from gptnas.language import tokens as T
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": lambda: nn.ReLU(inplace=True),
+    "relu6": lambda: nn.ReLU6(inplace=True),
+    "silu": lambda: nn.SiLU(inplace=True),
+    "sigmoid": nn.Sigmoid,
+}
+
+
+@dataclass(frozen=True)
+class Layers:
+    """A piece of network: its tokens and how to build it."""
+
+    tokens: tuple[str, ...]
+    build: Callable[[], nn.Module]
+
+
+# ---------------------------------------------------------------- modules
+
+
+class ConvBNAct(nn.Module):
+    """conv -> optional BN -> optional activation (or activation first, for pre-activation)."""
+
+    def __init__(self, cin, cout, kernel, stride=1, groups=1, act="relu", norm=True, act_first=False, bias=False):
+        super().__init__()
+        self.act_first = act_first
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2, groups=groups, bias=bias)
+        self.bn = nn.BatchNorm2d(cout) if norm else None
+        self.act = ACTIVATIONS[act]() if act else None
+
+    def forward(self, x):
+        if self.act_first and self.act is not None:
+            x = self.act(x)
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x)
+        if not self.act_first and self.act is not None:
+            x = self.act(x)
+        return x
+
+
+class Chain(nn.Module):
+    """Layers in sequence (a block module, unlike nn.Sequential, which is only a container)."""
+
+    def __init__(self, *layers: nn.Module):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class Residual(nn.Module):
+    """body(x) + shortcut(x), then an optional activation; no shortcut module means identity."""
+
+    def __init__(self, body: nn.Module, shortcut: nn.Module | None = None, post_act: str | None = None):
+        super().__init__()
+        self.body = body
+        self.shortcut = shortcut
+        self.post_act = ACTIVATIONS[post_act]() if post_act else None
+
+    def forward(self, x):
+        out = self.body(x) + (x if self.shortcut is None else self.shortcut(x))
+        if self.post_act is not None:
+            out = self.post_act(out)
+        return out
+
+
+class SqueezeExcite(nn.Module):
+    """Channel attention: x * sigmoid(conv(act(conv(gap(x)))))."""
+
+    def __init__(self, channels, squeeze, act="relu"):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.reduce = nn.Conv2d(channels, squeeze, 1)
+        self.act = ACTIVATIONS[act]()
+        self.expand = nn.Conv2d(squeeze, channels, 1)
+        self.gate = nn.Sigmoid()
+
+    def forward(self, x):
+        return self.gate(self.expand(self.act(self.reduce(self.pool(x))))) * x
+
+
+class Concat(nn.Module):
+    """Parallel branches on the same input, concatenated along channels."""
+
+    def __init__(self, *branches: nn.Module):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x):
+        return torch.cat([branch(x) for branch in self.branches], 1)
+
+
+def channel_shuffle(x, groups: int = 2):
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+torch.fx.wrap("channel_shuffle")
+
+
+class ShuffleUnit(nn.Module):
+    """ShuffleNetV2 unit: split (or two strided branches), concat, channel shuffle."""
+
+    def __init__(self, branch1: nn.Module | None, branch2: nn.Module):
+        super().__init__()
+        self.branch1 = branch1
+        self.branch2 = branch2
+
+    def forward(self, x):
+        if self.branch1 is None:
+            x1, x2 = x.chunk(2, dim=1)
+            out = torch.cat((x1, self.branch2(x2)), 1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), 1)
+        return channel_shuffle(out, 2)
+
+
+# ---------------------------------------------------------------- layer spellings
+
+
+def conv_tokens(cin, cout, kernel, stride=1, groups=1) -> tuple[str, ...]:
+    if groups == 1:
+        return T.conv(kernel, cout, stride)
+    if groups == cin == cout:
+        return T.dwconv(kernel, stride)
+    return T.gconv(kernel, cout, groups, stride)
+
+
+def conv_bn_act(cin, cout, kernel, stride=1, groups=1, act="relu", norm=True, act_first=False, bias=False) -> Layers:
+    conv = conv_tokens(cin, cout, kernel, stride, groups)
+    tokens = ((act,) if act and act_first else ()) + conv + (("bn",) if norm else ()) + (
+        (act,) if act and not act_first else ()
+    )
+    return Layers(tokens, lambda: ConvBNAct(cin, cout, kernel, stride, groups, act, norm, act_first, bias))
+
+
+def chain(*parts: Layers) -> Layers:
+    """Several layers as one block module (spelled with the `block` marker)."""
+    return Layers(
+        (T.BLOCK,) + sum((p.tokens for p in parts), ()),
+        lambda: Chain(*(p.build() for p in parts)),
+    )
+
+
+def loose(*parts: Layers) -> Layers:
+    """Layers outside any block (stems, heads, transitions)."""
+    return Layers(sum((p.tokens for p in parts), ()), lambda: nn.Sequential(*(p.build() for p in parts)))
+
+
+def residual(body: tuple[Layers, ...], shortcut: tuple[Layers, ...] = (), post_act: str | None = None) -> Layers:
+    tokens = (T.BLOCK,) + T.branches(
+        T.MERGE_ADD, sum((p.tokens for p in body), ()), sum((p.tokens for p in shortcut), ())
+    ) + ((post_act,) if post_act else ())
+    return Layers(
+        tokens,
+        lambda: Residual(
+            Chain(*(p.build() for p in body)),
+            Chain(*(p.build() for p in shortcut)) if shortcut else None,
+            post_act,
+        ),
+    )
+
+
+def squeeze_excite(channels, squeeze, act="relu") -> Layers:
+    body = ("gap",) + T.conv(1, squeeze) + (act,) + T.conv(1, channels) + ("sigmoid",)
+    return Layers(T.branches(T.MERGE_MUL, body, ()), lambda: SqueezeExcite(channels, squeeze, act))
+
+
+def plain(token: str, module: Callable[[], nn.Module]) -> Layers:
+    return Layers((token,), module)
+
+
+def gap_classifier(cin: int, num_classes: int) -> Layers:
+    return Layers(
+        ("gap", "classifier"),
+        lambda: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)),
+    )
+
+
+# ---------------------------------------------------------------- family blocks
+
+
+def inverted_residual(cin, cout, stride, expansion, kernel, act="relu", se_squeeze: int | None = None) -> Layers:
+    """MobileNetV2 / EfficientNet MBConv: expand 1x1, depthwise kxk, optional SE, project 1x1."""
+    hidden = round(cin * expansion)
+    parts = []
+    if expansion != 1:
+        parts.append(conv_bn_act(cin, hidden, 1, act=act))
+    parts.append(conv_bn_act(hidden, hidden, kernel, stride, groups=hidden, act=act))
+    if se_squeeze:
+        parts.append(squeeze_excite(hidden, se_squeeze, act))
+    parts.append(conv_bn_act(hidden, cout, 1, act=None))
+    if stride == 1 and cin == cout:
+        return residual(tuple(parts))
+    return chain(*parts)
+
+
+def projection(cin, cout, stride, norm=True) -> tuple[Layers, ...]:
+    """The 1x1 shortcut of a residual block whose shape changes (empty when it does not)."""
+    if stride == 1 and cin == cout:
+        return ()
+    return (conv_bn_act(cin, cout, 1, stride, act=None, norm=norm),)
