@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from gptnas.errors import GptnasError
 from gptnas.spaces.base import SearchSpace
+from gptnas.spaces.channel_bench import ChannelBenchMobileNet, ChannelBenchResNet
+from gptnas.spaces.nas_bench_201 import NasBench201
 from gptnas.spaces.nas_bench_macro import NasBenchMacro
 
 _REGISTRY: dict[str, type[SearchSpace]] = {
-    NasBenchMacro.name: NasBenchMacro,
+    space.name: space for space in (NasBenchMacro, ChannelBenchMobileNet, ChannelBenchResNet, NasBench201)
 }
 _INSTANCES: dict[str, SearchSpace] = {}
 

@@ -201,12 +201,12 @@ def gap_classifier(cin: int, num_classes: int) -> Layers:
 # ---------------------------------------------------------------- family blocks
 
 
-def inverted_residual(cin, cout, stride, expansion, kernel, act="relu", se_squeeze: int | None = None) -> Layers:
-    """MobileNetV2 / EfficientNet MBConv: expand 1x1, depthwise kxk, optional SE, project 1x1."""
-    hidden = round(cin * expansion)
-    parts = []
-    if expansion != 1:
-        parts.append(conv_bn_act(cin, hidden, 1, act=act))
+def inverted_residual(
+    cin, cout, stride, kernel, hidden, act="relu", se_squeeze: int | None = None, expand: bool = True
+) -> Layers:
+    """MobileNetV2 / EfficientNet MBConv: expand 1x1 (unless `expand` is off), depthwise kxk,
+    optional squeeze-excitation, project 1x1; residual when the shape is kept."""
+    parts = [conv_bn_act(cin, hidden, 1, act=act)] if expand else []
     parts.append(conv_bn_act(hidden, hidden, kernel, stride, groups=hidden, act=act))
     if se_squeeze:
         parts.append(squeeze_excite(hidden, se_squeeze, act))

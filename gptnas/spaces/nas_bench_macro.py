@@ -48,7 +48,7 @@ def _layer(op: int, cin: int, cout: int, stride: int) -> B.Layers | None:
         projection = B.projection(cin, cout, stride)
         return projection[0] if projection else None
     expansion, kernel = (3, 3) if op == 1 else (6, 5)
-    return B.inverted_residual(cin, cout, stride, expansion, kernel, act="relu")
+    return B.inverted_residual(cin, cout, stride, kernel, hidden=cin * expansion, act="relu")
 
 
 class NasBenchMacro(SearchSpace):
