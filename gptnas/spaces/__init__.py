@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from gptnas.errors import GptnasError
 from gptnas.spaces.base import SearchSpace
+from gptnas.spaces.cifar import CifarSpace
 from gptnas.spaces.channel_bench import ChannelBenchMobileNet, ChannelBenchResNet
 from gptnas.spaces.nas_bench_201 import NasBench201
 from gptnas.spaces.nas_bench_macro import NasBenchMacro
 
 _REGISTRY: dict[str, type[SearchSpace]] = {
-    space.name: space for space in (NasBenchMacro, ChannelBenchMobileNet, ChannelBenchResNet, NasBench201)
+    space.name: space for space in (CifarSpace, NasBenchMacro, ChannelBenchMobileNet, ChannelBenchResNet, NasBench201)
 }
 _INSTANCES: dict[str, SearchSpace] = {}
 

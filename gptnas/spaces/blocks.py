@@ -56,6 +56,19 @@ class ConvBNAct(nn.Module):
         return x
 
 
+class BNActConv(nn.Module):
+    """Pre-activation: BN -> activation -> conv (Wide-ResNet)."""
+
+    def __init__(self, cin, cout, kernel, stride=1, act="relu"):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(cin)
+        self.act = ACTIVATIONS[act]()
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2, bias=False)
+
+    def forward(self, x):
+        return self.conv(self.act(self.bn(x)))
+
+
 class Chain(nn.Module):
     """Layers in sequence (a block module, unlike nn.Sequential, which is only a container)."""
 
@@ -155,6 +168,10 @@ def conv_bn_act(cin, cout, kernel, stride=1, groups=1, act="relu", norm=True, ac
     return Layers(tokens, lambda: ConvBNAct(cin, cout, kernel, stride, groups, act, norm, act_first, bias))
 
 
+def bn_act_conv(cin, cout, kernel, stride=1, act="relu") -> Layers:
+    return Layers(("bn", act) + conv_tokens(cin, cout, kernel, stride), lambda: BNActConv(cin, cout, kernel, stride, act))
+
+
 def chain(*parts: Layers) -> Layers:
     """Several layers as one block module (spelled with the `block` marker)."""
     return Layers(
@@ -191,6 +208,36 @@ def plain(token: str, module: Callable[[], nn.Module]) -> Layers:
     return Layers((token,), module)
 
 
+def pool(kind: str, kernel: int, stride: int) -> Layers:
+    module = nn.MaxPool2d if kind == "max" else nn.AvgPool2d
+    return Layers(T.pool(kind, kernel, stride), lambda: module(kernel, stride, padding=(kernel - 1) // 2))
+
+
+def branches_cat(*branches: tuple[Layers, ...]) -> Layers:
+    """A block of parallel branches on the same input, concatenated (Inception)."""
+    bodies = [sum((p.tokens for p in branch), ()) for branch in branches]
+    return Layers(
+        (T.BLOCK,) + T.branches(T.MERGE_CAT, *bodies),
+        lambda: Concat(*(Chain(*(p.build() for p in branch)) for branch in branches)),
+    )
+
+
+def shuffle_unit(branch1: tuple[Layers, ...] | None, branch2: tuple[Layers, ...]) -> Layers:
+    """ShuffleNetV2 unit: channel split (no branch1) or two branches, concat, shuffle."""
+    body2 = sum((p.tokens for p in branch2), ())
+    if branch1 is None:
+        tokens = T.branches(T.MERGE_CAT, body2, (), split=True)
+    else:
+        tokens = T.branches(T.MERGE_CAT, sum((p.tokens for p in branch1), ()), body2)
+    return Layers(
+        (T.BLOCK,) + tokens + ("shuffle",),
+        lambda: ShuffleUnit(
+            None if branch1 is None else Chain(*(p.build() for p in branch1)),
+            Chain(*(p.build() for p in branch2)),
+        ),
+    )
+
+
 def gap_classifier(cin: int, num_classes: int) -> Layers:
     return Layers(
         ("gap", "classifier"),
@@ -221,3 +268,12 @@ def projection(cin, cout, stride, norm=True) -> tuple[Layers, ...]:
     if stride == 1 and cin == cout:
         return ()
     return (conv_bn_act(cin, cout, 1, stride, act=None, norm=norm),)
+
+
+def bottleneck(cin, cout, stride, mid, groups=1, se_squeeze: int | None = None) -> Layers:
+    """ResNet / ResNeXt / RegNet bottleneck: 1x1, 3x3 (strided, grouped), optional SE, 1x1."""
+    body = [conv_bn_act(cin, mid, 1), conv_bn_act(mid, mid, 3, stride, groups)]
+    if se_squeeze:
+        body.append(squeeze_excite(mid, se_squeeze, "relu"))
+    body.append(conv_bn_act(mid, cout, 1, act=None))
+    return residual(tuple(body), projection(cin, cout, stride), post_act="relu")

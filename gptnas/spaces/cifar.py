@@ -1,0 +1,311 @@
+"""The GPT-NAS macro space for 32x32 inputs (CIFAR-10 / CIFAR-100).
+
+A network is a 3x3 stem, 10-20 blocks and a pooled linear classifier. Each
+block gene is (kind, width, stride): one of 15 kinds from the seven
+handcrafted families GPT-NAS draws on, an output width from `WIDTHS`, and
+stride 1 or 2 (at most `MAX_DOWNSAMPLES` strided blocks, so the last feature
+map is at least 4x4). Pooling blocks always halve the resolution and keep the
+width; Inception blocks keep the resolution, as in GoogLeNet.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+from torch import nn
+
+from gptnas.errors import GptnasError
+from gptnas.spaces import blocks as B
+from gptnas.spaces.base import SearchSpace
+
+WIDTHS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+STEM_WIDTHS = (16, 24, 32, 48, 64)
+MIN_BLOCKS, MAX_BLOCKS, MAX_DOWNSAMPLES = 10, 20, 3
+
+
+def _inverted_residual(kernel: int, expansion: int, se: bool):
+    def build(cin, cout, stride):
+        squeeze = max(1, cin // 4) if se else None  # EfficientNet's squeeze width
+        return B.inverted_residual(cin, cout, stride, kernel, hidden=cin * expansion, act="silu", se_squeeze=squeeze)
+
+    return build
+
+
+def _resnet_basic(cin, cout, stride):
+    body = (B.conv_bn_act(cin, cout, 3, stride), B.conv_bn_act(cout, cout, 3, act=None))
+    return B.residual(body, B.projection(cin, cout, stride), post_act="relu")
+
+
+def _wide_basic(cin, cout, stride):
+    body = (B.bn_act_conv(cin, cout, 3, stride), B.bn_act_conv(cout, cout, 3))
+    return B.residual(body, B.projection(cin, cout, stride, norm=False))
+
+
+def _inception(cin, cout, stride):
+    branch, reduce = cout // 4, max(1, cout // 8)
+    return B.branches_cat(
+        (B.conv_bn_act(cin, branch, 1),),
+        (B.conv_bn_act(cin, reduce, 1), B.conv_bn_act(reduce, branch, 3)),
+        (B.conv_bn_act(cin, reduce, 1), B.conv_bn_act(reduce, branch, 5)),
+        (B.pool("max", 3, 1), B.conv_bn_act(cin, branch, 1)),
+    )
+
+
+def _shuffle(cin, cout, stride):
+    half = cout // 2
+    if stride == 1 and cin == cout:
+        branch2 = (
+            B.conv_bn_act(half, half, 1),
+            B.conv_bn_act(half, half, 3, groups=half, act=None),
+            B.conv_bn_act(half, half, 1),
+        )
+        return B.shuffle_unit(None, branch2)
+    branch1 = (B.conv_bn_act(cin, cin, 3, stride, groups=cin, act=None), B.conv_bn_act(cin, half, 1))
+    branch2 = (
+        B.conv_bn_act(cin, half, 1),
+        B.conv_bn_act(half, half, 3, stride, groups=half, act=None),
+        B.conv_bn_act(half, half, 1),
+    )
+    return B.shuffle_unit(branch1, branch2)
+
+
+def _pool(kind: str):
+    return lambda cin, cout, stride: B.pool(kind, 2, 2)
+
+
+class Kind(NamedTuple):
+    build: Callable[[int, int, int], B.Layers]  # (in width, out width, stride) -> layers
+    strides: tuple[int, ...]
+    keeps_width: bool = False  # pooling: no width gene, the output width is the input width
+
+
+KINDS: dict[str, Kind] = {
+    "resnet_basic": Kind(_resnet_basic, (1, 2)),
+    "resnet_bottleneck": Kind(lambda i, o, s: B.bottleneck(i, o, s, mid=o // 4), (1, 2)),
+    "resnext_bottleneck": Kind(lambda i, o, s: B.bottleneck(i, o, s, mid=o // 2, groups=o // 8), (1, 2)),
+    "wide_basic": Kind(_wide_basic, (1, 2)),
+    "mbconv_k3_e3": Kind(_inverted_residual(3, 3, se=False), (1, 2)),
+    "mbconv_k3_e6": Kind(_inverted_residual(3, 6, se=False), (1, 2)),
+    "mbconv_k5_e6": Kind(_inverted_residual(5, 6, se=False), (1, 2)),
+    "mbconv_se_k3_e6": Kind(_inverted_residual(3, 6, se=True), (1, 2)),
+    "mbconv_se_k5_e6": Kind(_inverted_residual(5, 6, se=True), (1, 2)),
+    "inception": Kind(_inception, (1,)),
+    "regnet_x": Kind(lambda i, o, s: B.bottleneck(i, o, s, mid=o, groups=o // 8), (1, 2)),
+    "regnet_y": Kind(lambda i, o, s: B.bottleneck(i, o, s, mid=o, groups=o // 8, se_squeeze=max(1, round(i / 4))), (1, 2)),
+    "shufflenet_v2": Kind(_shuffle, (1, 2)),
+    "maxpool": Kind(_pool("max"), (2,), keeps_width=True),
+    "avgpool": Kind(_pool("avg"), (2,), keeps_width=True),
+}
+
+
+class Block(NamedTuple):
+    kind: str
+    width: int  # output width; 0 for pooling, which keeps its input width
+    stride: int
+
+
+@dataclass(frozen=True)
+class CifarArch:
+    stem: int
+    blocks: tuple[Block, ...]
+
+    def widths(self) -> list[int]:
+        """Input width of every block, then the final width."""
+        widths = [self.stem]
+        for block in self.blocks:
+            widths.append(widths[-1] if KINDS[block.kind].keeps_width else block.width)
+        return widths
+
+
+_STEM, _DONE, _HEAD = "stem", "done", "head"
+
+
+class CifarSpace(SearchSpace):
+    name = "cifar"
+
+    # ------------------------------------------------------------ validity
+
+    def check(self, arch: CifarArch) -> None:
+        """GptnasError saying what is wrong with `arch`, if anything."""
+        if arch.stem not in STEM_WIDTHS:
+            raise GptnasError(f"stem width {arch.stem} is not one of {STEM_WIDTHS}")
+        if not MIN_BLOCKS <= len(arch.blocks) <= MAX_BLOCKS:
+            raise GptnasError(f"a cifar network has {MIN_BLOCKS}-{MAX_BLOCKS} blocks, got {len(arch.blocks)}")
+        for i, block in enumerate(arch.blocks):
+            kind = KINDS.get(block.kind)
+            if kind is None:
+                raise GptnasError(f"block {i}: unknown kind {block.kind!r}; valid: {', '.join(KINDS)}")
+            if block.stride not in kind.strides:
+                raise GptnasError(f"block {i}: {block.kind} takes stride {kind.strides}, got {block.stride}")
+            if kind.keeps_width and block.width != 0:
+                raise GptnasError(f"block {i}: {block.kind} keeps its input width; give width 0")
+            if not kind.keeps_width and block.width not in WIDTHS:
+                raise GptnasError(f"block {i}: width {block.width} is not one of {WIDTHS}")
+        downsamples = sum(b.stride == 2 for b in arch.blocks)
+        if downsamples > MAX_DOWNSAMPLES:
+            raise GptnasError(f"at most {MAX_DOWNSAMPLES} strided blocks fit a 32x32 input, got {downsamples}")
+
+    def is_valid(self, arch: CifarArch) -> bool:
+        try:
+            self.check(arch)
+        except GptnasError:
+            return False
+        return True
+
+    # ------------------------------------------------------------ genes
+
+    def _random_block(self, rng: random.Random, cin: int, stride: int) -> Block:
+        kind = rng.choice([k for k, spec in KINDS.items() if stride in spec.strides])
+        if KINDS[kind].keeps_width:
+            return Block(kind, 0, stride)
+        # Widths drift: mostly kept, sometimes one step up or down, more often up when striding.
+        i = WIDTHS.index(min(WIDTHS, key=lambda w: abs(w - cin)))
+        step = rng.choice((-1, 0, 0, 1, 1, 1) if stride == 2 else (-1, 0, 0, 0, 1))
+        return Block(kind, WIDTHS[min(max(i + step, 0), len(WIDTHS) - 1)], stride)
+
+    def sample(self, rng: random.Random) -> CifarArch:
+        n = rng.randint(MIN_BLOCKS, MAX_BLOCKS)
+        strided = set(rng.sample(range(n), rng.randint(1, MAX_DOWNSAMPLES)))
+        stem = rng.choice(STEM_WIDTHS)
+        blocks, width = [], stem
+        for i in range(n):
+            block = self._random_block(rng, width, 2 if i in strided else 1)
+            blocks.append(block)
+            width = width if KINDS[block.kind].keeps_width else block.width
+        return CifarArch(stem, tuple(blocks))
+
+    def mutate(self, arch: CifarArch, rng: random.Random) -> CifarArch:
+        """One random edit (kind, width, stride, insert, delete or stem); retried until valid and new."""
+        for _ in range(64):
+            blocks = list(arch.blocks)
+            stem = arch.stem
+            i = rng.randrange(len(blocks))
+            cin = arch.widths()[i]
+            edit = rng.choice(("kind", "width", "stride", "insert", "delete", "stem"))
+            if edit == "kind":
+                blocks[i] = self._random_block(rng, cin, blocks[i].stride)._replace(
+                    width=blocks[i].width or rng.choice(WIDTHS)
+                )
+                if KINDS[blocks[i].kind].keeps_width:
+                    blocks[i] = blocks[i]._replace(width=0)
+            elif edit == "width" and blocks[i].width:
+                blocks[i] = blocks[i]._replace(width=rng.choice(WIDTHS))
+            elif edit == "stride":
+                blocks[i] = self._random_block(rng, cin, 3 - blocks[i].stride)
+            elif edit == "insert":
+                blocks.insert(i, self._random_block(rng, cin, rng.choice((1, 1, 1, 2))))
+            elif edit == "delete":
+                del blocks[i]
+            elif edit == "stem":
+                stem = rng.choice(STEM_WIDTHS)
+            child = CifarArch(stem, tuple(blocks))
+            if child != arch and self.is_valid(child):
+                return child
+        return arch
+
+    def crossover(self, a: CifarArch, b: CifarArch, rng: random.Random) -> tuple[CifarArch, CifarArch]:
+        """One-point crossover of the block lists, at cut points that keep both children valid."""
+        for _ in range(64):
+            i, j = rng.randint(1, len(a.blocks) - 1), rng.randint(1, len(b.blocks) - 1)
+            c1 = CifarArch(a.stem, a.blocks[:i] + b.blocks[j:])
+            c2 = CifarArch(b.stem, b.blocks[:j] + a.blocks[i:])
+            if self.is_valid(c1) and self.is_valid(c2):
+                return c1, c2
+        return a, b
+
+    def key(self, arch: CifarArch) -> str:
+        parts = [f"stem{arch.stem}"]
+        for block in arch.blocks:
+            parts.append(f"{block.kind}/s{block.stride}" if not block.width else f"{block.kind}/{block.width}/s{block.stride}")
+        return "-".join(parts)
+
+    def from_key(self, key: str) -> CifarArch:
+        if not isinstance(key, str) or not key.startswith("stem"):
+            raise GptnasError(f"a cifar key looks like 'stem32-resnet_basic/64/s1-maxpool/s2-...', got {key!r}")
+        head, *parts = key.split("-")
+        try:
+            stem = int(head[len("stem"):])
+            blocks = []
+            for part in parts:
+                fields = part.split("/")
+                kind, stride = fields[0], int(fields[-1].removeprefix("s"))
+                width = int(fields[1]) if len(fields) == 3 else 0
+                if len(fields) not in (2, 3):
+                    raise ValueError(part)
+                blocks.append(Block(kind, width, stride))
+        except ValueError:
+            raise GptnasError(f"malformed cifar key {key!r}: blocks are 'kind/width/sSTRIDE' or 'pool/s2'") from None
+        arch = CifarArch(stem, tuple(blocks))
+        self.check(arch)
+        return arch
+
+    # ------------------------------------------------------------ network
+
+    def _parts(self, arch: CifarArch, num_classes: int) -> list[B.Layers]:
+        widths = arch.widths()
+        parts = [B.loose(B.conv_bn_act(3, arch.stem, 3))]
+        for block, cin, cout in zip(arch.blocks, widths, widths[1:]):
+            parts.append(KINDS[block.kind].build(cin, cout, block.stride))
+        parts.append(B.loose(B.gap_classifier(widths[-1], num_classes)))
+        return parts
+
+    def build_model(self, arch: CifarArch, num_classes: int = 10) -> nn.Module:
+        self.check(arch)
+        return nn.Sequential(*(part.build() for part in self._parts(arch, num_classes)))
+
+    # ------------------------------------------------------------ spelling: stem, blocks, head
+    # Context: (input width, blocks so far, strided blocks so far).
+
+    def _start(self):
+        return _STEM
+
+    def _trie_key(self, context):
+        if context in (_STEM, _DONE):
+            return context
+        cin, n, downsamples = context
+        return cin, n < MAX_BLOCKS, downsamples < MAX_DOWNSAMPLES, n >= MIN_BLOCKS
+
+    def _options(self, context):
+        if context == _STEM:
+            return list(STEM_WIDTHS)
+        if context == _DONE:
+            return []
+        cin, n, downsamples = context
+        options = []
+        if n < MAX_BLOCKS:
+            for kind, spec in KINDS.items():
+                for stride in spec.strides:
+                    if stride == 2 and downsamples >= MAX_DOWNSAMPLES:
+                        continue
+                    for width in (0,) if spec.keeps_width else WIDTHS:
+                        options.append(Block(kind, width, stride))
+        if n >= MIN_BLOCKS:
+            options.append(_HEAD)
+        return options
+
+    def _segment_tokens(self, context, payload):
+        if context == _STEM:
+            return B.conv_bn_act(3, payload, 3).tokens
+        cin = context[0]
+        if payload == _HEAD:
+            return B.gap_classifier(cin, 10).tokens
+        return KINDS[payload.kind].build(cin, payload.width or cin, payload.stride).tokens
+
+    def _advance(self, context, payload):
+        if context == _STEM:
+            return (payload, 0, 0)
+        if payload == _HEAD:
+            return _DONE
+        cin, n, downsamples = context
+        return (payload.width or cin, n + 1, downsamples + (payload.stride == 2))
+
+    def _complete(self, context) -> bool:
+        return context == _DONE
+
+    def _payloads(self, arch: CifarArch):
+        return [arch.stem, *arch.blocks, _HEAD]
+
+    def _assemble(self, payloads):
+        return CifarArch(payloads[0], tuple(payloads[1:-1]))
