@@ -116,7 +116,7 @@ class NasBenchMacro(SearchSpace):
             return sorted(
                 {canonical_stage(stage) for stage in itertools.product(range(CHOICES), repeat=length)}
             )
-        return [kind]
+        return [] if kind == _DONE else [kind]
 
     def _segment_tokens(self, context, payload):
         kind, index = context
