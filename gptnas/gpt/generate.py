@@ -1,0 +1,155 @@
+"""Grammar-constrained sampling from a causal LM: every output is a valid architecture.
+
+Batched and KV-cached: prefixes of different lengths are left-padded, and at
+every step the logits of tokens the space's grammar does not allow are set to
+-inf before sampling. Masks are cached per allowed-token set, so a step costs
+one model call plus a dictionary look-up per sequence.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from gptnas.errors import GptnasError
+from gptnas.language.tokens import EOS
+
+
+class MaskCache:
+    """Boolean vocabulary masks of allowed-token sets, built once per set."""
+
+    def __init__(self, vocab: dict[str, int], device: torch.device):
+        self.vocab = vocab
+        self.device = device
+        self._masks: dict[frozenset[str], torch.Tensor] = {}
+
+    def __call__(self, allowed: frozenset[str]) -> torch.Tensor:
+        mask = self._masks.get(allowed)
+        if mask is None:
+            missing = [t for t in allowed if t not in self.vocab]
+            if missing:
+                raise GptnasError(
+                    f"the tokenizer lacks token {missing[0]!r} that the space needs; "
+                    "use a tokenizer built with `python -m gptnas.language.tokenizer`"
+                )
+            mask = torch.zeros(len(self.vocab), dtype=torch.bool, device=self.device)
+            mask[[self.vocab[t] for t in allowed]] = True
+            self._masks[allowed] = mask
+        return mask
+
+
+def walk(space, tokens: list[str]):
+    """The grammar state after `tokens`; GptnasError if the prefix is not in the space."""
+    state = space.start()
+    for position, token in enumerate(tokens):
+        state = space.step(state, token)
+        if state is None:
+            raise GptnasError(f"prefix token {token!r} at position {position} is not allowed in space {space.name}")
+    return state
+
+
+@torch.no_grad()
+def sample(
+    model,
+    vocab: dict[str, int],
+    space,
+    prefixes: list[list[str]],
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+    masks: MaskCache | None = None,
+) -> list[list[str]]:
+    """Completes each token prefix into a full architecture spelling (prefix included, no EOS)."""
+    device = next(model.parameters()).device
+    masks = masks or MaskCache(vocab, device)
+    tokens_of = {i: t for t, i in vocab.items()}
+    bos, pad = vocab["<bos>"], vocab["<pad>"]
+    max_positions = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
+
+    start_states = {}
+    for prefix in prefixes:
+        if tuple(prefix) not in start_states:
+            start_states[tuple(prefix)] = walk(space, prefix)
+    states = [start_states[tuple(p)] for p in prefixes]
+    outputs = [list(p) for p in prefixes]
+
+    # Left-pad the prompts so that every row's next token sits in the last column.
+    width = 1 + max(len(p) for p in prefixes)
+    input_ids = torch.full((len(prefixes), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(prefixes), width), dtype=torch.long)
+    for row, prefix in enumerate(prefixes):
+        ids = [bos] + [vocab[t] for t in prefix]
+        input_ids[row, width - len(ids) :] = torch.tensor(ids)
+        attention[row, width - len(ids) :] = 1
+    input_ids, attention = input_ids.to(device), attention.to(device)
+    positions = (attention.cumsum(1) - 1).clamp(min=0)
+
+    out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True)
+    past, logits = out.past_key_values, out.logits[:, -1, :]
+    active = list(range(len(prefixes)))
+    next_position = positions[:, -1] + 1
+    while active:
+        if int(next_position.max()) >= max_positions:
+            raise GptnasError(f"an architecture outgrew the model's context of {max_positions} tokens")
+        allowed = torch.stack([masks(space.allowed(states[row])) for row in active])
+        scores = logits[active].float().masked_fill(~allowed, float("-inf"))
+        if temperature <= 0:
+            choice = scores.argmax(-1)
+        else:
+            scores = scores / temperature
+            if top_k:
+                kth = scores.topk(min(top_k, scores.shape[-1]), dim=-1).values[:, -1:]
+                scores = scores.masked_fill(scores < kth, float("-inf"))
+            choice = torch.multinomial(scores.softmax(-1), 1, generator=generator).squeeze(1)
+        step_ids = torch.full((len(prefixes),), pad, dtype=torch.long, device=device)
+        step_ids[active] = choice
+        still_active = []
+        for row, token_id in zip(active, choice.tolist()):
+            token = tokens_of[token_id]
+            if token == EOS:
+                continue
+            outputs[row].append(token)
+            states[row] = space.step(states[row], token)
+            still_active.append(row)
+        active = still_active
+        if not active:
+            break
+        # Finished rows keep feeding padding that nothing attends to, so the batch stays rectangular.
+        live = torch.zeros(len(prefixes), dtype=torch.long, device=device)
+        live[active] = 1
+        attention = torch.cat([attention, live[:, None]], dim=1)
+        out = model(
+            input_ids=step_ids[:, None],
+            attention_mask=attention,
+            position_ids=next_position[:, None],
+            past_key_values=past,
+            use_cache=True,
+        )
+        past, logits = out.past_key_values, out.logits[:, -1, :]
+        next_position = next_position + 1
+    return outputs
+
+
+@torch.no_grad()
+def log_likelihood(model, vocab: dict[str, int], space, sequences: list[list[str]], constrained: bool = True) -> list[float]:
+    """Log-probability of each complete spelling (and its EOS) under the model.
+
+    With `constrained`, each step is renormalised over the tokens the grammar
+    allows, i.e. the probability that constrained sampling produces it.
+    """
+    device = next(model.parameters()).device
+    masks = MaskCache(vocab, device)
+    scores = []
+    for tokens in sequences:
+        ids = torch.tensor([[vocab["<bos>"]] + [vocab[t] for t in tokens] + [vocab[EOS]]], device=device)
+        logits = model(input_ids=ids[:, :-1]).logits[0].float()
+        if constrained:
+            state, allowed = space.start(), []
+            for token in tokens:
+                allowed.append(masks(space.allowed(state)))
+                state = space.step(state, token)
+            allowed.append(masks(space.allowed(state)))
+            logits = logits.masked_fill(~torch.stack(allowed), float("-inf"))
+        logp = logits.log_softmax(-1).gather(1, ids[0, 1:, None]).sum()
+        scores.append(float(logp))
+    return scores

@@ -1,0 +1,45 @@
+"""Loss and evaluation of the architecture GPT (shared by train_gpt.py and online adaptation)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def weighted_lm_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy, padding (-100) excluded, each sequence's tokens weighted by `weight`."""
+    logits, labels = logits[:, :-1].float(), labels[:, 1:]
+    token_loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none")
+    token_weight = (labels != -100).float() * weight[:, None]
+    return (token_loss * token_weight.flatten()).sum() / token_weight.sum().clamp(min=1e-8)
+
+
+@torch.no_grad()
+def evaluate(model, dataloader, accelerator=None) -> dict[str, float]:
+    """Loss, perplexity and next-token top-1 / top-5 accuracy over every non-padding position."""
+    model.eval()
+    totals = torch.zeros(4, dtype=torch.float64)  # loss sum, top-1 hits, top-5 hits, tokens
+    for batch in dataloader:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+        labels = batch["labels"][:, 1:]
+        valid = labels != -100
+        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
+        top5 = logits.topk(5, dim=-1).indices
+        hits1 = ((top5[..., 0] == labels) & valid).sum()
+        hits5 = ((top5 == labels[..., None]).any(-1) & valid).sum()
+        step = torch.stack([loss.double(), hits1.double(), hits5.double(), valid.sum().double()]).cpu()
+        if accelerator is not None:
+            step = accelerator.reduce(step.to(accelerator.device), reduction="sum").cpu()
+        totals += step
+    model.train()
+    loss_sum, hits1, hits5, count = totals.tolist()
+    loss = loss_sum / max(count, 1)
+    return {
+        "loss": loss,
+        "perplexity": math.exp(min(loss, 50)),
+        "top1_accuracy": hits1 / max(count, 1),
+        "top5_accuracy": hits5 / max(count, 1),
+        "tokens": int(count),
+    }
