@@ -6,8 +6,8 @@ just as well (and much faster) as real ones.
 The traced graph is turned into tokens in three steps:
 1. every node that carries image data becomes a layer (its tokens), a merge
    (add/cat/mul of two or more data values), a split (chunk/split along channels)
-   or a pass-through (view, dropout, getitem, ...); anything else is an error, so
-   no layer is ever dropped silently;
+   or a pass-through (view, dropout, padding, a chunk of a split, a channel crop);
+   anything else is an error, so no layer is ever dropped silently;
 2. the data-flow graph is reduced to one edge by series and parallel reductions
    (a series-parallel decomposition). A parallel reduction writes
    `( branch | branch )merge`, branches in graph order of their first layer,
@@ -48,9 +48,12 @@ _TIMM_ACTIVATIONS = {
     "HardSwish": "hswish", "HardSwishMe": "hswish", "HardSigmoid": "hsigmoid",
     "HardSigmoidMe": "hsigmoid", "Sigmoid": "sigmoid", "Tanh": "tanh",
 }
-# Regularisers and reshapes: no layer in the language.
-_SKIPPED_MODULES = (nn.Identity, nn.Flatten, nn.modules.dropout._DropoutNd)
+# Regularisers, reshapes and explicit padding: no layer in the language (conv padding is ignored too).
+_SKIPPED_MODULES = (nn.Identity, nn.Flatten, nn.modules.dropout._DropoutNd, nn.ZeroPad2d, nn.ConstantPad2d)
 _SKIPPED_MODULE_NAMES = {"DropPath", "DropBlock2d", "StochasticDepth"}
+# Modules fx cannot trace (control flow on the input size) that apply their children in order:
+# timm's VGG head only pools up tiny inputs before its two convolutions.
+_IN_ORDER_MODULE_NAMES = {"ConvMlp"}
 
 _ACTIVATION_FUNCTIONS = {
     F.relu: "relu", F.relu_: "relu", torch.relu: "relu", torch.relu_: "relu",
@@ -69,7 +72,7 @@ _MERGE_FUNCTIONS = {
     torch.cat: tokens.MERGE_CAT, torch.concat: tokens.MERGE_CAT, torch.concatenate: tokens.MERGE_CAT,
 }
 _MERGE_METHODS = {"add": tokens.MERGE_ADD, "add_": tokens.MERGE_ADD, "mul": tokens.MERGE_MUL, "mul_": tokens.MERGE_MUL}
-_PASS_FUNCTIONS = {torch.flatten, torch.reshape, F.dropout}
+_PASS_FUNCTIONS = {torch.flatten, torch.reshape, F.dropout, F.pad}
 _PASS_METHODS = {"view", "reshape", "flatten", "contiguous"}
 # Ops whose result describes a tensor (its shape) rather than being image data.
 _METADATA_FUNCTIONS = {getattr}
@@ -84,7 +87,8 @@ def encode_module(model: nn.Module, space_tag: str) -> list[str]:
     """The token sequence of `model`, starting with the space tag `space:{space_tag}`.
 
     Raises GptnasError naming the op when the model uses a layer the language
-    cannot write, or when its graph is not series-parallel.
+    cannot write, or when its graph is not series-parallel; torch.fx's TraceError
+    when its forward branches on tensor values.
     """
     training = {m: m.training for m in model.modules()}
     model.eval()  # trace the inference graph: no auxiliary heads, no training-only branches
@@ -118,7 +122,12 @@ def _is_known_leaf(m: nn.Module) -> bool:
         or _activation_of(m) is not None
         or type(m).__name__ in _SKIPPED_MODULE_NAMES
         or type(m).__name__ in ("SelectAdaptivePool2d", "FastAdaptiveAvgPool")
+        or _is_in_order(m)
     )
+
+
+def _is_in_order(m: nn.Module) -> bool:
+    return type(m).__module__.startswith("timm.") and type(m).__name__ in _IN_ORDER_MODULE_NAMES
 
 
 def _activation_of(m: nn.Module) -> str | None:
@@ -185,6 +194,8 @@ def _module_tokens(m: nn.Module) -> tuple[str, ...]:
         return ("gap",)
     if isinstance(m, _SKIPPED_MODULES) or name in _SKIPPED_MODULE_NAMES:
         return ()
+    if _is_in_order(m):
+        return tuple(t for child in m.children() for t in _module_tokens(child))
     raise GptnasError(f"unsupported module {type(m).__module__}.{name}")
 
 

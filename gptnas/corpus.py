@@ -1,0 +1,366 @@
+"""Build the architecture corpora from human-designed networks.
+
+    python -m gptnas.corpus --out data
+
+writes
+    finetune_torchvision.jsonl   the 36 torchvision networks GPT-NAS fine-tunes on
+    pretrain_timm.jsonl.gz       timm's CNNs, one record per distinct token sequence
+    README.md                    the data card: sources, counts, token statistics, licences
+
+Models are built on the meta device (no weights, no downloads) and written with
+gptnas.language.trace. A model the language cannot write is skipped and counted,
+never half-written. The build is deterministic: same library versions, same bytes.
+Needs the corpus extra: pip install torch==2.14.1 torchvision==0.29.1 timm
+"""
+
+import argparse
+import contextlib
+import fnmatch
+import gzip
+import json
+import logging
+import re
+import statistics
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from gptnas.errors import GptnasError
+from gptnas.language import tokens
+from gptnas.language.trace import encode_module
+
+log = logging.getLogger(__name__)
+
+FINETUNE_FILE = "finetune_torchvision.jsonl"
+PRETRAIN_FILE = "pretrain_timm.jsonl.gz"
+MAX_TOKENS = 4096
+
+# The handcrafted networks of GPT-NAS's fine-tuning set, by family.
+TORCHVISION_FAMILIES = {
+    "efficientnet": [f"efficientnet_b{i}" for i in range(8)],
+    "googlenet": ["googlenet"],
+    "regnet": [f"regnet_{kind}_{size}" for kind in ("x", "y")
+               for size in ("400mf", "800mf", "1_6gf", "3_2gf", "8gf", "16gf", "32gf")],
+    "resnet": ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"],
+    "resnext": ["resnext50_32x4d", "resnext101_32x8d"],
+    "shufflenet": ["shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0"],
+    "wide_resnet": ["wide_resnet50_2", "wide_resnet101_2"],
+}
+TORCHVISION_KWARGS = {"googlenet": {"aux_logits": False, "init_weights": False}}
+
+# timm families, first match wins: specific patterns come before the general ones they overlap.
+# Family names match the torchvision ones, so holding out "resnet" holds it out of both files.
+TIMM_FAMILIES = (
+    ("wide_resnet", ["wide_resnet*"]),
+    ("resnext", ["resnext*"]),
+    ("seresnext", ["seresnext*", "legacy_seresnext*"]),
+    ("seresnet", ["seresnet*", "legacy_seresnet*"]),
+    ("senet", ["senet*", "legacy_senet*"]),
+    ("ecaresnet", ["ecaresnet*", "ecaresnext*"]),
+    ("resnetrs", ["resnetrs*"]),
+    ("resnetv2", ["resnetv2*"]),
+    ("resnet", ["resnet*"]),
+    ("regnetz", ["regnetz*"]),
+    ("regnet", ["regnetx*", "regnety*", "regnetv*"]),
+    ("efficientnetv2", ["efficientnetv2*", "tf_efficientnetv2*"]),
+    ("efficientnet", ["efficientnet*", "tf_efficientnet*"]),
+    ("mobilenet_edgetpu", ["mobilenet_edgetpu*"]),
+    ("mobilenetv1", ["mobilenetv1*"]),
+    ("mobilenetv2", ["mobilenetv2*"]),
+    ("mobilenetv3", ["mobilenetv3*", "tf_mobilenetv3*"]),
+    ("mobilenetv4", ["mobilenetv4*"]),
+    ("mnasnet", ["mnasnet*"]),
+    ("semnasnet", ["semnasnet*"]),
+    ("spnasnet", ["spnasnet*"]),
+    ("fbnet", ["fbnet*"]),
+    ("mixnet", ["mixnet*", "tf_mixnet*"]),
+    ("tinynet", ["tinynet*"]),
+    ("ghostnet", ["ghostnet*"]),
+    ("repghostnet", ["repghostnet*"]),
+    ("lcnet", ["lcnet*"]),
+    ("rexnet", ["rexnet*"]),
+    ("hardcorenas", ["hardcorenas*"]),
+    ("dla", ["dla*"]),
+    ("densenet", ["densenet*"]),
+    ("inception", ["inception_v3", "inception_v4", "inception_resnet_v2"]),
+    ("res2net", ["res2net*", "res2next*"]),
+    ("resnest", ["resnest*"]),
+    ("cspnet", ["cspresnet*", "cspresnext*", "cspdarknet*", "cs3*", "cspnext*", "darknet*", "sedarknet*"]),
+    ("dpn", ["dpn*"]),
+    ("vgg", ["vgg*"]),
+    ("xception", ["xception*", "legacy_xception"]),
+    ("gernet", ["gernet*"]),
+    ("repvgg", ["repvgg*"]),
+    ("selecsls", ["selecsls*"]),
+    ("skresnet", ["skresnet*", "skresnext*"]),
+    ("hrnet", ["hrnet*"]),
+    ("tresnet", ["tresnet*"]),
+    ("nfnet", ["nf_*", "nfnet*", "dm_nfnet*", "eca_nfnet*"]),
+    ("mobileone", ["mobileone*"]),
+    ("hgnet", ["hgnet*"]),
+    ("vovnet", ["vovnet*", "ese_vovnet*"]),
+    ("starnet", ["starnet*"]),
+)
+
+
+@dataclass
+class Skipped:
+    """Why models were left out: reason -> model names."""
+
+    reasons: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, name: str, reason: str) -> None:
+        log.info("skipping %s: %s", name, reason)
+        self.reasons.setdefault(reason, []).append(name)
+
+    def count(self) -> int:
+        return sum(len(names) for names in self.reasons.values())
+
+
+def _reason(error: Exception) -> str:
+    """The error message without node names and sizes, so that one cause counts once."""
+    message = str(error).splitlines()[0] if str(error) else ""
+    message = re.sub(r"\s*\((node|stuck at) [^)]*\)|\s*\[[^\]]*\]", "", message)
+    return f"{type(error).__name__}: {message}"
+
+
+@contextlib.contextmanager
+def _parameters_on_meta():
+    """Builders that compute with real tensors (torchvision's RegNet width rule) fail under
+    torch.device("meta"); this moves only parameters and buffers there, as they are registered."""
+    register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
+
+    def parameter_on_meta(module, name, param):
+        if param is not None and param.device.type != "meta":
+            param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+        register_parameter(module, name, param)
+
+    def buffer_on_meta(module, name, tensor, persistent=True):
+        register_buffer(module, name, tensor.to("meta") if tensor is not None else None, persistent)
+
+    nn.Module.register_parameter, nn.Module.register_buffer = parameter_on_meta, buffer_on_meta
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
+
+
+def _build_on_meta(builder):
+    try:
+        with torch.device("meta"):
+            return builder()
+    except (NotImplementedError, RuntimeError) as error:
+        log.debug("meta construction failed (%s), retrying with parameters moved to meta", error)
+        with _parameters_on_meta():
+            return builder()
+
+
+def _record(name: str, source: str, family: str, model: nn.Module) -> dict:
+    words = encode_module(model, source)
+    return {
+        "name": name,
+        "source": source,
+        "family": family,
+        "text": " ".join(words),
+        "n_tokens": len(words),
+        "n_blocks": words.count(tokens.BLOCK),
+        "params": sum(p.numel() for p in model.parameters()),
+        "aliases": [],
+    }
+
+
+def torchvision_records() -> list[dict]:
+    try:
+        import torchvision
+    except ImportError as error:
+        raise GptnasError("torchvision is missing: pip install torch==2.14.1 torchvision==0.29.1 timm") from error
+    records = []
+    names = sorted((name, family) for family, members in TORCHVISION_FAMILIES.items() for name in members)
+    for name, family in tqdm(names, desc="torchvision", disable=None):
+        kwargs = {"weights": None, **TORCHVISION_KWARGS.get(name, {})}
+        model = _build_on_meta(lambda: torchvision.models.get_model(name, **kwargs))
+        records.append(_record(name, "torchvision", family, model))  # no skipping: the set must be complete
+    return records
+
+
+def timm_family(name: str) -> str | None:
+    for family, patterns in TIMM_FAMILIES:
+        if any(fnmatch.fnmatchcase(name, p) for p in patterns):
+            return family
+    return None
+
+
+def timm_records(max_tokens: int) -> tuple[list[dict], Skipped]:
+    try:
+        import timm
+    except ImportError as error:
+        raise GptnasError("timm is missing: pip install torch==2.14.1 torchvision==0.29.1 timm") from error
+    names = sorted({name for _, patterns in TIMM_FAMILIES for p in patterns for name in timm.list_models(p)})
+    records, skipped, by_text = [], Skipped(), {}
+    for name in tqdm(names, desc="timm", disable=None):
+        try:
+            model = _build_on_meta(lambda: timm.create_model(name, pretrained=False))
+            record = _record(name, "timm", timm_family(name), model)
+        except Exception as error:  # noqa: BLE001 - any failure to build or trace skips just that model
+            skipped.add(name, _reason(error))
+            continue
+        if record["n_tokens"] > max_tokens:
+            skipped.add(name, f"longer than {max_tokens} tokens")
+        elif record["text"] in by_text:  # names are sorted, so the first name of a duplicate stays
+            by_text[record["text"]]["aliases"].append(name)
+        else:
+            by_text[record["text"]] = record
+            records.append(record)
+    return records, skipped
+
+
+def write_jsonl(records: list[dict], path: Path) -> None:
+    lines = "".join(json.dumps(r) + "\n" for r in records).encode()
+    if path.suffix == ".gz":
+        with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
+            out.write(lines)  # no name or timestamp in the header: rebuilds are byte-identical
+    else:
+        path.write_bytes(lines)
+
+
+def _token_stats(records: list[dict]) -> str:
+    lengths = [r["n_tokens"] for r in records]
+    vocab = {w for r in records for w in r["text"].split()}
+    return (f"{len(records)} networks, {len(vocab)} distinct tokens, tokens per network: "
+            f"mean {statistics.mean(lengths):.0f}, median {statistics.median(lengths):.0f}, "
+            f"min {min(lengths)}, max {max(lengths)}; blocks per network: "
+            f"mean {statistics.mean(r['n_blocks'] for r in records):.1f}")
+
+
+def _family_table(finetune: list[dict], pretrain: list[dict]) -> str:
+    fine, pre = Counter(r["family"] for r in finetune), Counter(r["family"] for r in pretrain)
+    aliases = Counter()
+    for r in pretrain:
+        aliases[r["family"]] += len(r["aliases"])
+    rows = ["| family | finetune (torchvision) | pretrain (timm) | timm aliases merged |", "|---|---:|---:|---:|"]
+    for family in sorted(fine.keys() | pre.keys()):
+        rows.append(f"| {family} | {fine[family]} | {pre[family]} | {aliases[family]} |")
+    rows.append(f"| **total** | {len(finetune)} | {len(pretrain)} | {sum(aliases.values())} |")
+    return "\n".join(rows)
+
+
+def _skipped_table(skipped: Skipped) -> str:
+    if not skipped.reasons:
+        return "Nothing was skipped."
+    rows = ["| models | reason | examples |", "|---:|---|---|"]
+    for reason, names in sorted(skipped.reasons.items(), key=lambda item: (-len(item[1]), item[0])):
+        examples = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        rows.append(f"| {len(names)} | {reason.replace('|', '/')} | {examples} |")
+    return "\n".join(rows)
+
+
+def data_card(finetune: list[dict], pretrain: list[dict], skipped: Skipped, max_tokens: int) -> str:
+    import timm
+    import torchvision
+
+    def body(record):  # the text without its space tag
+        return record["text"].split(" ", 1)[1]
+
+    finetune_bodies = {body(r): r["name"] for r in finetune}
+    overlap = sorted(f"{r['name']} = {finetune_bodies[body(r)]}" for r in pretrain if body(r) in finetune_bodies)
+    vocab = sorted({w for r in finetune + pretrain for w in r["text"].split()})
+    n_aliases = sum(len(r["aliases"]) for r in pretrain)
+    return f"""# Architecture corpora
+
+Human-designed networks written in the gptnas architecture language
+(`gptnas/language/tokens.py`), one JSON record per network:
+`name`, `source` (torchvision or timm), `family` (hold out whole families with it),
+`text` (space-separated tokens, starting with `space:<source>`), `n_tokens`, `n_blocks`,
+`params` (parameter count), `aliases` (other model names with the identical token sequence).
+
+| file | content |
+|---|---|
+| `{FINETUNE_FILE}` | the {len(finetune)} torchvision networks of GPT-NAS's fine-tuning set |
+| `{PRETRAIN_FILE}` | {len(pretrain)} distinct timm CNNs for pretraining (gzip JSONL) |
+
+Load with `datasets.load_dataset("json", data_files="data/{PRETRAIN_FILE}")`.
+
+## Sources and licences
+
+- torchvision {torchvision.__version__} (BSD-3-Clause), `torchvision.models.get_model(name, weights=None)`;
+  GoogLeNet with `aux_logits=False, init_weights=False`.
+- timm {timm.__version__} (Apache-2.0), `timm.create_model(name, pretrained=False)`.
+- torch {torch.__version__.split("+")[0]}, models built on the meta device and traced with `torch.fx`.
+
+Only architectures are used: no weights are downloaded or stored.
+
+## Rules
+
+- No benchmark accuracy enters the default corpus, and no random search-space samples:
+  every record is a network a person designed and published.
+- timm models with identical token sequences are stored once, under the first name in sorted
+  order; the others are listed in `aliases` ({n_aliases} aliases merged).
+- Networks longer than {max_tokens} tokens are left out.
+- A model is skipped, never partly written, when it uses a layer the language has no token for
+  or its graph is not series-parallel (see below).
+- {len(overlap)} timm records have, space tag aside, exactly the tokens of a fine-tuning network
+  ({", ".join(overlap) if overlap else "none"}); hold out their families when that matters.
+
+## Counts per family
+
+{_family_table(finetune, pretrain)}
+
+## Token statistics
+
+- finetune: {_token_stats(finetune)}
+- pretrain: {_token_stats(pretrain)}
+- both files: {len(vocab)} distinct tokens.
+
+## Skipped timm models
+
+{skipped.count()} of {skipped.count() + len(pretrain) + n_aliases} timm candidates (the patterns in
+`gptnas/corpus.py`, `TIMM_FAMILIES`) were skipped:
+
+{_skipped_table(skipped)}
+
+## Rebuild
+
+```
+pip install torch==2.14.1 torchvision==0.29.1 timm=={timm.__version__}
+python -m gptnas.corpus --out data
+```
+
+The build is deterministic: the same library versions give byte-identical files.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m gptnas.corpus",
+        description="Build the architecture corpora (torchvision fine-tuning set, timm pretraining set) "
+                    "and their data card. Needs torchvision and timm (the corpus extra).",
+    )
+    parser.add_argument("--out", type=Path, default=Path("data"), help="output directory (default: data)")
+    parser.add_argument("--max_tokens", type=int, default=MAX_TOKENS,
+                        help=f"leave out networks longer than this many tokens (default: {MAX_TOKENS})")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also log debugging details")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        finetune = torchvision_records()
+        pretrain, skipped = timm_records(args.max_tokens)
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_jsonl(finetune, args.out / FINETUNE_FILE)
+        write_jsonl(pretrain, args.out / PRETRAIN_FILE)
+        (args.out / "README.md").write_text(data_card(finetune, pretrain, skipped, args.max_tokens))
+    except GptnasError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    log.info("wrote %d torchvision and %d timm networks to %s (%d timm models skipped)",
+                len(finetune), len(pretrain), args.out, skipped.count())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
