@@ -134,3 +134,15 @@ def test_bad_keys_get_one_line_errors(name, key, message):
     with pytest.raises(GptnasError, match=message) as error:
         get_space(name).from_key(key)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["cifar", "nas-bench-macro", "channel-bench-mobilenet", "channel-bench-resnet"])
+@settings(max_examples=15, deadline=None)
+@given(seed=seeds)
+def test_spelling_is_the_layer_sequence_of_the_built_network(name, seed):
+    """Tracing the nn.Module a space builds gives back the space's own spelling, token for token."""
+    from gptnas.language.trace import encode_module
+
+    space = get_space(name)
+    arch = space.mutate(space.sample(random.Random(seed)), random.Random(seed + 1))
+    assert encode_module(space.build_model(arch), name) == space.encode(arch).split()

@@ -8,6 +8,8 @@ one model call plus a dictionary look-up per sequence.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from gptnas.errors import GptnasError
@@ -47,6 +49,13 @@ def walk(space, tokens: list[str]):
     return state
 
 
+@dataclass
+class Sampled:
+    tokens: list[str]  # the prefix and what was generated, without EOS
+    state: object  # grammar state after `tokens` (after the next segment's first token, when stopped)
+    log_prob: float  # of the generated tokens under the grammar-masked distribution
+
+
 @torch.no_grad()
 def sample(
     model,
@@ -58,8 +67,13 @@ def sample(
     top_k: int | None = None,
     generator: torch.Generator | None = None,
     masks: MaskCache | None = None,
-) -> list[list[str]]:
-    """Completes each token prefix into a full architecture spelling (prefix included, no EOS)."""
+    stop_after: list[int] | None = None,
+) -> list[Sampled]:
+    """Completes each token prefix into a full architecture spelling (prefix included, no EOS).
+
+    With `stop_after[row]` = k, a row stops once its k-th segment is complete (the model
+    started the next one, or ended the architecture): one block regenerated in context.
+    """
     device = next(model.parameters()).device
     masks = masks or MaskCache(vocab, device)
     tokens_of = {i: t for t, i in vocab.items()}
@@ -87,6 +101,7 @@ def sample(
     out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True)
     past, logits = out.past_key_values, out.logits[:, -1, :]
     active = list(range(len(prefixes)))
+    log_probs = [0.0] * len(prefixes)
     next_position = positions[:, -1] + 1
     while active:
         if int(next_position.max()) >= max_positions:
@@ -101,15 +116,21 @@ def sample(
                 kth = scores.topk(min(top_k, scores.shape[-1]), dim=-1).values[:, -1:]
                 scores = scores.masked_fill(scores < kth, float("-inf"))
             choice = torch.multinomial(scores.softmax(-1), 1, generator=generator).squeeze(1)
+        chosen_log_probs = scores.log_softmax(-1).gather(1, choice[:, None]).squeeze(1).tolist()
         step_ids = torch.full((len(prefixes),), pad, dtype=torch.long, device=device)
         step_ids[active] = choice
         still_active = []
-        for row, token_id in zip(active, choice.tolist()):
+        for row, token_id, lp in zip(active, choice.tolist(), chosen_log_probs):
+            log_probs[row] += lp
             token = tokens_of[token_id]
             if token == EOS:
                 continue
+            state = space.step(states[row], token)
+            if stop_after is not None and all(len(t.payloads) >= stop_after[row] for t in state.threads):
+                states[row] = state  # holds the finished segment's payload
+                continue  # `token` opened the segment after the one asked for: leave it out
             outputs[row].append(token)
-            states[row] = space.step(states[row], token)
+            states[row] = state
             still_active.append(row)
         active = still_active
         if not active:
@@ -127,7 +148,7 @@ def sample(
         )
         past, logits = out.past_key_values, out.logits[:, -1, :]
         next_position = next_position + 1
-    return outputs
+    return [Sampled(tokens, state, lp) for tokens, state, lp in zip(outputs, states, log_probs)]
 
 
 @torch.no_grad()

@@ -151,14 +151,19 @@ class ArchGPT:
             prefixes = [prefixes]
         rows = [p.split() for p in prefixes for _ in range(n)]
         generator = torch.Generator(device=self.device).manual_seed(seed)
-        spelled: list[list[str]] = []
+        spelled: list[generate.Sampled] = []
         for start in range(0, len(rows), batch_size):
-            spelled += generate.sample(
-                self.model, self.vocab, space, rows[start : start + batch_size],
-                temperature=temperature, top_k=top_k, generator=generator, masks=self._masks,
-            )
-        archs = [space.decode(" ".join(tokens)) for tokens in spelled]
+            spelled += self.sample(space, rows[start : start + batch_size], temperature, top_k, generator)
+        archs = [space.decode(" ".join(s.tokens)) for s in spelled]
         return [archs[i : i + n] for i in range(0, len(archs), n)]
+
+    def sample(self, space, rows: list[list[str]], temperature: float = 1.0, top_k: int | None = None,
+               generator: torch.Generator | None = None, stop_after: list[int] | None = None) -> list[generate.Sampled]:
+        """Low-level batched sampling from token prefixes (see `generate.sample`)."""
+        return generate.sample(
+            self.model, self.vocab, space, rows, temperature=temperature, top_k=top_k,
+            generator=generator, masks=self._masks, stop_after=stop_after,
+        )
 
     def score(self, space, archs, constrained: bool = True) -> list[float]:
         """Log-likelihood of each architecture's spelling (renormalised over the grammar by default)."""

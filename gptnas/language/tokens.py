@@ -106,3 +106,15 @@ def branches(merge: str, *bodies, split: bool = False) -> tuple[str, ...]:
         out.extend(body)
     out.append(merge)
     return tuple(out)
+
+
+_MARKERS = {BLOCK, FORK, SPLIT, NEXT_BRANCH, MERGE_ADD, MERGE_CAT, MERGE_MUL, "cell", "node", "endcell"}
+
+
+def is_layer(token: str) -> bool:
+    """True for tokens that are layers (conv, bn, relu, pools, ...), not properties or markers."""
+    if token in _MARKERS or token in SPECIAL_TOKENS or token.startswith("space:"):
+        return False
+    if token[0] in "wg" and token[1:].isdigit():  # width, groups
+        return False
+    return not (token.startswith(("from", "repeat")) and token[-1].isdigit())

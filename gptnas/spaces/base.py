@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from functools import cached_property
-from typing import Any, Hashable
+from typing import Any, Hashable, NamedTuple
 
 import torch
 from torch import nn
@@ -118,6 +118,20 @@ class SearchSpace(ABC):
         payloads = self.grammar.parse(tokens)
         return self._assemble(list(payloads[1:]))
 
+    def segments(self, arch: Any) -> list[Segment]:
+        """The segments of the spelling after the space tag: the units (stem, blocks, stages,
+        edges, head ...) that reconstruction regenerates one at a time."""
+        out, context = [], self._start()
+        for payload in self._payloads(arch):
+            tokens = self._segment_tokens(context, payload)
+            out.append(Segment(payload, tokens, _has_choice(self.grammar.trie(context))))
+            context = self._advance(context, payload)
+        return out
+
+    def assemble(self, payloads: list[Any]) -> Any:
+        """The architecture of segment payloads (e.g. after one was replaced); GptnasError if invalid."""
+        return self._assemble(list(payloads))
+
     def allowed_next(self, prefix_tokens) -> set[str]:
         """Exactly the tokens that may follow `prefix_tokens` (EOS when it is complete)."""
         if isinstance(prefix_tokens, str):
@@ -148,6 +162,21 @@ class SearchSpace(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+class Segment(NamedTuple):
+    payload: Any  # the genes it spells
+    tokens: tuple[str, ...]
+    is_choice: bool  # False when the grammar allows nothing else here (a fixed stem or head)
+
+
+def _has_choice(trie: Trie) -> bool:
+    node = trie
+    while not node.terminal:
+        if len(node.children) != 1:
+            return True
+        node = next(iter(node.children.values()))
+    return bool(node.children)
 
 
 class _SpaceLanguage:

@@ -308,4 +308,8 @@ class CifarSpace(SearchSpace):
         return [arch.stem, *arch.blocks, _HEAD]
 
     def _assemble(self, payloads):
-        return CifarArch(payloads[0], tuple(payloads[1:-1]))
+        if payloads[-1] != _HEAD or _HEAD in payloads[1:-1] or payloads[0] not in STEM_WIDTHS:
+            raise GptnasError("a cifar network is a stem width, blocks, then the head")
+        arch = CifarArch(payloads[0], tuple(payloads[1:-1]))
+        self.check(arch)  # segments spliced together may break a global limit (strided blocks)
+        return arch

@@ -177,6 +177,12 @@ class NasBench201(SearchSpace):
 
     # ------------------------------------------------------------ network
 
+    def cost(self, arch) -> dict[str, int]:
+        """Exact, and linear in the number of 3x3 / 1x1 convolution edges (tests check it against
+        the built network); the parameter part is the benchmark's published formula."""
+        n3, n1 = arch.count("nor_conv_3x3"), arch.count("nor_conv_1x1")
+        return {"params": 73_306 + 243_040 * n3 + 28_000 * n1, "flops": 7_783_040 + 35_389_440 * n3 + 3_932_160 * n1}
+
     def build_model(self, arch, num_classes: int = 10) -> nn.Module:
         layers: list[nn.Module] = [B.conv_bn_act(3, STAGE_WIDTHS[0], 3, act=None).build()]
         for stage, width in enumerate(STAGE_WIDTHS):

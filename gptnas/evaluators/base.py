@@ -1,0 +1,182 @@
+"""What every evaluator returns, the protocol they implement, and what they share.
+
+An evaluator turns an architecture of a search space into an `Evaluation`.
+Evaluators are sent to worker processes (and Ray actors), so they hold only
+their settings; tables, data and models are made on first use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import typing
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from gptnas.errors import GptnasError
+from gptnas.spaces import SearchSpace, get_space
+from gptnas.spaces.base import count_macs, count_params
+
+WORST_FITNESS = 0.0  # every fitness is >= 0 (accuracy in %, synflow, naswot), so failures rank last
+STATUSES = ("ok", "diverged", "out_of_memory", "failed")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    fitness: float  # what the search maximises: validation accuracy in % (or a proxy score); WORST_FITNESS on failure
+    test_accuracy: float | None  # reported only, never used for selection
+    params: int
+    flops: int  # multiply-accumulates of one forward pass on one input
+    seconds: float  # wall time of this evaluation
+    status: str = "ok"  # "ok" | "diverged" | "out_of_memory" | "failed"
+    reason: str = ""  # one line, for failures
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> Evaluation:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(record) - names
+        if unknown:
+            raise GptnasError(f"unknown evaluation fields {sorted(unknown)}; valid: {', '.join(sorted(names))}")
+        test = record.get("test_accuracy")
+        return cls(
+            fitness=float(record["fitness"]),
+            test_accuracy=None if test is None else float(test),
+            params=int(record["params"]),
+            flops=int(record["flops"]),
+            seconds=float(record["seconds"]),
+            status=str(record.get("status", "ok")),
+            reason=str(record.get("reason", "")),
+        )
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    name: str
+
+    def evaluate(self, space: SearchSpace | str, arch: Any) -> Evaluation: ...
+
+
+# ---------------------------------------------------------------- shared by the evaluators
+
+
+def settings_from_options(settings_type: type, evaluator: str, options: dict[str, Any]):
+    """The evaluator's settings dataclass from keyword options (strings from a command line are
+    converted to the field's type); GptnasError naming the valid options."""
+    hints = typing.get_type_hints(settings_type)
+    names = [f.name for f in dataclasses.fields(settings_type)]
+    unknown = [name for name in options if name not in names]
+    if unknown:
+        raise GptnasError(f"unknown option {unknown[0]!r} for evaluator {evaluator!r}; valid: {', '.join(names)}")
+    return settings_type(**{name: _convert(hints[name], name, value) for name, value in options.items()})
+
+
+def _convert(hint: Any, name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    kinds = [k for k in typing.get_args(hint) if k is not type(None)] or [hint]
+    optional = type(None) in typing.get_args(hint)
+    if optional and value.lower() in ("none", "null", ""):
+        return None
+    kind = kinds[0]
+    if kind is bool:
+        if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise GptnasError(f"option {name} must be true or false, got {value!r}")
+        return value.lower() in ("true", "1", "yes")
+    try:
+        return kind(value) if kind in (int, float) else value
+    except ValueError:
+        raise GptnasError(f"option {name} must be {kind.__name__}, got {value!r}") from None
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise GptnasError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise GptnasError(f"device {device!r} asked for but CUDA is not available; use --device cpu")
+    return resolved
+
+
+def model_cost(space: SearchSpace, arch: Any, num_classes: int, input_size: int | None = None) -> dict[str, int]:
+    """Params and MACs of the network as evaluated: the classifier depends on the class
+    count and the MACs on the input resolution, which `space.cost` fixes at 10 and the space's."""
+    input_size = input_size or space.input_size
+    if num_classes == 10 and input_size == space.input_size:
+        return space.cost(arch)
+    with torch.device("meta"):
+        model = space.build_model(arch, num_classes)
+    return {"params": count_params(model), "flops": count_macs(model, input_size)}
+
+
+def without_inplace_activations(model: nn.Module) -> nn.Module:
+    """Turns off `inplace` on activations. Cells that feed one tensor to several
+    act-first edges (NAS-Bench-201) otherwise overwrite a tensor autograd saved,
+    and activation hooks would see their input already rewritten."""
+    for module in model.modules():
+        if getattr(module, "inplace", False) is True:
+            module.inplace = False
+    return model
+
+
+def check_space(expected: str, space: SearchSpace | str) -> SearchSpace:
+    space = get_space(space)
+    if space.name != expected:
+        raise ValueError(f"this evaluator was made for space {expected!r}, not {space.name!r}")
+    return space
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.cuda.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error)
+    )
+
+
+def one_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+def failure(error: BaseException, cost: dict[str, int], seconds: float) -> Evaluation:
+    """The Evaluation of a candidate whose build or run raised `error` (out of memory or failed)."""
+    status = "out_of_memory" if is_out_of_memory(error) else "failed"
+    return Evaluation(WORST_FITNESS, None, cost["params"], cost["flops"], seconds, status, one_line(error))
+
+
+def diverged(reason: str, cost: dict[str, int], seconds: float) -> Evaluation:
+    return Evaluation(WORST_FITNESS, None, cost["params"], cost["flops"], seconds, "diverged", reason)
+
+
+def free_accelerator_memory() -> None:
+    """Call after the failed candidate's tensors are unreferenced (outside its `except` block)."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def safe_cost(space: SearchSpace, arch: Any, num_classes: int, input_size: int | None = None) -> dict[str, int]:
+    """model_cost, or zeros when the architecture cannot even be built (the evaluation reports why)."""
+    try:
+        return model_cost(space, arch, num_classes, input_size)
+    except Exception:  # noqa: BLE001 - the evaluation that follows records the real error
+        return {"params": 0, "flops": 0}
+
+
+def describe(space: SearchSpace, arch: Any) -> str:
+    """The architecture's key for log lines, or its repr when it is too broken to have one."""
+    try:
+        return space.key(arch)
+    except Exception:  # noqa: BLE001
+        return repr(arch)

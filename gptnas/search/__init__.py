@@ -1,0 +1,1 @@
+"""Search strategies: the DEAP evolution loop, GPT reconstruction and the baselines."""

@@ -1,0 +1,76 @@
+"""Settings of a search run (evolve.py and the benchmark harness)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gptnas.errors import GptnasError
+
+STRATEGIES = ("gpt-ga", "ga", "regularized-evolution", "random")
+EXECUTORS = ("serial", "process", "ray")
+INITS = ("random", "gpt")
+
+
+@dataclass
+class EvolveConfig:
+    space: str = field(default="cifar", metadata={"help": "search space name"})
+    strategy: str = field(default="gpt-ga", metadata={"help": "gpt-ga, ga (no GPT), regularized-evolution, random"})
+    evaluator: str | None = field(default=None, metadata={"help": "benchmark, train or proxy (default: benchmark when the space has a table, else train)"})
+    dataset: str = field(default="cifar10", metadata={"help": "cifar10, cifar100, imagenet16-120 (NAS-Bench-201) or digits (offline smoke runs)"})
+    data_dir: str | None = field(default=None, metadata={"help": "local dataset folder instead of the Hub"})
+    # the genetic algorithm (GPT-NAS defaults)
+    population: int = 30
+    generations: int = 20
+    crossover_rate: float = 0.9
+    mutation_rate: float = 0.3
+    tournament_size: int = 3
+    elites: int = 1
+    sample_size: int = field(default=5, metadata={"help": "tournament size of regularized evolution"})
+    budget: int | None = field(default=None, metadata={"help": "stop after this many unique evaluations"})
+    # the GPT
+    init: str = field(default="random", metadata={"help": "initial population: random or gpt (sampled from the GPT)"})
+    gpt: str | None = field(default=None, metadata={"help": "ArchGPT folder or Hub id (default: the shipped model)"})
+    gpt_adapter: str | None = None
+    elimination_rate: float = field(default=0.4, metadata={"help": "probability that reconstruction selects a layer, at the start"})
+    elimination_rate_final: float = field(default=0.0, metadata={"help": "... at the last generation (linear decay)"})
+    temperature: float = 1.0
+    top_k: int | None = None
+    reconstruct_candidates: int = field(default=1, metadata={"help": "samples per rewritten segment; the most likely is kept"})
+    # constraints and objectives
+    max_params: int | None = None
+    max_flops: int | None = None
+    multi_objective: bool = field(default=False, metadata={"help": "NSGA-II on (accuracy, params): returns a Pareto front"})
+    # the training evaluator
+    epochs: int = 6
+    batch_size: int = 512
+    lr: float = 0.01
+    max_train_examples: int | None = None
+    # execution and bookkeeping
+    workers: int = 1
+    executor: str = field(default="serial", metadata={"help": "serial, process (--workers) or ray"})
+    ray_address: str | None = None
+    seed: int = 0
+    output_dir: str | None = field(default=None, metadata={"help": "run directory (default: a new one under runs/)"})
+    device: str | None = None
+
+    def validate(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise GptnasError(f"unknown strategy {self.strategy!r}; valid: {', '.join(STRATEGIES)}")
+        if self.executor not in EXECUTORS:
+            raise GptnasError(f"unknown executor {self.executor!r}; valid: {', '.join(EXECUTORS)}")
+        if self.init not in INITS:
+            raise GptnasError(f"unknown init {self.init!r}; valid: {', '.join(INITS)}")
+        if self.population < 2:
+            raise GptnasError(f"population must be at least 2, got {self.population}")
+        if self.generations < 0 or self.workers < 1 or self.tournament_size < 1 or self.epochs < 1:
+            raise GptnasError("generations must be >= 0; workers, tournament_size and epochs >= 1")
+        for name in ("crossover_rate", "mutation_rate", "elimination_rate", "elimination_rate_final"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise GptnasError(f"{name} must lie in [0, 1], got {value}")
+        if not 0 <= self.elites < self.population:
+            raise GptnasError(f"elites must lie in [0, population), got {self.elites}")
+        if self.budget is not None and self.budget < 1:
+            raise GptnasError(f"budget must be at least 1, got {self.budget}")
+        if self.reconstruct_candidates < 1 or self.temperature < 0:
+            raise GptnasError("reconstruct_candidates must be >= 1 and temperature >= 0")

@@ -1,0 +1,97 @@
+"""Where evaluations run: in this process, in spawned worker processes, or on a Ray cluster.
+
+All three take the same (evaluator, space name, architecture) jobs and yield
+(job index, Evaluation) as evaluations finish; the search numbers and stores
+results by job, so every executor gives the same run as the serial one.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Iterator
+
+from gptnas.errors import GptnasError
+
+
+def evaluate_job(evaluator, space_name: str, arch):
+    from gptnas.spaces import get_space
+
+    return evaluator.evaluate(get_space(space_name), arch)
+
+
+class SerialExecutor:
+    def run(self, evaluator, space_name: str, archs: list) -> Iterator[tuple[int, object]]:
+        for index, arch in enumerate(archs):
+            yield index, evaluate_job(evaluator, space_name, arch)
+
+    def close(self) -> None:
+        pass
+
+
+def _pin_gpu(slots) -> None:
+    """Gives each worker process one GPU of its own (when there are GPUs)."""
+    gpu = slots.get()
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+
+
+class ProcessExecutor:
+    def __init__(self, workers: int):
+        import torch
+
+        context = multiprocessing.get_context("spawn")  # CUDA-safe, and the same on every OS
+        slots = context.Manager().Queue()
+        gpus = torch.cuda.device_count()
+        for worker in range(workers):
+            slots.put(worker % gpus if gpus else None)
+        self.pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_pin_gpu, initargs=(slots,))
+        self.workers = workers
+
+    def run(self, evaluator, space_name: str, archs: list) -> Iterator[tuple[int, object]]:
+        futures = {self.pool.submit(evaluate_job, evaluator, space_name, arch): i for i, arch in enumerate(archs)}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield futures[future], future.result()
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+
+class RayExecutor:
+    def __init__(self, address: str | None, workers: int):
+        try:
+            import ray
+        except ImportError:
+            raise GptnasError("the ray executor needs Ray: pip install 'gptnas[ray]'") from None
+        if not ray.is_initialized():
+            ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
+                     log_to_driver=False, ignore_reinit_error=True)
+        import torch
+
+        gpus = 1 if torch.cuda.is_available() else 0
+        self.remote = ray.remote(num_gpus=gpus)(evaluate_job)
+        self.ray = ray
+
+    def run(self, evaluator, space_name: str, archs: list) -> Iterator[tuple[int, object]]:
+        evaluator_ref = self.ray.put(evaluator)
+        refs = {self.remote.remote(evaluator_ref, space_name, arch): i for i, arch in enumerate(archs)}
+        pending = list(refs)
+        while pending:
+            done, pending = self.ray.wait(pending, num_returns=1)
+            for ref in done:
+                yield refs[ref], self.ray.get(ref)
+
+    def close(self) -> None:
+        pass  # leave the cluster (or the local instance) to its owner
+
+
+def make_executor(kind: str, workers: int, ray_address: str | None = None):
+    if kind == "ray":
+        return RayExecutor(ray_address, workers)
+    if kind == "process" or workers > 1:
+        return ProcessExecutor(workers)
+    return SerialExecutor()

@@ -1,0 +1,82 @@
+"""GPT reconstruction (GPT-NAS): rewrite parts of candidates so they follow learned design rules.
+
+Each layer of a candidate is selected with probability `rate`; every segment
+(block, stage, edge ...) holding a selected layer is removed and the GPT
+writes a new one after the layers before it, under the space's grammar.
+Segments are rewritten left to right, each conditioned on the already
+rewritten prefix; with `candidates` > 1 the most likely of several
+samples is kept. A rewrite that breaks a global rule of the space (too many
+strided blocks, say) is dropped and the old segment stays.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from gptnas.errors import GptnasError
+from gptnas.language.tokens import is_layer
+
+
+@dataclass
+class ReconstructionStats:
+    selected: int = 0  # segments chosen for rewriting
+    rewritten: int = 0  # ... that the GPT replaced (possibly by the same segment)
+    changed: int = 0  # candidates that came out different
+
+
+def selected_segments(space, arch, rate: float, rng: random.Random) -> list[int]:
+    """Indices of the segments holding at least one selected layer (only segments with a choice)."""
+    chosen = []
+    for index, segment in enumerate(space.segments(arch)):
+        hit = any(rng.random() < rate for token in segment.tokens if is_layer(token))
+        if hit and segment.is_choice:
+            chosen.append(index)
+    return chosen
+
+
+def reconstruct(gpt, space, archs: list, rate: float, rng: random.Random, *, seed: int,
+                temperature: float = 1.0, top_k: int | None = None, candidates: int = 1):
+    """The candidates with their selected segments rewritten by the GPT; and what happened."""
+    stats = ReconstructionStats()
+    plans = [selected_segments(space, arch, rate, rng) for arch in archs]
+    stats.selected = sum(len(p) for p in plans)
+    current = list(archs)
+    generator = torch.Generator(device=gpt.device).manual_seed(seed)
+    for round_ in range(max((len(p) for p in plans), default=0)):
+        todo = [i for i, plan in enumerate(plans) if len(plan) > round_]
+        rows, stops = [], []
+        for i in todo:
+            segments = space.segments(current[i])
+            position = plans[i][round_]
+            prefix = [space.tag] + [t for s in segments[:position] for t in s.tokens]
+            rows += [prefix] * candidates
+            stops += [position + 2] * candidates  # payloads counted from the space tag
+        sampled = gpt.sample(space, rows, temperature, top_k, generator, stop_after=stops)
+        for n, i in enumerate(todo):
+            position = plans[i][round_]
+            options = []
+            for s in sampled[n * candidates : (n + 1) * candidates]:
+                payload = _segment_payload(space, s.state, position + 1)
+                payloads = [seg.payload for seg in space.segments(current[i])]
+                payloads[position] = payload
+                try:
+                    options.append((s.log_prob, space.assemble(payloads)))
+                except GptnasError:
+                    continue
+            if options:
+                current[i] = max(options, key=lambda o: o[0])[1]
+                stats.rewritten += 1
+    stats.changed = sum(a != b for a, b in zip(archs, current))
+    return current, stats
+
+
+def _segment_payload(space, state, index: int):
+    """Payload number `index` (space tag = 0) of a sampled row, stopped or complete."""
+    payloads = state.threads[0].payloads
+    if len(payloads) > index:
+        return payloads[index]
+    complete = space.grammar.finish(state)
+    return complete[index]

@@ -1,0 +1,97 @@
+"""What a run leaves for the researcher: logbook, hall of fame, the best network, plots, a summary."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+
+def _describe(space, candidate, store) -> dict:
+    evaluation = store.get(candidate.key)
+    return {
+        "key": candidate.key,
+        "encoding": space.encode(candidate.arch),
+        "fitness": evaluation.fitness,
+        "test_accuracy": evaluation.test_accuracy,
+        "params": evaluation.params,
+        "flops": evaluation.flops,
+        "status": evaluation.status,
+    }
+
+
+def write_outputs(search, run_dir: Path) -> dict:
+    """Writes logbook.csv, hall_of_fame.json, best.json, best_architecture.txt, evaluations.csv and plots."""
+    space, store = search.space, search.store
+    with open(run_dir / "logbook.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=search.logbook.header, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(search.logbook)
+    with open(run_dir / "evaluations.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["query", "key", "generation", "fitness", "test_accuracy", "params", "flops", "seconds", "status", "reason"])
+        for query, key, _, generation, e in store.history():
+            writer.writerow([query, key, generation, e.fitness, e.test_accuracy, e.params, e.flops, f"{e.seconds:.3f}", e.status, e.reason])
+    hall = [_describe(space, c, store) for c in search.hall_of_fame]
+    (run_dir / "hall_of_fame.json").write_text(json.dumps(hall, indent=2))
+    best = max(hall, key=lambda h: h["fitness"])
+    best["build"] = f"import gptnas; model = gptnas.build_model({space.name!r}, {best['key']!r}, num_classes=10)"
+    (run_dir / "best.json").write_text(json.dumps(best, indent=2))
+    (run_dir / "best_architecture.txt").write_text(best["encoding"] + "\n")
+    if search.reconstruction_log:
+        (run_dir / "reconstruction.json").write_text(json.dumps(search.reconstruction_log, indent=2))
+    plot(search, run_dir)
+    return best
+
+
+def plot(search, run_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    generations = search.logbook.select("gen")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(generations, search.logbook.select("max"), label="best")
+    ax.plot(generations, search.logbook.select("mean"), label="mean")
+    ax.set_xlabel("generation")
+    ax.set_ylabel("fitness")
+    ax.set_title(f"{search.config.strategy} on {search.space.name}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(run_dir / "fitness.png", dpi=120)
+    plt.close(fig)
+
+    points = [(e.params, e.fitness) for _, _, _, _, e in search.store.history() if e.ok]
+    if not points:
+        return
+    front, best = [], float("-inf")
+    for params, fitness in sorted(points, key=lambda p: (p[0], -p[1])):
+        if fitness > best:
+            front.append((params, fitness))
+            best = fitness
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter([p for p, _ in points], [f for _, f in points], s=8, alpha=0.5, label="evaluated")
+    ax.step([p for p, _ in front], [f for _, f in front], where="post", color="C3", label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("fitness")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(run_dir / "pareto.png", dpi=120)
+    plt.close(fig)
+
+
+def summary_table(search, best: dict) -> str:
+    """The final table printed to the terminal."""
+    hall = [_describe(search.space, c, search.store) for c in list(search.hall_of_fame)[:5]]
+    lines = [
+        f"{search.config.strategy} on {search.space.name} ({search.config.evaluator}, {search.config.dataset}): "
+        f"{len(search.store)} unique architectures evaluated",
+        f"{'rank':>4}  {'fitness':>8}  {'test acc':>8}  {'params':>10}  key",
+    ]
+    for rank, h in enumerate(hall, 1):
+        test = "-" if h["test_accuracy"] is None else f"{h['test_accuracy']:.2f}"
+        lines.append(f"{rank:>4}  {h['fitness']:>8.2f}  {test:>8}  {h['params']:>10,}  {h['key']}")
+    lines.append(f"best network: {best['build']}")
+    return "\n".join(lines)

@@ -1,0 +1,123 @@
+"""evolve.py: the search runs, resumes exactly, runs in parallel, survives bad candidates, keeps limits."""
+
+import csv
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import evolve
+
+ROOT = Path(__file__).resolve().parents[1]
+NB201 = ["--space", "nas-bench-201", "--evaluator", "benchmark", "--dataset", "cifar10", "--strategy", "ga"]
+
+
+def outcome(run_dir: Path) -> dict:
+    """What a run decided: its hall of fame, logbook and evaluation order."""
+    hall = json.loads((run_dir / "hall_of_fame.json").read_text())
+    with open(run_dir / "logbook.csv") as f:
+        logbook = list(csv.DictReader(f))
+    with open(run_dir / "evaluations.csv") as f:
+        order = [(r["query"], r["key"]) for r in csv.DictReader(f)]
+    return {"hall": [h["key"] for h in hall], "logbook": logbook, "order": order}
+
+
+def test_benchmark_search_writes_the_full_run_directory(tmp_path, requires_table, capsys):
+    requires_table("nas-bench-201:cifar10")
+    out = tmp_path / "run"
+    assert evolve.main([*NB201, "--generations", "5", "--seed", "0", "--output_dir", str(out)]) == 0
+    for name in ("config.yaml", "logbook.csv", "hall_of_fame.json", "best.json", "best_architecture.txt",
+                 "fitness.png", "pareto.png", "results.sqlite", "evaluations.csv"):
+        assert (out / name).is_file(), name
+    best = json.loads((out / "best.json").read_text())
+    assert best["fitness"] >= 90 and "gptnas.build_model('nas-bench-201'" in best["build"]
+    assert "unique architectures evaluated" in capsys.readouterr().out
+    keys = [k for _, k in outcome(out)["order"]]
+    assert len(keys) == len(set(keys))  # never evaluated twice
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, requires_table):
+    requires_table("nas-bench-201:cifar10")
+    args = [*NB201, "--population", "40", "--generations", "30", "--seed", "3"]
+    straight = tmp_path / "straight"
+    assert evolve.main([*args, "--output_dir", str(straight)]) == 0
+
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, str(ROOT / "evolve.py"), *args, "--output_dir", str(killed)],
+                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        store = killed / "results.sqlite"
+        if store.exists():
+            try:
+                rows = sqlite3.connect(store).execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+            except sqlite3.OperationalError:
+                rows = 0
+            if rows >= 60:
+                break
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "hall_of_fame.json").exists(), "the run finished before it could be killed"
+    assert evolve.main(["--resume", str(killed)]) == 0
+    assert outcome(killed) == outcome(straight)
+
+
+def test_parallel_workers_and_ray_equal_the_serial_run(tmp_path, requires_table):
+    requires_table("nas-bench-201:cifar10")
+    args = [*NB201, "--population", "8", "--generations", "2", "--seed", "5"]
+    runs = {}
+    for name, extra in (("serial", []), ("workers", ["--workers", "2"]), ("ray", ["--executor", "ray", "--workers", "2"])):
+        if name == "ray":
+            pytest.importorskip("ray")
+        out = tmp_path / name
+        assert evolve.main([*args, *extra, "--output_dir", str(out)]) == 0
+        runs[name] = outcome(out)
+    assert runs["workers"] == runs["serial"]
+    if "ray" in runs:
+        assert runs["ray"] == runs["serial"]
+
+
+def test_diverging_candidates_get_the_worst_fitness_and_the_search_goes_on(tmp_path):
+    out = tmp_path / "nan"
+    args = ["--space", "cifar", "--strategy", "ga", "--dataset", "digits", "--population", "3", "--generations", "1",
+            "--epochs", "1", "--batch_size", "32", "--max_train_examples", "64", "--lr", "1e30", "--output_dir", str(out)]
+    assert evolve.main(args) == 0
+    with open(out / "evaluations.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(r["status"] == "diverged" and float(r["fitness"]) == 0.0 for r in rows)
+
+
+def test_constraints_are_respected(tmp_path, requires_table):
+    requires_table("nas-bench-macro")
+    out = tmp_path / "small"
+    limit = 1_000_000
+    assert evolve.main(["--space", "nas-bench-macro", "--strategy", "ga", "--generations", "3", "--population", "10",
+                        "--max_params", str(limit), "--output_dir", str(out)]) == 0
+    with open(out / "evaluations.csv") as f:
+        params = [int(r["params"]) for r in csv.DictReader(f)]
+    assert params and max(params) <= limit
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--space", "cifar11"], "unknown search space 'cifar11'; valid: cifar"),
+        (["--strategy", "hill-climbing"], "unknown strategy 'hill-climbing'; valid: gpt-ga"),
+        (["--population", "1"], "population must be at least 2"),
+        (["--mutation_rate", "-0.1"], "mutation_rate must lie in [0, 1]"),
+        (["--evaluator", "oracle"], "unknown evaluator 'oracle'; valid: benchmark"),
+        (["--resume", "nowhere"], "nowhere is not a gptnas run directory"),
+    ],
+)
+def test_bad_input_is_refused_before_any_work(tmp_path, capsys, args, message):
+    assert evolve.main([*args, "--output_dir", str(tmp_path / "x")] if "--resume" not in args else args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
