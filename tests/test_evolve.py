@@ -121,3 +121,23 @@ def test_bad_input_is_refused_before_any_work(tmp_path, capsys, args, message):
     assert evolve.main([*args, "--output_dir", str(tmp_path / "x")] if "--resume" not in args else args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_gpt_ga_reconstructs_and_adapts_online_and_resumes_with_the_saved_adapter(tmp_path, requires_table):
+    requires_table("nas-bench-201:cifar10")
+    args = ["--space", "nas-bench-201", "--evaluator", "benchmark", "--dataset", "cifar10", "--population", "6",
+            "--generations", "2", "--adapt_every", "1", "--adapt_steps", "2", "--init", "gpt", "--seed", "1"]
+    out = tmp_path / "gpt"
+    assert evolve.main([*args, "--output_dir", str(out)]) == 0
+    log = json.loads((out / "reconstruction.json").read_text())
+    assert [entry["gen"] for entry in log] == [0, 1]  # the rate decays to 0 at the last generation
+    assert log[0]["rate"] == 0.4 and abs(log[1]["rate"] - 0.2) < 1e-9
+    assert sum(entry["selected"] for entry in log) > 0
+    assert (out / "adapters" / "generation_1" / "adapter_model.safetensors").is_file()
+    # a resumed run reloads the saved adapter rather than training a new one, and ends the same
+    again = tmp_path / "again"
+    assert evolve.main([*args, "--output_dir", str(again)]) == 0
+    (again / "checkpoint.pkl").unlink()
+    (again / "hall_of_fame.json").unlink()
+    assert evolve.main(["--resume", str(again)]) == 0
+    assert outcome(again) == outcome(out)

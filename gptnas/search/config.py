@@ -36,6 +36,10 @@ class EvolveConfig:
     temperature: float = 1.0
     top_k: int | None = None
     reconstruct_candidates: int = field(default=1, metadata={"help": "samples per rewritten segment; the most likely is kept"})
+    adapt_every: int = field(default=0, metadata={"help": "LoRA-adapt the GPT on the evaluated elite every K generations (0: never)"})
+    adapt_top: int = field(default=20, metadata={"help": "how many of the best evaluated architectures adaptation learns from"})
+    adapt_steps: int = 30
+    adapt_lr: float = 0.002
     # constraints and objectives
     max_params: int | None = None
     max_flops: int | None = None
@@ -72,5 +76,7 @@ class EvolveConfig:
             raise GptnasError(f"elites must lie in [0, population), got {self.elites}")
         if self.budget is not None and self.budget < 1:
             raise GptnasError(f"budget must be at least 1, got {self.budget}")
+        if self.adapt_every < 0 or self.adapt_top < 1 or self.adapt_steps < 1:
+            raise GptnasError("adapt_every must be >= 0; adapt_top and adapt_steps >= 1")
         if self.reconstruct_candidates < 1 or self.temperature < 0:
             raise GptnasError("reconstruct_candidates must be >= 1 and temperature >= 0")

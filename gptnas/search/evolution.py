@@ -14,6 +14,7 @@ import logging
 import os
 import pickle
 import random
+import time
 from collections import deque
 from pathlib import Path
 
@@ -86,6 +87,8 @@ class Search:
         self.logbook.header = ["gen", "queries", "new", "max", "mean", "min", "rewritten"]
         self.progress = None
         self.reconstruction_log: list[dict] = []
+        self.gpt_seconds = 0.0  # wall time spent in the GPT (reconstruction, adaptation), not evaluating
+        self._adapted_at: int | None = None
 
     def identity(self) -> dict:
         """What must match for a run directory to be resumed (the rest may change)."""
@@ -113,17 +116,37 @@ class Search:
         fraction = min(generation / c.generations, 1.0)
         return c.elimination_rate + (c.elimination_rate_final - c.elimination_rate) * fraction
 
+    def maybe_adapt(self, generation: int) -> None:
+        """Every `adapt_every` generations, the GPT is LoRA-adapted on the elite evaluated so far."""
+        from gptnas.search.adapt import adapt
+
+        every = self.config.adapt_every
+        if not self.uses_gpt or not every or generation < every:
+            return
+        due = generation - generation % every
+        if self._adapted_at == due:
+            return
+        started = time.perf_counter()
+        adapt(self.gpt, self.store, self.run_dir / "adapters" / f"generation_{due}", top=self.config.adapt_top,
+              steps=self.config.adapt_steps, lr=self.config.adapt_lr, seed=derived_seed(self.config.seed, "adapt", due))
+        self._adapted_at = due
+        self.gpt_seconds += time.perf_counter() - started
+
     def reconstruct(self, archs: list, generation: int) -> list:
         from gptnas.search.reconstruct import reconstruct
 
         rate = self.elimination_rate(generation)
         if not self.uses_gpt or rate <= 0:
             return archs
+        self.maybe_adapt(generation)
+        started = time.perf_counter()
         out, stats = reconstruct(
             self.gpt, self.space, archs, rate, self.rng, seed=derived_seed(self.config.seed, "reconstruct", generation),
             temperature=self.config.temperature, top_k=self.config.top_k, candidates=self.config.reconstruct_candidates,
         )
-        self.reconstruction_log.append({"gen": generation, "rate": rate, **vars(stats)})
+        seconds = time.perf_counter() - started
+        self.gpt_seconds += seconds
+        self.reconstruction_log.append({"gen": generation, "rate": rate, "seconds": round(seconds, 3), **vars(stats)})
         return out
 
     # ------------------------------------------------------------ constraints
@@ -199,8 +222,10 @@ class Search:
 
     def initial_archs(self) -> list:
         if self.config.init == "gpt" and self.uses_gpt:
+            started = time.perf_counter()
             samples = self.gpt.complete(self.space, [""], n=self.config.population, temperature=self.config.temperature,
                                         top_k=self.config.top_k, seed=derived_seed(self.config.seed, "init"))[0]
+            self.gpt_seconds += time.perf_counter() - started
         else:
             samples = [self.space.sample(self.rng) for _ in range(self.config.population)]
         return samples
