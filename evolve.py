@@ -4,6 +4,7 @@
     python evolve.py --space cifar --dataset digits --population 6 --generations 2   # offline smoke run
     python evolve.py --space nas-bench-201 --evaluator benchmark --dataset cifar10 --generations 5 --seed 0
     python evolve.py --resume runs/2026-11-22_10-00-00               # continue a killed run exactly
+    python evolve.py --retrain runs/2026-11-22_10-00-00              # train the best network in full, test it once
     python evolve.py --config configs/evolve_cifar.yaml --workers 4   # flags override the YAML
 
 Every evaluation is stored the moment it finishes (results.sqlite in the run
@@ -24,10 +25,29 @@ from gptnas.search.config import EvolveConfig
 logger = logging.getLogger("evolve")
 
 
-def parse(argv: list[str] | None) -> tuple[EvolveConfig, bool]:
+RETRAIN_FLAGS = {"retrain_epochs": ("epochs", int), "retrain_lr": ("lr", float), "retrain_batch_size": ("batch_size", int),
+                 "retrain_max_train_examples": ("max_train_examples", int)}
+
+
+def parse(argv: list[str] | None):
     parser = build_parser(EvolveConfig, __doc__)
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its saved config")
+    parser.add_argument("--retrain", metavar="RUN_DIR",
+                        help="train the best architecture of a finished run with the full schedule (GPT-NAS: 350 epochs, "
+                             "lr 0.01 divided by 10 every 100), test it once, save its weights; resumable")
+    for flag, (_, kind) in RETRAIN_FLAGS.items():
+        parser.add_argument(f"--{flag}", type=kind, default=None, help=f"--retrain: {flag.removeprefix('retrain_')}")
     args = vars(parser.parse_args(argv))
+    retrain_dir = args.pop("retrain")
+    retrain_options = {RETRAIN_FLAGS[f][0]: args.pop(f) for f in RETRAIN_FLAGS}
+    if retrain_dir:
+        from gptnas.search.retrain import RetrainSettings
+
+        options = {k: v for k, v in retrain_options.items() if v is not None}
+        options.update({k: args[k] for k in ("device", "data_dir") if args[k] is not None})
+        if args["seed"] is not None:
+            options["seed"] = int(args["seed"])
+        return ("retrain", Path(retrain_dir), RetrainSettings(**options))
     resume, config_path = args.pop("resume"), args.pop("config")
     if resume:
         saved = Path(resume) / "config.yaml"
@@ -66,7 +86,14 @@ def prepare(config: EvolveConfig, resuming: bool) -> tuple[EvolveConfig, Path]:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
-        config, resuming = parse(argv)
+        parsed = parse(argv)
+        if parsed[0] == "retrain":
+            from gptnas.search.retrain import retrain
+
+            result = retrain(parsed[1], parsed[2])
+            print(f"test accuracy {result['test_accuracy']:.2f} %; weights in {parsed[1] / 'retrain' / 'model.safetensors'}")
+            return 0
+        config, resuming = parsed
         config, run_dir = prepare(config, resuming)
         return search(config, run_dir)
     except GptnasError as error:

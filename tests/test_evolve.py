@@ -141,3 +141,14 @@ def test_gpt_ga_reconstructs_and_adapts_online_and_resumes_with_the_saved_adapte
     (again / "hall_of_fame.json").unlink()
     assert evolve.main(["--resume", str(again)]) == 0
     assert outcome(again) == outcome(out)
+
+
+def test_retrain_trains_the_best_network_of_a_run(tmp_path):
+    out = tmp_path / "run"
+    assert evolve.main(["--space", "cifar", "--strategy", "ga", "--dataset", "digits", "--population", "2",
+                        "--generations", "0", "--epochs", "1", "--batch_size", "32", "--max_train_examples", "64",
+                        "--output_dir", str(out)]) == 0
+    assert evolve.main(["--retrain", str(out), "--retrain_epochs", "1", "--retrain_batch_size", "32",
+                        "--retrain_max_train_examples", "64"]) == 0
+    result = json.loads((out / "retrain" / "result.json").read_text())
+    assert 0 <= result["test_accuracy"] <= 100 and (out / "retrain" / "model.safetensors").is_file()
