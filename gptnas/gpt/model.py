@@ -62,7 +62,7 @@ def resolve(name_or_path: str | Path, revision: str | None = None, adapter: bool
     if path.exists() or name.count("/") != 1 or name.startswith((".", "/", "~")):
         raise GptnasError(f"no model folder at {name}: give a folder with {' and '.join(MODEL_FILES)} or a Hub id 'org/name'")
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import HFValidationError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     patterns = ["*.json", "*.safetensors", "*.md", "*.txt"]
     try:
@@ -72,6 +72,8 @@ def resolve(name_or_path: str | Path, revision: str | None = None, adapter: bool
             f"{'adapter' if adapter else 'model'} {name!r} is not in the local Hugging Face cache and the Hub "
             "cannot be reached (offline?); download it once online, or give a local folder"
         ) from None
+    except HFValidationError:
+        raise GptnasError(f"no model folder at {name}: give a folder with {' and '.join(MODEL_FILES)} or a Hub id 'org/name'") from None
     except RepositoryNotFoundError:
         raise GptnasError(f"no Hub repository {name!r} (or it is private: log in with `hf auth login`)") from None
     except (HfHubHTTPError, OSError) as error:
