@@ -152,3 +152,14 @@ def test_retrain_trains_the_best_network_of_a_run(tmp_path):
                         "--retrain_max_train_examples", "64"]) == 0
     result = json.loads((out / "retrain" / "result.json").read_text())
     assert 0 <= result["test_accuracy"] <= 100 and (out / "retrain" / "model.safetensors").is_file()
+
+
+def test_multi_objective_mode_returns_a_pareto_front(tmp_path, requires_table):
+    requires_table("nas-bench-macro")
+    out = tmp_path / "nsga"
+    assert evolve.main(["--space", "nas-bench-macro", "--strategy", "ga", "--multi_objective", "--population", "12",
+                        "--generations", "3", "--output_dir", str(out)]) == 0
+    front = json.loads((out / "hall_of_fame.json").read_text())
+    assert len(front) >= 2
+    for a in front:  # no member is dominated by another (higher accuracy with no more parameters)
+        assert not any(b["fitness"] > a["fitness"] and b["params"] <= a["params"] for b in front)
