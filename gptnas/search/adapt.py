@@ -66,6 +66,6 @@ def adapt(gpt, store, out_dir: Path, *, top: int, steps: int, lr: float, seed: i
         partial = out_dir.with_name(out_dir.name + ".partial")  # renamed when complete: a kill leaves no half adapter
         model.save_pretrained(partial, safe_serialization=True)
         partial.replace(out_dir)
-        log.info("adapted the GPT on %d architectures (final loss %.3f); adapter in %s", len(texts), float(loss), out_dir)
+        log.info("adapted the GPT on %d architectures (final loss %.3f); adapter in %s", len(texts), float(loss.detach()), out_dir)
     gpt.model = model.merge_and_unload().eval()
     return True

@@ -253,11 +253,13 @@ class Search:
         self.rng = random.Random(derived_seed(self.config.seed, "generation", generation))
         random.seed(derived_seed(self.config.seed, "deap", generation))
 
-    def _record(self, generation: int, population: list, new: int) -> None:
+    def _record(self, generation: int, population: list, new: int, through: int | None = None) -> None:
+        """Logs a generation; `through` is the store generation its queries are counted up to."""
         self.population = population
         self.hall_of_fame.update(population)
         rewritten = self.reconstruction_log[-1]["rewritten"] if self.reconstruction_log else 0
-        self.logbook.record(gen=generation, queries=len(self.store), new=new, rewritten=rewritten,
+        queries = self.store.evaluated_through(generation if through is None else through)
+        self.logbook.record(gen=generation, queries=queries, new=new, rewritten=rewritten,
                             **self.stats.compile(population))
         log.info(self.logbook.stream)
 
@@ -300,7 +302,7 @@ class Search:
             population.append(self.evaluate([child], cycle)[0])
             population.popleft()
             if cycle % c.population == 0:
-                self._record(cycle // c.population, list(population), 0)
+                self._record(cycle // c.population, list(population), 0, through=cycle)
         return list(population)
 
     def _random(self) -> list:

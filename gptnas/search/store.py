@@ -84,6 +84,10 @@ class ResultStore:
         """How many unique architectures were first evaluated in `generation`."""
         return self.db.execute("SELECT COUNT(*) FROM evaluations WHERE generation = ?", (generation,)).fetchone()[0]
 
+    def evaluated_through(self, generation: int) -> int:
+        """How many unique architectures were evaluated up to and including `generation`."""
+        return self.db.execute("SELECT COUNT(*) FROM evaluations WHERE generation <= ?", (generation,)).fetchone()[0]
+
     def history(self) -> list[tuple[int, str, str, int, Evaluation]]:
         """(query, key, encoding, generation, evaluation) in evaluation order."""
         rows = self.db.execute("SELECT query, key, encoding, generation, result FROM evaluations ORDER BY query")
