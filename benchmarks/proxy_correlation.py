@@ -69,12 +69,13 @@ def measure(space_name: str, dataset: str, samples: int, seed: int, device: str 
 
 def markdown(rows: dict[tuple[str, str], dict]) -> str:
     lines = [
-        "| space | dataset (fitness) | N | synflow tau | naswot tau | params tau (baseline) | s/arch synflow | s/arch naswot |",
+        "| space | dataset (fitness) | N | synflow tau | naswot tau | params tau (baseline) "
+        "| s/arch synflow | s/arch naswot |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for (space, dataset), row in rows.items():
         target = "val_acc_200" if space == "nas-bench-201" else "mean test acc"
-        failed = {p: f" ({row[f'{p}_failed']} failed)" if row[f"{p}_failed"] else "" for p in PROXIES}
+        failed = {p: f" ({row[f'{p}_failed']} not ok)" if row[f"{p}_failed"] else "" for p in PROXIES}
         lines.append(
             f"| {space} | {dataset} ({target}) | {row['n']} | {row['synflow']:.3f}{failed['synflow']} "
             f"| {row['naswot']:.3f}{failed['naswot']} | {row['params']:.3f} "

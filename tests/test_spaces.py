@@ -92,6 +92,20 @@ def test_networks_run_a_forward_pass(name, seed):
             assert model(torch.randn(1, 3, 32, 32)).shape == (1, 100)
 
 
+@pytest.mark.parametrize("name", ["nas-bench-201", "nas-bench-macro", "channel-bench-resnet"])
+def test_networks_train_and_leave_shared_inputs_alone(name):
+    """Backward works (no in-place op on a tensor another branch reads) and the input is untouched."""
+    space = get_space(name)
+    arch = space.sample(random.Random(0)) if name != "nas-bench-201" else space.from_key(
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|")
+    model = space.build_model(arch)
+    x = torch.randn(2, 3, 32, 32)
+    before = x.clone()
+    model(x).sum().backward()
+    assert torch.equal(x, before)
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
 def test_vocabularies_are_small_and_shared():
     vocab = set().union(*(get_space(n).vocabulary() for n in SPACES))
     assert len(vocab) < 2000

@@ -47,7 +47,7 @@ MOMENTUM = 0.9
 WEIGHT_DECAY = 5e-4
 CROP_PADDING = 4
 EVAL_BATCH_SIZE = 1024
-LOSS_CHECK_EVERY = 8  # steps between divergence checks (each one waits for the GPU)
+LOSS_CHECK_EVERY = 8  # steps between divergence checks on a GPU
 DECAYS = ("cosine", "linear")
 
 
@@ -162,6 +162,7 @@ def train_and_score(
     )
     loss_fn = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu)
+    check_every = LOSS_CHECK_EVERY if on_gpu else 1  # a check waits for the GPU; on a CPU it is free
 
     model.train()
     for epoch in range(settings.epochs):
@@ -173,15 +174,15 @@ def train_and_score(
                 images = images.contiguous(memory_format=torch.channels_last)
             with autocast:
                 loss = loss_fn(model(images), splits.train_labels[batch])
+            recent_loss += loss.detach().float()
+            if (step + 1) % check_every == 0 or step + 1 == steps_per_epoch:
+                if not torch.isfinite(recent_loss):  # before backward: non-finite arithmetic is slow
+                    raise Diverged(f"training loss became {recent_loss.item()} in epoch {epoch + 1}")
+                recent_loss.zero_()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
-            recent_loss += loss.detach().float()
-            if (step + 1) % LOSS_CHECK_EVERY == 0 or step + 1 == steps_per_epoch:
-                if not torch.isfinite(recent_loss):
-                    raise Diverged(f"training loss became {recent_loss.item()} in epoch {epoch + 1}")
-                recent_loss.zero_()
 
     val_accuracy = accuracy(model, splits.val_images, splits.val_labels, splits, autocast, on_gpu)
     test_accuracy = accuracy(model, splits.test_images, splits.test_labels, splits, autocast, on_gpu)

@@ -128,7 +128,7 @@ class ArchGPT:
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)
             model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
-        except (OSError, ValueError, RuntimeError) as error:
+        except Exception as error:  # noqa: BLE001 - any unreadable file (truncated safetensors, bad JSON ...)
             raise GptnasError(f"cannot load the model in {path}: {str(error).splitlines()[0]}") from None
         if adapter is not None:
             model = merge_adapter(model, resolve(adapter, adapter=True))

@@ -16,11 +16,11 @@ from torch import nn
 
 from gptnas.language import tokens as T
 
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": lambda: nn.ReLU(inplace=True),
-    "relu6": lambda: nn.ReLU6(inplace=True),
-    "silu": lambda: nn.SiLU(inplace=True),
-    "sigmoid": nn.Sigmoid,
+ACTIVATIONS: dict[str, Callable[..., nn.Module]] = {
+    "relu": lambda inplace=True: nn.ReLU(inplace=inplace),
+    "relu6": lambda inplace=True: nn.ReLU6(inplace=inplace),
+    "silu": lambda inplace=True: nn.SiLU(inplace=inplace),
+    "sigmoid": lambda inplace=True: nn.Sigmoid(),
 }
 
 
@@ -43,7 +43,8 @@ class ConvBNAct(nn.Module):
         self.act_first = act_first
         self.conv = nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2, groups=groups, bias=bias)
         self.bn = nn.BatchNorm2d(cout) if norm else None
-        self.act = ACTIVATIONS[act]() if act else None
+        # An activation first works on the block's input, which other branches may share: not in place.
+        self.act = ACTIVATIONS[act](inplace=not act_first) if act else None
 
     def forward(self, x):
         if self.act_first and self.act is not None:
