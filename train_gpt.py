@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -256,6 +257,7 @@ def train(config: TrainConfig) -> int:
     checkpoint_every = int(config.checkpointing_steps) if str(config.checkpointing_steps).isdigit() else None
     metrics: dict[str, float] = {}
     last_loss = float("nan")
+    train_tokens, train_started = 0, time.perf_counter()
     model.train()
     for epoch in range(starting_epoch, num_epochs):
         batches.set_epoch(epoch)
@@ -265,6 +267,7 @@ def train(config: TrainConfig) -> int:
         for batch in loader:
             # Dropout noise is a function of the step, so a resumed run draws exactly the same.
             set_seed(config.seed * 1_000_003 + completed_steps)
+            train_tokens += int(batch["attention_mask"].sum())
             with accelerator.accumulate(model):
                 logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
                 loss = training.weighted_lm_loss(logits, batch["labels"], batch["weight"])
@@ -292,6 +295,7 @@ def train(config: TrainConfig) -> int:
             metrics = run_eval()
         if completed_steps >= max_train_steps:
             break
+    train_runtime = time.perf_counter() - train_started
     if config.eval_steps and completed_steps % config.eval_steps:
         metrics = run_eval()
     if with_tracking:
@@ -300,7 +304,12 @@ def train(config: TrainConfig) -> int:
     # ------------------------------------------------------------ save
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        final = {"train_loss": last_loss, **{f"eval_{k}": v for k, v in metrics.items()}}
+        final = {
+            "train_loss": last_loss,
+            "train_runtime": train_runtime,  # seconds in the training loop, this run (evaluation included)
+            "train_tokens_per_second": train_tokens * accelerator.num_processes / train_runtime,
+            **{f"eval_{k}": v for k, v in metrics.items()},
+        }
         (output_dir / "metrics.json").write_text(json.dumps(final, indent=2))
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.save_pretrained(output_dir, safe_serialization=True)
