@@ -27,6 +27,7 @@ class EvolveConfig:
     elites: int = 1
     sample_size: int = field(default=5, metadata={"help": "tournament size of regularized evolution"})
     budget: int | None = field(default=None, metadata={"help": "stop after this many unique evaluations"})
+    novelty_tries: int = field(default=10, metadata={"help": "GA offspring evaluated before are mutated again up to this often (0: never)"})
     # the GPT
     init: str = field(default="random", metadata={"help": "initial population: random or gpt (sampled from the GPT)"})
     gpt: str | None = field(default=None, metadata={"help": "ArchGPT folder or Hub id (default: the shipped model)"})
@@ -78,5 +79,7 @@ class EvolveConfig:
             raise GptnasError(f"budget must be at least 1, got {self.budget}")
         if self.adapt_every < 0 or self.adapt_top < 1 or self.adapt_steps < 1:
             raise GptnasError("adapt_every must be >= 0; adapt_top and adapt_steps >= 1")
+        if self.novelty_tries < 0:
+            raise GptnasError(f"novelty_tries must be >= 0, got {self.novelty_tries}")
         if self.reconstruct_candidates < 1 or self.temperature < 0:
             raise GptnasError("reconstruct_candidates must be >= 1 and temperature >= 0")

@@ -62,8 +62,10 @@ class BudgetSpent(Exception):
 
 
 class Search:
-    def __init__(self, config: EvolveConfig, space, evaluator, run_dir: Path, executor, gpt_loader=None):
+    def __init__(self, config: EvolveConfig, space, evaluator, run_dir: Path, executor, gpt_loader=None,
+                 show_progress: bool = True):
         self.config = config
+        self.show_progress = show_progress
         self.space = space
         self.evaluator = evaluator
         self.run_dir = run_dir
@@ -110,10 +112,14 @@ class Search:
         return self._gpt
 
     def elimination_rate(self, generation: int) -> float:
+        """Decays linearly over the run: over the budget when there is one, else over the generations."""
         c = self.config
-        if c.generations <= 0:
+        if c.budget:
+            fraction = min(len(self.store) / c.budget, 1.0)
+        elif c.generations > 0:
+            fraction = min(generation / c.generations, 1.0)
+        else:
             return c.elimination_rate
-        fraction = min(generation / c.generations, 1.0)
         return c.elimination_rate + (c.elimination_rate_final - c.elimination_rate) * fraction
 
     def maybe_adapt(self, generation: int) -> None:
@@ -218,6 +224,23 @@ class Search:
                 archs[i] = self.space.mutate(archs[i], self.rng)
         return archs
 
+    def novel(self, archs: list) -> list:
+        """Offspring already evaluated (or twice in this batch) are mutated again, up to
+        `novelty_tries` times, so each generation spends its queries on new networks."""
+        tries = self.config.novelty_tries
+        seen: set[str] = set()
+        out = []
+        for arch in archs:
+            key = self.space.key(arch)
+            for _ in range(tries):
+                if key not in self.store and key not in seen:
+                    break
+                arch = self.make_feasible(self.space.mutate(arch, self.rng))
+                key = self.space.key(arch)
+            seen.add(key)
+            out.append(arch)
+        return out
+
     # ------------------------------------------------------------ strategies
 
     def initial_archs(self) -> list:
@@ -233,7 +256,8 @@ class Search:
     def run(self) -> list:
         """Runs (or resumes) the search; returns the final population."""
         total = self.config.budget or self.config.population * (self.config.generations + 1)
-        self.progress = tqdm(total=total, initial=len(self.store), desc="evaluations", unit="arch")
+        self.progress = tqdm(total=total, initial=len(self.store), desc="evaluations", unit="arch",
+                             disable=not self.show_progress)
         try:
             if self.config.strategy in ("gpt-ga", "ga"):
                 return self._genetic()
@@ -278,7 +302,7 @@ class Search:
             elites = tools.selBest(population, c.elites) if c.elites and not self.pareto else []
             parents = self.toolbox.select(population, len(population) - len(elites))
             archs = self.reconstruct(self.vary(parents), generation)
-            archs = [self.make_feasible(a) for a in archs]
+            archs = self.novel([self.make_feasible(a) for a in archs])
             offspring = self.evaluate(archs, generation)
             if self.pareto:
                 population = tools.selNSGA2(population + offspring, c.population)

@@ -1,0 +1,60 @@
+"""python -m gptnas.bench: run a benchmark study and write its report (re-run the same command to resume)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+from gptnas.bench import harness, report
+from gptnas.errors import GptnasError
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m gptnas.bench", description=__doc__)
+    parser.add_argument("--spaces", default=",".join(harness.DEFAULT_BENCHMARKS),
+                        help="comma-separated benchmarks as space[:dataset], or 'available' for every table on disk")
+    parser.add_argument("--strategies", default="gpt-ga,ga,regularized-evolution,random")
+    parser.add_argument("--seeds", type=int, default=30, help="seeds 0 .. N-1, the same for every strategy (paired)")
+    parser.add_argument("--budget", type=int, default=200, help="unique queries per run")
+    parser.add_argument("--workers", type=int, default=1, help="runs in parallel, one process each")
+    parser.add_argument("--config", default="configs/bench.yaml",
+                        help="per-strategy settings (YAML: common, strategies.<name>); 'none' for the plain defaults")
+    parser.add_argument("--gpt", default=None, help="ArchGPT folder or Hub id for gpt-ga (default: the shipped model)")
+    parser.add_argument("--output_dir", default="bench", help="study directory; an existing one is resumed")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    args = parse(argv)
+    try:
+        if args.seeds < 1 or args.budget < 1 or args.workers < 1:
+            raise GptnasError("--seeds, --budget and --workers must be at least 1")
+        benchmarks = harness.parse_benchmarks(args.spaces)
+        if not benchmarks:
+            raise GptnasError("no benchmark to run: --spaces is empty, or no table is in the benchmark directory")
+        strategies = harness.parse_strategies(args.strategies)
+        config = None if args.config == "none" else args.config
+        if config is not None and not Path(config).is_file():
+            raise GptnasError(f"study config {config} does not exist; pass a YAML file or --config none")
+        study = harness.load_study_config(config)
+        output_dir = Path(args.output_dir)
+        identity = harness.study_identity(benchmarks, strategies, args.seeds, args.budget, study, args.gpt)
+        harness.claim_output_dir(output_dir, identity)
+        tasks = harness.plan(benchmarks, strategies, args.seeds, args.budget, study, output_dir, args.gpt)
+        trajectories = harness.run_all(tasks, args.workers)
+        command = "python -m gptnas.bench " + shlex.join(argv if argv is not None else sys.argv[1:])
+        text = report.write_report(trajectories, benchmarks, strategies, args.budget, output_dir, command, identity)
+    except GptnasError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(text)
+    print(f"\nreport: {output_dir / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""Runs every (benchmark, strategy, seed) search of a benchmark study, resumably.
+
+Each run is an ordinary `Search` on a benchmark table with a budget of unique
+queries, in its own run directory (`runs/<benchmark>/<strategy>/seed_<n>`).
+Its trajectory (fitness and reported test accuracy of every query, in query
+order) is written atomically when it finishes, so a killed study re-run with
+the same command skips finished runs and resumes the one it was in.
+Runs are independent and seeded by (seed) alone, so they may run in any
+order, in any process, and give the same numbers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from gptnas.config import from_dict, load_yaml
+from gptnas.errors import GptnasError
+from gptnas.evaluators.benchmark import TABLES_BY_SPACE
+from gptnas.search.config import STRATEGIES, EvolveConfig
+
+DEFAULT_BENCHMARKS = ("nas-bench-macro", "channel-bench-mobilenet", "nas-bench-201:cifar10", "nas-bench-201:cifar100")
+TRAJECTORY = "trajectory.json"
+# What the harness decides itself; a study config may not set these.
+HARNESS_FIELDS = ("space", "dataset", "strategy", "seed", "budget", "evaluator", "output_dir", "executor", "workers")
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A benchmark table as `space[:dataset]`, e.g. `nas-bench-201:cifar100`."""
+
+    space: str
+    dataset: str
+
+    @property
+    def name(self) -> str:
+        single = len(TABLES_BY_SPACE[self.space]) == 1
+        return self.space if single else f"{self.space}:{self.dataset}"
+
+    @classmethod
+    def parse(cls, text: str) -> Benchmark:
+        space, _, dataset = text.strip().partition(":")
+        datasets = TABLES_BY_SPACE.get(space)
+        if datasets is None:
+            raise GptnasError(f"unknown benchmark {text!r}; valid spaces: {', '.join(TABLES_BY_SPACE)}")
+        dataset = dataset or "cifar10"
+        if dataset not in datasets:
+            raise GptnasError(f"benchmark {space!r} has no dataset {dataset!r}; valid: {', '.join(datasets)}")
+        return cls(space, dataset)
+
+
+def available_benchmarks() -> list[Benchmark]:
+    """Every benchmark whose table is in the benchmark directory (no download)."""
+    from gptnas.benchmarks import TABLES, benchmark_dir
+
+    found = []
+    for space, datasets in TABLES_BY_SPACE.items():
+        for dataset, table in datasets.items():
+            if (benchmark_dir() / TABLES[table].path).exists():
+                found.append(Benchmark(space, dataset))
+    return found
+
+
+def parse_benchmarks(text: str) -> list[Benchmark]:
+    if text == "available":
+        return available_benchmarks()
+    return [Benchmark.parse(part) for part in text.split(",") if part.strip()]
+
+
+def parse_strategies(text: str) -> list[str]:
+    strategies = [s.strip() for s in text.split(",") if s.strip()]
+    for strategy in strategies:
+        if strategy not in STRATEGIES:
+            raise GptnasError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
+    return strategies
+
+
+def load_study_config(path: str | None) -> dict:
+    """{strategy: EvolveConfig overrides}: `common` applies to all, `strategies.<name>` to one."""
+    if path is None:
+        return {}
+    data = load_yaml(path)
+    unknown = set(data) - {"common", "strategies"}
+    if unknown:
+        raise GptnasError(f"{path}: unknown section {sorted(unknown)[0]!r}; valid: common, strategies")
+    sections = {"common": data.get("common") or {}, **(data.get("strategies") or {})}
+    for name, overrides in sections.items():
+        if name != "common" and name not in STRATEGIES:
+            raise GptnasError(f"{path}: unknown strategy {name!r}; valid: {', '.join(STRATEGIES)}")
+        fixed = [k for k in overrides if k in HARNESS_FIELDS]
+        if fixed:
+            raise GptnasError(f"{path}: {fixed[0]!r} is set by the harness (use its command-line flags)")
+        from_dict(EvolveConfig, dict(overrides), path)  # unknown keys and bad values fail here, listing valid ones
+    return sections
+
+
+@dataclass(frozen=True)
+class RunTask:
+    benchmark: Benchmark
+    strategy: str
+    seed: int
+    settings: dict  # EvolveConfig fields
+    run_dir: str
+
+
+def plan(benchmarks: list[Benchmark], strategies: list[str], seeds: int, budget: int, study: dict,
+         output_dir: Path, gpt: str | None = None) -> list[RunTask]:
+    tasks = []
+    for benchmark in benchmarks:
+        for strategy in strategies:
+            for seed in range(seeds):
+                settings = {**study.get("common", {}), **study.get(strategy, {})}
+                settings.update(space=benchmark.space, dataset=benchmark.dataset, strategy=strategy, seed=seed,
+                                budget=budget, evaluator="benchmark", generations=budget)
+                if gpt is not None:
+                    settings["gpt"] = gpt
+                from_dict(EvolveConfig, dict(settings), "study").validate()
+                run_dir = output_dir / "runs" / benchmark.name.replace(":", "_") / strategy / f"seed_{seed}"
+                tasks.append(RunTask(benchmark, strategy, seed, settings, str(run_dir)))
+    return tasks
+
+
+# ---------------------------------------------------------------- one run (in any process)
+
+_pristine_gpts: dict = {}
+
+
+def _fresh_gpt(name: str | None, adapter: str | None):
+    """A private copy of the GPT per run: online adaptation changes it, and must not leak into the next run."""
+    from gptnas.gpt.model import ArchGPT
+
+    if (name, adapter) not in _pristine_gpts:
+        _pristine_gpts[name, adapter] = ArchGPT.from_pretrained(name, adapter=adapter)
+    return copy.deepcopy(_pristine_gpts[name, adapter])
+
+
+def run_one(task: RunTask) -> dict:
+    """The trajectory of one search: fitness and reported accuracy of every query, in order."""
+    from gptnas.evaluators import get_evaluator
+    from gptnas.search.evolution import Search
+    from gptnas.search.executors import SerialExecutor
+    from gptnas.spaces import get_space
+
+    run_dir = Path(task.run_dir)
+    done = run_dir / TRAJECTORY
+    if done.exists():
+        return json.loads(done.read_text())
+    config = from_dict(EvolveConfig, dict(task.settings), "study")
+    space = get_space(config.space)
+    evaluator = get_evaluator("benchmark", space, config.dataset)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    search = Search(config, space, evaluator, run_dir, SerialExecutor(),
+                    gpt_loader=lambda: _fresh_gpt(config.gpt, config.gpt_adapter), show_progress=False)
+    search.run()
+    history = search.store.history()
+    search.store.close()
+    trajectory = {
+        "benchmark": task.benchmark.name, "strategy": task.strategy, "seed": task.seed,
+        "keys": [key for _, key, _, _, _ in history],
+        "fitness": [e.fitness for *_, e in history],
+        "test": [e.test_accuracy for *_, e in history],
+        "gpt_seconds": search.gpt_seconds,  # this process's time outside evaluation (0 when resumed from finished work)
+    }
+    tmp = done.with_suffix(".tmp")
+    tmp.write_text(json.dumps(trajectory))
+    os.replace(tmp, done)
+    return trajectory
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one core per run: the runs themselves are the parallelism
+
+
+def run_all(tasks: list[RunTask], workers: int) -> list[dict]:
+    """Trajectories of all tasks (in task order); `workers` > 1 runs them in spawned processes."""
+    results: dict[int, dict] = {}
+    progress = tqdm(total=len(tasks), desc="runs", unit="run")
+    # The slowest runs (those with a GPT) go first, so the pool finishes together.
+    order = sorted(range(len(tasks)), key=lambda i: tasks[i].strategy != "gpt-ga")
+    try:
+        if workers <= 1:
+            for i in order:
+                results[i] = run_one(tasks[i])
+                progress.update(1)
+        else:
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
+                futures = {pool.submit(run_one, tasks[i]): i for i in order}
+                for future in as_completed(futures):
+                    results[futures[future]] = future.result()
+                    progress.update(1)
+    finally:
+        progress.close()
+    return [results[i] for i in range(len(tasks))]
+
+
+def study_identity(benchmarks, strategies, seeds, budget, study, gpt) -> dict:
+    return {"benchmarks": [b.name for b in benchmarks], "strategies": strategies, "seeds": seeds, "budget": budget,
+            "study": study, "gpt": gpt}
+
+
+def claim_output_dir(output_dir: Path, identity: dict) -> None:
+    """Creates `output_dir` for this study, or checks that it holds the same study (then it resumes)."""
+    marker = output_dir / "study.json"
+    if marker.exists():
+        try:
+            stored = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            raise GptnasError(f"{marker} is unreadable; use a new --output_dir") from None
+        if stored != json.loads(json.dumps(identity)):
+            differ = sorted(k for k in identity if stored.get(k) != json.loads(json.dumps(identity[k])))
+            raise GptnasError(f"{output_dir} holds another study ({', '.join(differ) or 'format'} differ); "
+                              "rerun it with its own settings or use a new --output_dir")
+        return
+    if output_dir.exists() and any(output_dir.iterdir()):
+        raise GptnasError(f"{output_dir} is not empty and holds no study; use a new --output_dir")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(identity, indent=2))

@@ -1,0 +1,227 @@
+"""From trajectories to numbers: runs.csv, optimum.csv, regret plots and report.md.
+
+Definitions (stated in the report too):
+- queries: unique canonical architectures evaluated, in order (aliases and isomorphic cells count once);
+- reported accuracy at q queries: the test accuracy of the architecture with the best fitness among the
+  first q (NAS-Bench-201: fitness = validation accuracy; the macro tables have one accuracy, used for both);
+- the optimum: the best fitness of any canonical architecture in the table; queries to the optimum / to
+  within 0.1 of it: the first query whose fitness reaches it (empty when the run never does). A run that
+  stopped before the budget (nothing new left to propose) keeps its last value.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from gptnas.bench.harness import Benchmark
+
+QUERY_POINTS = (10, 25, 50, 100, 200)
+WITHIN = 0.1
+# The issue's targets for gpt-ga: accuracy at 10 and at 100 queries, median queries to the optimum.
+TARGETS = {
+    "nas-bench-macro": (93.00, 93.12, 45),
+    "channel-bench-mobilenet": (91.70, 91.86, 110),
+    "nas-bench-201:cifar10": (93.90, 94.30, 80),
+    "nas-bench-201:cifar100": (71.50, 73.20, 60),
+}
+
+
+@dataclass(frozen=True)
+class Optimum:
+    fitness: float  # the best fitness of any canonical architecture
+    test: float  # the test accuracy of that architecture
+    best_test: float  # the best test accuracy of any canonical architecture (regret is measured to it)
+    architectures: int  # canonical architectures in the table
+
+
+@lru_cache(maxsize=None)
+def optimum(benchmark: Benchmark) -> Optimum:
+    from gptnas.evaluators.benchmark import FIELDS, table_for
+    from gptnas.benchmarks import load_table
+    from gptnas.spaces import get_space
+
+    space = get_space(benchmark.space)
+    name = table_for(space, benchmark.dataset)
+    fields, table = FIELDS[name], load_table(name)
+    canonical = [r for k, r in table.items() if space.key(space.from_key(k)) == k]
+    best = max(canonical, key=lambda r: float(r[fields.fitness]))
+    return Optimum(float(best[fields.fitness]), float(best[fields.test]),
+                   max(float(r[fields.test]) for r in canonical), len(canonical))
+
+
+def reported_curve(trajectory: dict, budget: int) -> list[float]:
+    """Reported accuracy after 1..budget queries."""
+    curve, best_fitness, reported = [], -math.inf, math.nan
+    for fitness, test in zip(trajectory["fitness"], trajectory["test"]):
+        if fitness > best_fitness:
+            best_fitness, reported = fitness, test
+        curve.append(reported)
+    return curve + [reported] * (budget - len(curve))
+
+
+def first_query_reaching(trajectory: dict, level: float) -> int | None:
+    for query, fitness in enumerate(trajectory["fitness"], 1):
+        if fitness >= level - 1e-9:
+            return query
+    return None
+
+
+def query_points(budget: int) -> list[int]:
+    return [q for q in QUERY_POINTS if q <= budget] or [budget]
+
+
+def write_csvs(trajectories: list[dict], benchmarks: list[Benchmark], budget: int, output_dir: Path) -> None:
+    by_name = {b.name: b for b in benchmarks}
+    with open(output_dir / "runs.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["benchmark", "strategy", "seed", "queries", "accuracy"])
+        for t in trajectories:
+            curve = reported_curve(t, budget)
+            for q in query_points(budget):
+                writer.writerow([t["benchmark"], t["strategy"], t["seed"], q, f"{curve[q - 1]:.4f}"])
+    with open(output_dir / "optimum.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["benchmark", "strategy", "seed", "queries_to_optimum", f"queries_to_within_{WITHIN}"])
+        for t in trajectories:
+            best = optimum(by_name[t["benchmark"]]).fitness
+            hit, near = first_query_reaching(t, best), first_query_reaching(t, best - WITHIN)
+            writer.writerow([t["benchmark"], t["strategy"], t["seed"], "" if hit is None else hit, "" if near is None else near])
+
+
+def median_queries(values: list[int | None], budget: int) -> str:
+    """Median with unreached runs counted as beyond the budget."""
+    ranked = sorted(math.inf if v is None else v for v in values)
+    middle = statistics.median(ranked)
+    return f">{budget}" if math.isinf(middle) else f"{middle:g}"
+
+
+def one_sided_wilcoxon(ours: list[float], theirs: list[float]) -> float:
+    """p-value of the paired Wilcoxon signed-rank test that `ours` is greater (1.0 when all pairs tie)."""
+    from scipy.stats import wilcoxon
+
+    if all(abs(a - b) < 1e-12 for a, b in zip(ours, theirs)):
+        return 1.0
+    return float(wilcoxon(ours, theirs, alternative="greater").pvalue)
+
+
+def plot_regret(benchmark: Benchmark, groups: dict[str, list[dict]], budget: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    best = optimum(benchmark).best_test
+    fig, ax = plt.subplots(figsize=(6, 4))
+    queries = range(1, budget + 1)
+    for strategy, runs in groups.items():
+        curves = [reported_curve(t, budget) for t in runs]
+        mean = [statistics.fmean(best - c[q - 1] for c in curves) for q in queries]
+        ax.plot(queries, [max(m, 1e-3) for m in mean], label=strategy)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("queries (unique architectures evaluated)")
+    ax.set_ylabel("regret of reported accuracy (%)")
+    ax.set_title(f"{benchmark.name}: mean over {len(next(iter(groups.values())))} seeds")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _mean_std(values: list[float]) -> str:
+    if len(values) < 2:
+        return f"{values[0]:.2f}"
+    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def benchmark_section(benchmark: Benchmark, groups: dict[str, list[dict]], budget: int, png: str) -> tuple[list[str], dict]:
+    """Markdown for one benchmark, and the gpt-ga figures the targets are checked against."""
+    best = optimum(benchmark)
+    points = query_points(budget)
+    lines = [f"### {benchmark.name}", "",
+             f"{best.architectures} canonical architectures; optimum fitness {best.fitness:.2f} "
+             f"(its test accuracy {best.test:.2f}; best test accuracy in the table {best.best_test:.2f}).", ""]
+    header = ["strategy"] + [f"acc @{q}" for q in points] + ["median q to optimum", f"median q to within {WITHIN}",
+                                                              "GPT s / 100 queries"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    figures: dict[str, dict] = {}
+    for strategy, runs in groups.items():
+        curves = [reported_curve(t, budget) for t in runs]
+        at = {q: [c[q - 1] for c in curves] for q in points}
+        hits = [first_query_reaching(t, best.fitness) for t in runs]
+        near = [first_query_reaching(t, best.fitness - WITHIN) for t in runs]
+        seconds = sum(t["gpt_seconds"] for t in runs) / max(sum(len(t["fitness"]) for t in runs), 1) * 100
+        figures[strategy] = {"at": at, "median_to_optimum": median_queries(hits, budget), "hits": hits}
+        lines.append("| " + " | ".join([strategy] + [_mean_std(at[q]) for q in points]
+                                       + [median_queries(hits, budget), median_queries(near, budget), f"{seconds:.1f}"]) + " |")
+    if "gpt-ga" in groups and len(groups) > 1:
+        lines += ["", f"Paired one-sided Wilcoxon p-values, gpt-ga better than ... (n = {len(groups['gpt-ga'])} seeds):", "",
+                  "| baseline | " + " | ".join(f"@{q}" for q in points) + " |", "|---|" + "---|" * len(points)]
+        ours = figures["gpt-ga"]["at"]
+        for strategy in groups:
+            if strategy != "gpt-ga":
+                theirs = figures[strategy]["at"]
+                lines.append(f"| {strategy} | " + " | ".join(f"{one_sided_wilcoxon(ours[q], theirs[q]):.3g}" for q in points) + " |")
+    lines += ["", f"![regret on {benchmark.name}]({png})", ""]
+    return lines, figures
+
+
+def targets_section(all_figures: dict[str, dict]) -> list[str]:
+    lines = ["## Targets (gpt-ga)", "", "| benchmark | acc @10 (target) | acc @100 (target) | median q to optimum (target) |",
+             "|---|---|---|---|"]
+    for name, (at10, at100, to_opt) in TARGETS.items():
+        figures = all_figures.get(name, {}).get("gpt-ga")
+        if figures is None:
+            continue
+        cells = [name]
+        for q, target in ((10, at10), (100, at100)):
+            if q not in figures["at"]:
+                cells.append(f"not measured ({target:.2f})")
+                continue
+            mean = statistics.fmean(figures["at"][q])
+            verdict = "met" if mean >= target else f"missed by {target - mean:.2f}"
+            cells.append(f"{mean:.2f} ({target:.2f}: {verdict})")
+        median = figures["median_to_optimum"]
+        met = not median.startswith(">") and float(median) <= to_opt
+        cells.append(f"{median} ({to_opt}: {'met' if met else 'missed'})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+LEAKAGE = (
+    "No leakage: the GPT (`{gpt}`) was trained only on layer sequences of human-designed networks "
+    "(torchvision and timm, see its model card); it never saw any benchmark's accuracies. Online adaptation, "
+    "when on, learns only from architectures this run evaluated, and each of those counts as a query. "
+    "Search selects on validation accuracy where the table has it (NAS-Bench-201); the macro tables have only "
+    "a test accuracy, so there the search selects on the same number it reports."
+)
+
+
+def write_report(trajectories: list[dict], benchmarks: list[Benchmark], strategies: list[str], budget: int,
+                 output_dir: Path, command: str, settings: dict) -> str:
+    write_csvs(trajectories, benchmarks, budget, output_dir)
+    seeds = len({t["seed"] for t in trajectories})
+    lines = ["# gptnas benchmark report", "", f"Command: `{command}`", "",
+             f"{len(trajectories)} runs: {len(benchmarks)} benchmarks x {len(strategies)} strategies x {seeds} paired seeds, "
+             f"budget {budget} unique queries each.", "", LEAKAGE.format(gpt=settings.get("gpt") or "the shipped default model"),
+             "", __doc__.split("Definitions (stated in the report too):")[1].strip(), ""]
+    if settings.get("study"):
+        lines += ["Study settings (on top of each strategy's defaults): `" + repr(settings["study"]) + "`", ""]
+    all_figures = {}
+    for benchmark in benchmarks:
+        groups = {s: sorted((t for t in trajectories if t["benchmark"] == benchmark.name and t["strategy"] == s),
+                            key=lambda t: t["seed"]) for s in strategies}
+        groups = {s: runs for s, runs in groups.items() if runs}
+        png = f"regret_{benchmark.name.replace(':', '_')}.png"
+        plot_regret(benchmark, groups, budget, output_dir / png)
+        section, all_figures[benchmark.name] = benchmark_section(benchmark, groups, budget, png)
+        lines += section
+    lines += targets_section(all_figures)
+    text = "\n".join(lines)
+    (output_dir / "report.md").write_text(text)
+    return text
