@@ -72,7 +72,8 @@ def first_query_reaching(trajectory: dict, level: float) -> int | None:
 
 
 def query_points(budget: int) -> list[int]:
-    return [q for q in QUERY_POINTS if q <= budget] or [budget]
+    """The standard query counts within the budget, and the budget itself."""
+    return sorted({q for q in QUERY_POINTS if q <= budget} | {budget})
 
 
 def write_csvs(trajectories: list[dict], benchmarks: list[Benchmark], budget: int, output_dir: Path) -> None:

@@ -266,6 +266,11 @@ class Search:
             return self._random()
         except BudgetSpent:
             log.info("budget of %d unique evaluations spent", self.config.budget)
+            # The last, partial generation counts too: everything evaluated may enter the hall of fame.
+            evaluated = [self._candidate(self.space.decode(encoding), key) for _, key, encoding, _, _ in self.store.history()]
+            self.hall_of_fame.update(evaluated)
+            if not getattr(self, "population", None):  # spent within the initial population
+                self.population = evaluated
             return self.population
         finally:
             self.progress.close()

@@ -1,0 +1,112 @@
+"""The benchmark harness: a small study from the command line, its files, resuming, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from gptnas.bench.__main__ import main
+from gptnas.bench.report import first_query_reaching, optimum, reported_curve
+from gptnas.bench.harness import Benchmark
+
+SMALL = ["--spaces", "nas-bench-macro,nas-bench-201:cifar10", "--strategies", "gpt-ga,ga,random",
+         "--seeds", "2", "--budget", "12", "--config", "none"]
+
+
+def test_reported_accuracy_is_the_test_accuracy_of_the_best_fitness_so_far():
+    trajectory = {"fitness": [1.0, 3.0, 2.0], "test": [10.0, 5.0, 50.0]}
+    assert reported_curve(trajectory, 5) == [10.0, 5.0, 5.0, 5.0, 5.0]  # a run that stopped early keeps its value
+    assert first_query_reaching(trajectory, 2.0) == 2
+    assert first_query_reaching(trajectory, 3.5) is None
+
+
+def test_optimum_counts_canonical_architectures_only():
+    best = optimum(Benchmark("nas-bench-201", "cifar10"))
+    assert best.architectures == 6466  # isomorphic cells count once
+    assert best.best_test >= best.test
+
+
+def test_small_study_writes_a_well_formed_report(tmp_path, capsys):
+    out = tmp_path / "study"
+    assert main([*SMALL, "--output_dir", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    for heading in ("### nas-bench-macro", "### nas-bench-201:cifar10", "Paired one-sided Wilcoxon", "## Targets",
+                    "No leakage"):
+        assert heading in report
+    assert (out / "regret_nas-bench-macro.png").stat().st_size > 0
+    assert (out / "regret_nas-bench-201_cifar10.png").stat().st_size > 0
+
+    with open(out / "runs.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["benchmark", "strategy", "seed", "queries", "accuracy"]
+    assert len(rows) == 2 * 3 * 2 * 2  # benchmarks x strategies x seeds x query points (10, and the budget)
+    assert {r["queries"] for r in rows} == {"10", "12"}
+    by_run = {}
+    for r in rows:
+        by_run.setdefault((r["benchmark"], r["strategy"], r["seed"]), []).append(float(r["accuracy"]))
+    macro = [at for (benchmark, *_), at in by_run.items() if benchmark == "nas-bench-macro"]
+    assert all(at10 <= at12 for at10, at12 in macro)  # NB-Macro reports the fitness itself: never worse later
+
+    with open(out / "optimum.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["benchmark", "strategy", "seed", "queries_to_optimum", "queries_to_within_0.1"]
+    assert len(rows) == 12
+    for r in rows:
+        assert r["queries_to_optimum"] == "" or 1 <= int(r["queries_to_optimum"]) <= 12
+
+    # Paired seeds: each run has exactly `budget` unique queries, and the baselines use no GPT time.
+    trajectory = json.loads(next((out / "runs" / "nas-bench-macro" / "ga").glob("seed_0/trajectory.json")).read_text())
+    assert len(trajectory["keys"]) == len(set(trajectory["keys"])) == 12
+    assert trajectory["gpt_seconds"] == 0
+
+
+def test_rerun_resumes_and_a_different_study_is_refused(tmp_path, capsys):
+    out = tmp_path / "study"
+    args = ["--spaces", "nas-bench-macro", "--strategies", "ga,random", "--seeds", "2", "--budget", "8",
+            "--config", "none", "--output_dir", str(out)]
+    assert main(args) == 0
+    finished = out / "runs" / "nas-bench-macro" / "ga" / "seed_1" / "trajectory.json"
+    stamp, first = finished.stat().st_mtime_ns, (out / "runs.csv").read_text()
+    finished.with_name("results.sqlite").unlink()  # a finished run is never recomputed
+    assert main(args) == 0
+    assert finished.stat().st_mtime_ns == stamp and (out / "runs.csv").read_text() == first
+
+    capsys.readouterr()
+    assert main([*args[:-2], "--budget", "9", "--output_dir", str(out)]) == 2
+    assert "holds another study" in capsys.readouterr().err
+
+
+def test_parallel_runs_give_the_serial_numbers(tmp_path):
+    args = ["--spaces", "nas-bench-201:cifar100", "--strategies", "regularized-evolution", "--seeds", "2",
+            "--budget", "10", "--config", "none"]
+    assert main([*args, "--output_dir", str(tmp_path / "serial")]) == 0
+    assert main([*args, "--workers", "2", "--output_dir", str(tmp_path / "parallel")]) == 0
+    assert (tmp_path / "serial" / "runs.csv").read_text() == (tmp_path / "parallel" / "runs.csv").read_text()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--spaces", "nas-bench-999"], "unknown benchmark 'nas-bench-999'"),
+        (["--spaces", "nas-bench-201:mnist"], "has no dataset 'mnist'"),
+        (["--strategies", "gpt-ga,hillclimb"], "unknown strategy 'hillclimb'"),
+        (["--seeds", "0"], "at least 1"),
+        (["--config", "missing.yaml"], "does not exist"),
+    ],
+)
+def test_bad_input_gets_one_line(tmp_path, capsys, flags, message):
+    assert main([*flags, "--output_dir", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_study_config_errors_name_the_fix(tmp_path, capsys):
+    config = tmp_path / "study.yaml"
+    config.write_text("strategies:\n  gpt-ga:\n    budget: 5\n")
+    assert main(["--config", str(config), "--output_dir", str(tmp_path / "x")]) == 2
+    assert "'budget' is set by the harness" in capsys.readouterr().err
+    config.write_text("common:\n  populaton: 5\n")
+    assert main(["--config", str(config), "--output_dir", str(tmp_path / "y")]) == 2
+    assert "populaton" in capsys.readouterr().err
