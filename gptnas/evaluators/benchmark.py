@@ -54,6 +54,7 @@ FIELDS: dict[str, TableFields] = {
 # Network shape per dataset, for params/FLOPs of tables that do not list them.
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet16-120": 120}
 INPUT_SIZE = {"imagenet16-120": 16}
+_COSTS: dict[tuple[str, str], dict[str, int]] = {}  # (table, key) -> cost, for tables without params/FLOPs; per process
 
 
 def table_for(space: SearchSpace | str, dataset: str) -> str:
@@ -83,10 +84,6 @@ class BenchmarkEvaluator:
         self.space_name = get_space(space).name
         self.dataset = dataset
         self.fields = FIELDS[self.table_name]
-        self._costs: dict[str, dict[str, int]] = {}  # key -> cost, for tables without params/FLOPs
-
-    def __getstate__(self):
-        return {**self.__dict__, "_costs": {}}
 
     @property
     def table(self) -> dict[str, dict]:
@@ -110,11 +107,10 @@ class BenchmarkEvaluator:
     def _cost(self, space: SearchSpace, arch: Any, key: str, record: dict) -> dict[str, int]:
         if "params" in record and "flops" in record:
             return {"params": int(record["params"]), "flops": int(record["flops"])}
-        if key not in self._costs:
-            self._costs[key] = model_cost(
-                space, arch, NUM_CLASSES[self.dataset], INPUT_SIZE.get(self.dataset, space.input_size)
-            )
-        return self._costs[key]
+        cached = (self.table_name, key)
+        if cached not in _COSTS:
+            _COSTS[cached] = model_cost(space, arch, NUM_CLASSES[self.dataset], INPUT_SIZE.get(self.dataset, space.input_size))
+        return _COSTS[cached]
 
     def __repr__(self) -> str:
         return f"BenchmarkEvaluator({self.space_name!r}, {self.dataset!r})"
