@@ -163,3 +163,16 @@ def test_multi_objective_mode_returns_a_pareto_front(tmp_path, requires_table):
     assert len(front) >= 2
     for a in front:  # no member is dominated by another (higher accuracy with no more parameters)
         assert not any(b["fitness"] > a["fitness"] and b["params"] <= a["params"] for b in front)
+
+
+def test_ga_spends_its_budget_on_new_networks(tmp_path, requires_table):
+    """A converging GA proposes networks it has already evaluated; those are mutated again,
+    so a budget is spent on new ones instead of running out of generations."""
+    requires_table("nas-bench-macro")
+    out = tmp_path / "run"
+    args = ["--space", "nas-bench-macro", "--evaluator", "benchmark", "--strategy", "ga", "--population", "20",
+            "--generations", "10", "--seed", "0", "--output_dir", str(out)]
+    assert evolve.main(args) == 0
+    with open(out / "logbook.csv") as f:
+        new = [int(r["new"]) for r in csv.DictReader(f)][1:]
+    assert min(new) >= 19  # the elite is the only repeat

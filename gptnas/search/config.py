@@ -33,6 +33,8 @@ class EvolveConfig:
     gpt: str | None = field(default=None, metadata={"help": "ArchGPT folder or Hub id (default: the shipped model)"})
     gpt_adapter: str | None = None
     elimination_rate: float = field(default=0.4, metadata={"help": "probability that reconstruction selects a layer, at the start"})
+    initial_reconstruction: bool = field(default=True, metadata={"help": "rewrite the initial population with the GPT (GPT-NAS); "
+                                         "off: the GPT first acts on offspring"})
     elimination_rate_final: float = field(default=0.0, metadata={"help": "... at the last generation (linear decay)"})
     temperature: float = 1.0
     top_k: int | None = None

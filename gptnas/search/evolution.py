@@ -297,7 +297,10 @@ class Search:
         start = self._load_checkpoint()
         if start < 0:
             self._seed_generation(0)
-            archs = [self.make_feasible(a) for a in self.reconstruct(self.initial_archs(), 0)]
+            archs = self.initial_archs()
+            if c.initial_reconstruction:
+                archs = self.reconstruct(archs, 0)
+            archs = [self.make_feasible(a) for a in archs]
             population = self.evaluate(archs, 0)
             self._record(0, population, self.store.evaluated_in(0))
             self._save_checkpoint(0)
