@@ -110,3 +110,12 @@ def test_study_config_errors_name_the_fix(tmp_path, capsys):
     config.write_text("common:\n  populaton: 5\n")
     assert main(["--config", str(config), "--output_dir", str(tmp_path / "y")]) == 2
     assert "populaton" in capsys.readouterr().err
+
+
+def test_a_missing_table_is_reported_before_any_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GPTNAS_BENCHMARK_DIR", str(tmp_path / "empty"))
+    monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    assert main(["--spaces", "nas-bench-macro", "--output_dir", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "is not at" in err and "GPTNAS_BENCHMARK_DIR" in err
+    assert not (tmp_path / "x").exists()

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         benchmarks = harness.parse_benchmarks(args.spaces)
         if not benchmarks:
             raise GptnasError("no benchmark to run: --spaces is empty, or no table is in the benchmark directory")
+        harness.ensure_tables(benchmarks)
         strategies = harness.parse_strategies(args.strategies)
         config = None if args.config == "none" else args.config
         if config is not None and not Path(config).is_file():

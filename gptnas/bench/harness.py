@@ -74,6 +74,15 @@ def parse_benchmarks(text: str) -> list[Benchmark]:
     return [Benchmark.parse(part) for part in text.split(",") if part.strip()]
 
 
+def ensure_tables(benchmarks: list[Benchmark]) -> None:
+    """Every table is on disk and verified (downloaded if needed) before any run starts."""
+    from gptnas.benchmarks import table_path
+    from gptnas.evaluators.benchmark import table_for
+
+    for benchmark in benchmarks:
+        table_path(table_for(benchmark.space, benchmark.dataset))
+
+
 def parse_strategies(text: str) -> list[str]:
     strategies = [s.strip() for s in text.split(",") if s.strip()]
     for strategy in strategies:
@@ -192,11 +201,14 @@ def run_all(tasks: list[RunTask], workers: int) -> list[dict]:
                 results[i] = run_one(tasks[i])
                 progress.update(1)
         else:
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
+            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker)
+            try:
                 futures = {pool.submit(run_one, tasks[i]): i for i in order}
                 for future in as_completed(futures):
                     results[futures[future]] = future.result()
                     progress.update(1)
+            finally:  # on an error, runs not yet started are dropped rather than waited for
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:
         progress.close()
     return [results[i] for i in range(len(tasks))]
