@@ -115,6 +115,7 @@ def test_constraints_are_respected(tmp_path, requires_table):
         (["--mutation_rate", "-0.1"], "mutation_rate must lie in [0, 1]"),
         (["--evaluator", "oracle"], "unknown evaluator 'oracle'; valid: benchmark"),
         (["--resume", "nowhere"], "nowhere is not a gptnas run directory"),
+        (["--candidate_ranking", "best"], "unknown candidate_ranking 'best'; valid: likelihood, gain"),
     ],
 )
 def test_bad_input_is_refused_before_any_work(tmp_path, capsys, args, message):
@@ -123,10 +124,11 @@ def test_bad_input_is_refused_before_any_work(tmp_path, capsys, args, message):
     assert len(err) == 1 and message in err[0]
 
 
-def test_gpt_ga_reconstructs_and_adapts_online_and_resumes_with_the_saved_adapter(tmp_path, requires_table):
+@pytest.mark.parametrize("ranking", [[], ["--reconstruct_candidates", "3", "--candidate_ranking", "gain"]])
+def test_gpt_ga_reconstructs_and_adapts_online_and_resumes_with_the_saved_adapter(tmp_path, requires_table, ranking):
     requires_table("nas-bench-201:cifar10")
     args = ["--space", "nas-bench-201", "--evaluator", "benchmark", "--dataset", "cifar10", "--population", "6",
-            "--generations", "2", "--adapt_every", "1", "--adapt_steps", "2", "--init", "gpt", "--seed", "1"]
+            "--generations", "2", "--adapt_every", "1", "--adapt_steps", "2", "--init", "gpt", "--seed", "1", *ranking]
     out = tmp_path / "gpt"
     assert evolve.main([*args, "--output_dir", str(out)]) == 0
     log = json.loads((out / "reconstruction.json").read_text())

@@ -38,7 +38,9 @@ class EvolveConfig:
     elimination_rate_final: float = field(default=0.0, metadata={"help": "... at the last generation (linear decay)"})
     temperature: float = 1.0
     top_k: int | None = None
-    reconstruct_candidates: int = field(default=1, metadata={"help": "samples per rewritten segment; the most likely is kept"})
+    reconstruct_candidates: int = field(default=1, metadata={"help": "samples per rewritten segment; one is kept by --candidate_ranking"})
+    candidate_ranking: str = field(default="likelihood", metadata={"help": "likelihood (the most likely rewrite) or gain "
+                                   "(the one online adaptation made most likely relative to the original GPT)"})
     adapt_every: int = field(default=0, metadata={"help": "LoRA-adapt the GPT on the evaluated elite every K generations (0: never)"})
     adapt_top: int = field(default=20, metadata={"help": "how many of the best evaluated architectures adaptation learns from"})
     adapt_steps: int = 30
@@ -81,6 +83,8 @@ class EvolveConfig:
             raise GptnasError(f"budget must be at least 1, got {self.budget}")
         if self.adapt_every < 0 or self.adapt_top < 1 or self.adapt_steps < 1:
             raise GptnasError("adapt_every must be >= 0; adapt_top and adapt_steps >= 1")
+        if self.candidate_ranking not in ("likelihood", "gain"):
+            raise GptnasError(f"unknown candidate_ranking {self.candidate_ranking!r}; valid: likelihood, gain")
         if self.novelty_tries < 0:
             raise GptnasError(f"novelty_tries must be >= 0, got {self.novelty_tries}")
         if self.reconstruct_candidates < 1 or self.temperature < 0:

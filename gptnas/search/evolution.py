@@ -149,6 +149,7 @@ class Search:
         out, stats = reconstruct(
             self.gpt, self.space, archs, rate, self.rng, seed=derived_seed(self.config.seed, "reconstruct", generation),
             temperature=self.config.temperature, top_k=self.config.top_k, candidates=self.config.reconstruct_candidates,
+            ranking=self.config.candidate_ranking,
         )
         seconds = time.perf_counter() - started
         self.gpt_seconds += seconds

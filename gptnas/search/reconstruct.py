@@ -37,9 +37,17 @@ def selected_segments(space, arch, rate: float, rng: random.Random) -> list[int]
     return chosen
 
 
+RANKINGS = ("likelihood", "gain")
+
+
 def reconstruct(gpt, space, archs: list, rate: float, rng: random.Random, *, seed: int,
-                temperature: float = 1.0, top_k: int | None = None, candidates: int = 1):
-    """The candidates with their selected segments rewritten by the GPT; and what happened."""
+                temperature: float = 1.0, top_k: int | None = None, candidates: int = 1, ranking: str = "likelihood"):
+    """The candidates with their selected segments rewritten by the GPT; and what happened.
+
+    With several candidates per segment, `ranking` picks one: "likelihood", the rewrite the GPT finds
+    most likely; "gain", the network whose log-likelihood the online adaptation raised most over the
+    GPT before adaptation (what the search learned, with the prior's own preferences divided out;
+    likelihood breaks ties, so it is the rule until the first adaptation)."""
     stats = ReconstructionStats()
     plans = [selected_segments(space, arch, rate, rng) for arch in archs]
     stats.selected = sum(len(p) for p in plans)
@@ -55,22 +63,39 @@ def reconstruct(gpt, space, archs: list, rate: float, rng: random.Random, *, see
             rows += [prefix] * candidates
             stops += [position + 2] * candidates  # payloads counted from the space tag
         sampled = gpt.sample(space, rows, temperature, top_k, generator, stop_after=stops)
+        options: dict[int, list] = {}
         for n, i in enumerate(todo):
             position = plans[i][round_]
-            options = []
             for s in sampled[n * candidates : (n + 1) * candidates]:
                 payload = _segment_payload(space, s.state, position + 1)
                 payloads = [seg.payload for seg in space.segments(current[i])]
                 payloads[position] = payload
                 try:
-                    options.append((s.log_prob, space.assemble(payloads)))
+                    options.setdefault(i, []).append([s.log_prob, space.assemble(payloads)])
                 except GptnasError:
                     continue
-            if options:
-                current[i] = max(options, key=lambda o: o[0])[1]
-                stats.rewritten += 1
+        if ranking == "gain" and candidates > 1:
+            _rank_by_gain(gpt, space, options)
+        for i, choices in options.items():
+            current[i] = max(choices, key=lambda o: o[0])[1]
+            stats.rewritten += 1
     stats.changed = sum(a != b for a, b in zip(archs, current))
     return current, stats
+
+
+def _rank_by_gain(gpt, space, options: dict[int, list]) -> None:
+    """Replaces each option's rank by (adapted minus original log-likelihood, log-likelihood)."""
+    from gptnas.gpt import generate
+
+    original = getattr(gpt, "base_model", None)  # set by the first online adaptation
+    if original is None:
+        return
+    flat = [o for choices in options.values() for o in choices]
+    sequences = [space.encode(arch).split() for _, arch in flat]
+    adapted = generate.log_likelihood(gpt.model, gpt.vocab, space, sequences, True)
+    before = generate.log_likelihood(original, gpt.vocab, space, sequences, True)
+    for option, now, then in zip(flat, adapted, before):
+        option[0] = (now - then, option[0])
 
 
 def _segment_payload(space, state, index: int):
