@@ -71,9 +71,10 @@ def reconstruct(gpt, space, archs: list, rate: float, rng: random.Random, *, see
                 payloads = [seg.payload for seg in space.segments(current[i])]
                 payloads[position] = payload
                 try:
-                    options.setdefault(i, []).append([s.log_prob, space.assemble(payloads)])
+                    arch = space.assemble(payloads)
                 except GptnasError:
                     continue
+                options.setdefault(i, []).append([s.log_prob, arch])
         if ranking == "gain" and candidates > 1:
             _rank_by_gain(gpt, space, options)
         for i, choices in options.items():

@@ -1,0 +1,33 @@
+"""GPT reconstruction: rewritten candidates stay valid networks of their space."""
+
+import random
+
+import pytest
+
+from gptnas.gpt.model import ArchGPT
+from gptnas.search.reconstruct import reconstruct
+from gptnas.spaces import get_space
+
+
+@pytest.fixture(scope="module")
+def gpt():
+    return ArchGPT.from_pretrained(device="cpu")
+
+
+@pytest.mark.parametrize("candidates, ranking", [(1, "likelihood"), (3, "likelihood"), (3, "gain")])
+def test_every_rewrite_is_a_valid_network_of_the_space(gpt, candidates, ranking):
+    space = get_space("cifar")  # its global rules (at most 3 strided blocks ...) reject some rewrites
+    rng = random.Random(0)
+    archs = [space.sample(rng) for _ in range(6)]
+    out, stats = reconstruct(gpt, space, archs, 0.5, rng, seed=0, candidates=candidates, ranking=ranking)
+    assert len(out) == len(archs) and stats.selected > 0 and stats.rewritten > 0
+    for arch in out:
+        assert space.decode(space.encode(arch)) == arch and space.is_valid(arch)
+
+
+def test_gain_ranking_follows_the_likelihood_until_the_gpt_is_adapted(gpt):
+    space = get_space("nas-bench-201")
+    archs = [space.sample(random.Random(seed)) for seed in range(6)]
+    runs = [reconstruct(gpt, space, archs, 0.5, random.Random(1), seed=3, candidates=3, ranking=ranking)[0]
+            for ranking in ("likelihood", "gain")]
+    assert runs[0] == runs[1]
