@@ -115,7 +115,7 @@ def test_validation_split_comes_from_the_training_set():
     splits = make_splits(data, val_fraction=0.1, seed=0)
     assert len(splits.val_labels) + len(splits.train_labels) == len(data.train_labels)
     assert len(splits.test_labels) == len(data.test_labels)
-    assert splits.train_images.dtype == torch.uint8 and splits.train_images.shape[1:] == (3, 32, 32)
+    assert splits.train_images.dtype == torch.uint8 and splits.train_images.shape[1:] == (3, 8, 8)  # digits stay 8x8
 
 
 def test_exploding_training_is_diverged_not_an_exception():

@@ -88,6 +88,7 @@ class Search:
         self.logbook = tools.Logbook()
         self.logbook.header = ["gen", "queries", "new", "max", "mean", "min", "rewritten"]
         self.progress = None
+        self.population: list = []
         self.reconstruction_log: list[dict] = []
         self.gpt_seconds = 0.0  # wall time spent in the GPT (reconstruction, adaptation), not evaluating
         self._adapted_at: int | None = None
@@ -114,8 +115,8 @@ class Search:
     def elimination_rate(self, generation: int) -> float:
         """Decays linearly over the run: over the budget when there is one, else over the generations."""
         c = self.config
-        if c.budget:
-            fraction = min(len(self.store) / c.budget, 1.0)
+        if c.budget:  # counted up to the previous generation, so a resumed generation sees what it first saw
+            fraction = min(self.store.evaluated_through(generation - 1) / c.budget, 1.0)
         elif c.generations > 0:
             fraction = min(generation / c.generations, 1.0)
         else:
@@ -225,16 +226,16 @@ class Search:
                 archs[i] = self.space.mutate(archs[i], self.rng)
         return archs
 
-    def novel(self, archs: list) -> list:
-        """Offspring already evaluated (or twice in this batch) are mutated again, up to
-        `novelty_tries` times, so each generation spends its queries on new networks."""
+    def novel(self, archs: list, generation: int) -> list:
+        """Offspring evaluated in an earlier generation (or twice in this batch) are mutated again,
+        up to `novelty_tries` times, so each generation spends its queries on new networks."""
         tries = self.config.novelty_tries
         seen: set[str] = set()
         out = []
         for arch in archs:
             key = self.space.key(arch)
             for _ in range(tries):
-                if key not in self.store and key not in seen:
+                if not self.store.evaluated_before(key, generation) and key not in seen:
                     break
                 arch = self.make_feasible(self.space.mutate(arch, self.rng))
                 key = self.space.key(arch)
@@ -270,7 +271,7 @@ class Search:
             # The last, partial generation counts too: everything evaluated may enter the hall of fame.
             evaluated = [self._candidate(self.space.decode(encoding), key) for _, key, encoding, _, _ in self.store.history()]
             self.hall_of_fame.update(evaluated)
-            if not getattr(self, "population", None):  # spent within the initial population
+            if not self.population:  # spent within the initial population
                 self.population = evaluated
             return self.population
         finally:
@@ -311,7 +312,7 @@ class Search:
             elites = tools.selBest(population, c.elites) if c.elites and not self.pareto else []
             parents = self.toolbox.select(population, len(population) - len(elites))
             archs = self.reconstruct(self.vary(parents), generation)
-            archs = self.novel([self.make_feasible(a) for a in archs])
+            archs = self.novel([self.make_feasible(a) for a in archs], generation)
             offspring = self.evaluate(archs, generation)
             if self.pareto:
                 population = tools.selNSGA2(population + offspring, c.population)

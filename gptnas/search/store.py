@@ -55,7 +55,9 @@ class ResultStore:
                     f"{self.path.parent} belongs to another run ({differ[0]}: {stored.get(differ[0])} here, "
                     f"{wanted[differ[0]]} asked); resume it with its own settings or use a new --output_dir"
                 )
-        self._cache = {key: Evaluation.from_dict(json.loads(r)) for key, r in self.db.execute("SELECT key, result FROM evaluations")}
+        rows = self.db.execute("SELECT key, generation, result FROM evaluations").fetchall()
+        self._cache = {key: Evaluation.from_dict(json.loads(r)) for key, _, r in rows}
+        self._generation = {key: generation for key, generation, _ in rows}
 
     def __contains__(self, key: str) -> bool:
         return key in self._cache
@@ -79,6 +81,12 @@ class ResultStore:
                 (query, key, encoding, generation, json.dumps(evaluation.to_dict())),
             )
         self._cache[key] = evaluation
+        self._generation[key] = generation
+
+    def evaluated_before(self, key: str, generation: int) -> bool:
+        """Whether `key` was evaluated in an earlier generation (what a resumed run must see as the
+        uninterrupted one did, whatever the killed generation had already stored)."""
+        return self._generation.get(key, generation) < generation
 
     def evaluated_in(self, generation: int) -> int:
         """How many unique architectures were first evaluated in `generation`."""
