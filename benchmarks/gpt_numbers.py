@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +24,8 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer
 
-import train_gpt
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # train_gpt.py lives at the repository root
+import train_gpt  # noqa: E402
 from gptnas.config import from_dict, load_yaml
 from gptnas.gpt import data, training
 from gptnas.gpt.model import ArchGPT, default_model_dir, new_model
