@@ -37,9 +37,6 @@ def selected_segments(space, arch, rate: float, rng: random.Random) -> list[int]
     return chosen
 
 
-RANKINGS = ("likelihood", "gain")
-
-
 def reconstruct(gpt, space, archs: list, rate: float, rng: random.Random, *, seed: int,
                 temperature: float = 1.0, top_k: int | None = None, candidates: int = 1, ranking: str = "likelihood"):
     """The candidates with their selected segments rewritten by the GPT; and what happened.
