@@ -1,0 +1,56 @@
+"""Files that are complete or absent: every write of a result goes through here.
+
+A reader (a resumed run, a report, a user copying a run directory) never sees
+half a file: content is written to a temporary sibling, flushed to disk and
+renamed over the target, which POSIX makes atomic. A kill at any moment leaves
+either the old file or the new one, and at worst a stray `.tmp` sibling.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path to write `path` through; renamed over `path` when the block succeeds.
+
+    Works for a file or a folder (a folder is written whole, then swapped in)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    _remove(tmp)
+    try:
+        yield tmp
+        if tmp.is_file():
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        if tmp.is_dir() and path.is_dir():
+            shutil.rmtree(path)  # a folder cannot be renamed over a non-empty one
+        os.replace(tmp, path)
+    finally:
+        _remove(tmp)
+
+
+def write_atomic(path: str | Path, content: str | bytes) -> None:
+    """Writes text (UTF-8) or bytes to `path` atomically."""
+    with atomic_path(path) as tmp:
+        if isinstance(content, bytes):
+            tmp.write_bytes(content)
+        else:
+            tmp.write_text(content, encoding="utf-8")
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
