@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gptnas.errors import GptnasError
+from gptnas.search.strategies import get_strategy
 
-STRATEGIES = ("gpt-ga", "ga", "regularized-evolution", "random")
 EXECUTORS = ("serial", "process", "ray")
 INITS = ("random", "gpt")
 
@@ -63,8 +63,7 @@ class EvolveConfig:
     device: str | None = None
 
     def validate(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise GptnasError(f"unknown strategy {self.strategy!r}; valid: {', '.join(STRATEGIES)}")
+        get_strategy(self.strategy)  # an unknown name is refused, listing the valid ones
         if self.executor not in EXECUTORS:
             raise GptnasError(f"unknown executor {self.executor!r}; valid: {', '.join(EXECUTORS)}")
         if self.init not in INITS:

@@ -1,0 +1,206 @@
+"""What every search strategy shares: evaluation through the store, the budget, constraints, records.
+
+A strategy (gptnas/search/strategies/) proposes architectures and decides what
+survives; `Search` turns architectures into evaluated candidates. Every unique
+canonical key is evaluated once, ever, and stored the moment it finishes; the
+budget counts those unique evaluations. After each generation a checkpoint
+(plain JSON) holds the population, hall of fame and logbook; every generation
+draws from generators seeded by (seed, generation) alone, so a resumed run
+continues exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from pathlib import Path
+
+from deap import base, creator, tools
+from tqdm.auto import tqdm
+
+from gptnas.errors import GptnasError
+from gptnas.evaluators.base import WORST_FITNESS
+from gptnas.files import write_json
+from gptnas.search.config import EvolveConfig
+from gptnas.search.store import ResultStore
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "checkpoint.json"
+FEASIBLE_TRIES = 200
+
+
+class Candidate:
+    """One individual: an architecture of the search space (DEAP adds `.fitness`)."""
+
+    def __init__(self, arch, key: str):
+        self.arch = arch
+        self.key = key
+
+    def __eq__(self, other) -> bool:  # the hall of fame keeps one copy per network
+        return isinstance(other, Candidate) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+
+if not hasattr(creator, "GptnasFitness"):  # DEAP types live in `creator`, made once per process
+    creator.create("GptnasFitness", base.Fitness, weights=(1.0,))
+    creator.create("GptnasParetoFitness", base.Fitness, weights=(1.0, -1.0))  # accuracy up, params down
+    creator.create("GptnasCandidate", Candidate, fitness=creator.GptnasFitness)
+    creator.create("GptnasParetoCandidate", Candidate, fitness=creator.GptnasParetoFitness)
+
+
+def derived_seed(*parts) -> int:
+    """A seed for one step of the run, independent of what ran before it (so resumes draw the same)."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little")
+
+
+class BudgetSpent(Exception):
+    """The run has evaluated as many unique architectures as it may."""
+
+
+class Search:
+    def __init__(self, config: EvolveConfig, space, evaluator, run_dir: Path, executor, gpt_loader=None,
+                 show_progress: bool = True):
+        from gptnas.search.strategies import get_strategy
+
+        self.config, self.space, self.evaluator, self.executor = config, space, evaluator, executor
+        self.run_dir, self.gpt_loader, self.show_progress = run_dir, gpt_loader, show_progress
+        self.store = ResultStore(run_dir / "results.sqlite", self.identity())
+        self.rng = random.Random(config.seed)
+        self.pareto = config.multi_objective
+        self.make = creator.GptnasParetoCandidate if self.pareto else creator.GptnasCandidate
+        self.hall_of_fame = tools.ParetoFront() if self.pareto else tools.HallOfFame(10)
+        self.stats = tools.Statistics(key=lambda c: c.fitness.values[0])
+        for name, fn in (("max", max), ("mean", lambda v: sum(v) / len(v)), ("min", min)):
+            self.stats.register(name, fn)
+        self.logbook = tools.Logbook()
+        self.logbook.header = ["gen", "queries", "new", "max", "mean", "min", "rewritten"]
+        self.population: list = []
+        self.reconstruction_log: list[dict] = []  # what GPT reconstruction did, per generation
+        self.gpt_seconds = 0.0  # wall time spent in the GPT (reconstruction, adaptation), not evaluating
+        self.strategy = get_strategy(config.strategy)(self)
+        self._progress, self._best = None, 0.0
+
+    def identity(self) -> dict:
+        """What must match for a run directory to be resumed (the rest may change)."""
+        c = self.config
+        return {"space": c.space, "strategy": c.strategy, "evaluator": c.evaluator, "dataset": c.dataset,
+                "seed": c.seed, "population": c.population, "multi_objective": c.multi_objective,
+                "max_params": c.max_params, "max_flops": c.max_flops}
+
+    def run(self) -> list:
+        """Runs (or resumes) the search; returns the final population."""
+        total = self.config.budget or self.config.population * (self.config.generations + 1)
+        self._progress = tqdm(total=total, initial=len(self.store), desc="evaluations", unit="arch",
+                              disable=not self.show_progress)
+        self._best = max((e.fitness for *_, e in self.store.history()), default=0.0)
+        try:
+            return self.strategy.run()
+        except BudgetSpent:
+            log.info("budget of %d unique evaluations spent", self.config.budget)
+            # The last, partial generation counts too: everything evaluated may enter the hall of fame.
+            evaluated = [self.candidate(self.space.decode(encoding), key) for _, key, encoding, _, _ in self.store.history()]
+            self.hall_of_fame.update(evaluated)
+            self.population = self.population or evaluated  # spent within the initial population
+            return self.population
+        finally:
+            self._progress.close()
+
+    def seed_generation(self, generation: int) -> None:
+        """Seeds this generation's draws by (seed, generation) alone; DEAP's selection uses the global `random`."""
+        self.rng.seed(derived_seed(self.config.seed, "generation", generation))
+        random.seed(derived_seed(self.config.seed, "deap", generation))
+
+    def feasible(self, arch) -> bool:
+        c = self.config
+        if c.max_params is None and c.max_flops is None:
+            return True
+        cost = self.space.cost(arch)
+        return (c.max_params is None or cost["params"] <= c.max_params) and (
+            c.max_flops is None or cost["flops"] <= c.max_flops)
+
+    def make_feasible(self, arch):
+        """`arch`, or a mutant (then a fresh sample) within the limits: infeasible networks are never evaluated."""
+        for attempt in range(FEASIBLE_TRIES):
+            if self.feasible(arch):
+                return arch
+            arch = self.space.mutate(arch, self.rng) if attempt < 20 else self.space.sample(self.rng)
+        raise GptnasError(f"found no architecture within --max_params / --max_flops in {FEASIBLE_TRIES} tries; "
+                          "loosen the limits")
+
+    def evaluate(self, archs: list, generation: int) -> list:
+        """Candidates with fitness for `archs`; new unique keys are evaluated and stored first.
+
+        Raises BudgetSpent (after storing what fitted) when the budget runs out."""
+        keys = [self.space.key(a) for a in archs]
+        new, seen = [], set()
+        for arch, key in zip(archs, keys):
+            if key not in self.store and key not in seen:
+                seen.add(key)
+                new.append((key, arch))
+        budget = self.config.budget
+        allowed = new if budget is None else new[: max(budget - len(self.store), 0)]
+        first_query = len(self.store) + 1
+        for index, evaluation in self.executor.run(self.evaluator, self.space.name, [arch for _, arch in allowed]):
+            key, arch = allowed[index]
+            self.store.add(first_query + index, key, self.space.encode(arch), generation, evaluation)
+            self._progress.update(1)
+            self._best = max(self._best, evaluation.fitness)
+            self._progress.set_postfix(best=f"{self._best:.2f}", last=f"{evaluation.fitness:.2f}")
+        if len(allowed) < len(new):
+            raise BudgetSpent
+        return [self.candidate(arch, key) for arch, key in zip(archs, keys)]
+
+    def candidate(self, arch, key: str):
+        evaluation = self.store.get(key)
+        candidate = self.make(arch, key)
+        fitness = evaluation.fitness if evaluation.ok else WORST_FITNESS
+        candidate.fitness.values = (fitness, evaluation.params) if self.pareto else (fitness,)
+        return candidate
+
+    def record(self, generation: int, population: list, new: int, through: int | None = None) -> None:
+        """Logs a generation; `through` is the store generation its queries are counted up to."""
+        self.population = population
+        self.hall_of_fame.update(population)
+        rewritten = self.reconstruction_log[-1]["rewritten"] if self.reconstruction_log else 0
+        queries = self.store.evaluated_through(generation if through is None else through)
+        self.logbook.record(gen=generation, queries=queries, new=new, rewritten=rewritten, **self.stats.compile(population))
+        log.info(self.logbook.stream)
+
+    # ------------------------------------------------------------ checkpoints: data, never code
+
+    def save_checkpoint(self, generation: int) -> None:
+        encode = self.space.encode
+        write_json(self.run_dir / CHECKPOINT, {
+            "generation": generation, "population": [encode(c.arch) for c in self.population],
+            "hall_of_fame": [encode(c.arch) for c in self.hall_of_fame], "logbook": list(self.logbook),
+            "reconstruction_log": self.reconstruction_log})
+
+    def load_checkpoint(self) -> int:
+        """The last finished generation, or -1 when there is no checkpoint yet."""
+        path = self.run_dir / CHECKPOINT
+        if not path.exists():
+            return -1
+        try:
+            state = json.loads(path.read_text())
+            self.population = [self._restore(encoding) for encoding in state["population"]]
+            hall = [self._restore(encoding) for encoding in state["hall_of_fame"]]
+            rows, self.reconstruction_log = state["logbook"], state["reconstruction_log"]
+        except (ValueError, KeyError, TypeError, GptnasError) as error:
+            raise GptnasError(f"{path} is corrupt ({error}); start a new run with another --output_dir") from None
+        self.hall_of_fame.items, self.hall_of_fame.keys = hall, [c.fitness for c in reversed(hall)]
+        for row in rows:
+            self.logbook.record(**row)
+        self.logbook.buffindex = len(self.logbook)
+        log.info("resuming after generation %d", state["generation"])
+        return state["generation"]
+
+    def _restore(self, encoding: str):
+        arch = self.space.decode(encoding)
+        key = self.space.key(arch)
+        if key not in self.store:
+            raise GptnasError(f"checkpointed architecture {key} is not in the result store")
+        return self.candidate(arch, key)

@@ -1,0 +1,82 @@
+"""The genetic algorithm of GPT-NAS without the GPT (`ga`): the ablation, and the loop `gpt-ga` extends.
+
+Tournament selection with elites (NSGA-II on accuracy and parameters with
+--multi_objective), crossover and mutation on copies of the parents (DEAP's
+varAnd), then evaluation. Offspring that were already evaluated are mutated
+again (the novelty rule), so each generation spends its queries on new networks.
+"""
+
+from __future__ import annotations
+
+from deap import tools
+
+from gptnas.search.strategies import Strategy
+
+
+class GeneticAlgorithm(Strategy):
+    name = "ga"
+
+    def register(self, toolbox) -> None:
+        s, c = self.search, self.search.config
+        if s.pareto:
+            toolbox.register("select", tools.selNSGA2)
+        else:
+            toolbox.register("select", tools.selTournament, tournsize=c.tournament_size)
+        toolbox.register("mate", s.space.crossover, rng=s.rng)
+        toolbox.register("mutate", s.space.mutate, rng=s.rng)
+        toolbox.register("initial", lambda: [s.space.sample(s.rng) for _ in range(c.population)])
+        toolbox.register("reconstruct", lambda archs, generation: archs)
+        toolbox.register("evaluate", s.evaluate)
+
+    def run(self) -> list:
+        s, c, toolbox = self.search, self.search.config, self.toolbox
+        start = s.load_checkpoint()
+        if start < 0:
+            s.seed_generation(0)
+            archs = toolbox.initial()
+            if c.initial_reconstruction:
+                archs = toolbox.reconstruct(archs, 0)
+            population = toolbox.evaluate([s.make_feasible(a) for a in archs], 0)
+            s.record(0, population, s.store.evaluated_in(0))
+            s.save_checkpoint(0)
+        for generation in range(max(start, 0) + 1, c.generations + 1):  # generation 0 is the initial one
+            s.seed_generation(generation)
+            population = s.population
+            elites = tools.selBest(population, c.elites) if c.elites and not s.pareto else []
+            parents = toolbox.select(population, len(population) - len(elites))
+            archs = toolbox.reconstruct(self.vary(parents), generation)
+            archs = self.novel([s.make_feasible(a) for a in archs], generation)
+            offspring = toolbox.evaluate(archs, generation)
+            population = tools.selNSGA2(population + offspring, c.population) if s.pareto else elites + offspring
+            s.record(generation, population, s.store.evaluated_in(generation))
+            s.save_checkpoint(generation)
+        return s.population
+
+    def vary(self, parents: list) -> list:
+        """Crossover of neighbouring pairs, then mutation, on the parents' architectures (DEAP's varAnd)."""
+        rng, c = self.search.rng, self.search.config
+        archs = [p.arch for p in parents]
+        for i in range(1, len(archs), 2):
+            if rng.random() < c.crossover_rate:
+                archs[i - 1], archs[i] = self.toolbox.mate(archs[i - 1], archs[i])
+        for i in range(len(archs)):
+            if rng.random() < c.mutation_rate:
+                archs[i] = self.toolbox.mutate(archs[i])
+        return archs
+
+    def novel(self, archs: list, generation: int) -> list:
+        """Offspring evaluated in an earlier generation (or twice in this batch) are mutated again,
+        up to `novelty_tries` times, so each generation spends its queries on new networks."""
+        s = self.search
+        seen: set[str] = set()
+        out = []
+        for arch in archs:
+            key = s.space.key(arch)
+            for _ in range(s.config.novelty_tries):
+                if not s.store.evaluated_before(key, generation) and key not in seen:
+                    break
+                arch = s.make_feasible(self.toolbox.mutate(arch))
+                key = s.space.key(arch)
+            seen.add(key)
+            out.append(arch)
+        return out

@@ -1,0 +1,89 @@
+"""GPT-NAS (`gpt-ga`): the genetic algorithm with GPT reconstruction after variation.
+
+After crossover and mutation, each layer of an offspring is selected with the
+elimination rate (decaying linearly over the run) and the GPT rewrites the
+blocks holding selected layers (gptnas/search/reconstruct.py). Optionally the
+initial population is sampled from the GPT, and the GPT is LoRA-adapted on the
+search's own elite every `adapt_every` generations (gptnas/search/adapt.py).
+"""
+
+from __future__ import annotations
+
+import time
+
+from gptnas.search.core import derived_seed
+from gptnas.search.strategies.genetic import GeneticAlgorithm
+
+
+class GptGeneticAlgorithm(GeneticAlgorithm):
+    name = "gpt-ga"
+
+    def __init__(self, search):
+        self._gpt = None  # loaded on first use
+        self._adapted_at: int | None = None  # the generation whose adapter the GPT carries
+        super().__init__(search)
+
+    def register(self, toolbox) -> None:
+        super().register(toolbox)
+        toolbox.register("reconstruct", self.reconstruct)
+        if self.search.config.init == "gpt":
+            toolbox.register("initial", self.sample_initial)
+
+    @property
+    def gpt(self):
+        if self._gpt is None:
+            self._gpt = self.search.gpt_loader()
+        return self._gpt
+
+    def sample_initial(self) -> list:
+        c = self.search.config
+        started = time.perf_counter()
+        samples = self.gpt.complete(self.search.space, [""], n=c.population, temperature=c.temperature,
+                                    top_k=c.top_k, seed=derived_seed(c.seed, "init"))[0]
+        self.search.gpt_seconds += time.perf_counter() - started
+        return samples
+
+    def elimination_rate(self, generation: int) -> float:
+        """Decays linearly over the run: over the budget when there is one, else over the generations."""
+        s, c = self.search, self.search.config
+        if c.budget:  # counted up to the previous generation, so a resumed generation sees what it first saw
+            fraction = min(s.store.evaluated_through(generation - 1) / c.budget, 1.0)
+        elif c.generations > 0:
+            fraction = min(generation / c.generations, 1.0)
+        else:
+            return c.elimination_rate
+        return c.elimination_rate + (c.elimination_rate_final - c.elimination_rate) * fraction
+
+    def maybe_adapt(self, generation: int) -> None:
+        """Every `adapt_every` generations, the GPT is LoRA-adapted on the elite evaluated so far."""
+        from gptnas.search.adapt import adapt
+
+        s, c = self.search, self.search.config
+        if not c.adapt_every or generation < c.adapt_every:
+            return
+        due = generation - generation % c.adapt_every
+        if self._adapted_at == due:
+            return
+        started = time.perf_counter()
+        adapt(self.gpt, s.store, s.run_dir / "adapters" / f"generation_{due}", top=c.adapt_top,
+              steps=c.adapt_steps, lr=c.adapt_lr, seed=derived_seed(c.seed, "adapt", due))
+        self._adapted_at = due
+        s.gpt_seconds += time.perf_counter() - started
+
+    def reconstruct(self, archs: list, generation: int) -> list:
+        from gptnas.search.reconstruct import reconstruct
+
+        s, c = self.search, self.search.config
+        rate = self.elimination_rate(generation)
+        if rate <= 0:
+            return archs
+        self.maybe_adapt(generation)
+        started = time.perf_counter()
+        out, stats = reconstruct(
+            self.gpt, s.space, archs, rate, s.rng, seed=derived_seed(c.seed, "reconstruct", generation),
+            temperature=c.temperature, top_k=c.top_k, candidates=c.reconstruct_candidates, ranking=c.candidate_ranking,
+        )
+        seconds = time.perf_counter() - started
+        s.gpt_seconds += seconds
+        s.reconstruction_log.append({"gen": generation, "rate": rate, "seconds": round(seconds, 3), **vars(stats)})
+        return out
