@@ -24,10 +24,9 @@ from pathlib import Path
 
 from scipy.stats import kendalltau
 
-from gptnas.benchmarks import TABLES, benchmark_dir
 from gptnas.evaluators import get_evaluator
-from gptnas.evaluators.benchmark import TABLES_BY_SPACE
 from gptnas.spaces import get_space
+from gptnas.tables import TABLES_BY_SPACE, benchmark_dir, on_disk
 
 log = logging.getLogger("proxy_correlation")
 
@@ -108,7 +107,7 @@ def main():
     for setup in args.setups:
         space_name, dataset = setup.split(":", 1)
         table = TABLES_BY_SPACE[space_name][dataset]
-        if not (benchmark_dir() / TABLES[table].path).exists():
+        if not on_disk(table):
             log.info("%s: not in %s, skipped", table, benchmark_dir())
             continue
         rows[(space_name, dataset)] = measure(space_name, dataset, args.samples, args.seed, args.device)

@@ -12,17 +12,12 @@ import logging
 
 import torch
 
-from gptnas.benchmarks import TABLES, benchmark_dir, load_table
 from gptnas.spaces import get_space
 from gptnas.spaces.base import count_macs, count_params
+from gptnas.spaces.nas_bench_201 import published_params
+from gptnas.tables import TABLES_BY_SPACE, benchmark_dir, load_table, on_disk
 
-SPACE_OF = {
-    "nas-bench-macro": "nas-bench-macro",
-    "channel-bench-mobilenet": "channel-bench-mobilenet",
-    "channel-bench-resnet": "channel-bench-resnet",
-    "nas-bench-201:cifar10": "nas-bench-201",
-    "nas-bench-201:cifar100": "nas-bench-201",
-}
+SPACE_OF = {table: space for space, datasets in TABLES_BY_SPACE.items() for table in datasets.values()}
 
 
 def main():
@@ -31,7 +26,7 @@ def main():
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     for table_name in args.tables:
-        if not (benchmark_dir() / TABLES[table_name].path).exists():
+        if not on_disk(table_name):
             print(f"{table_name}: not in {benchmark_dir()}, skipped")
             continue
         space, table = get_space(SPACE_OF[table_name]), load_table(table_name)
@@ -46,9 +41,7 @@ def main():
             if "params" in record:
                 matched += (params, flops) == (record["params"], record["flops"])
             else:
-                arch = space.from_key(canonical)
-                n3, n1 = arch.count("nor_conv_3x3"), arch.count("nor_conv_1x1")
-                matched += params == 73306 + 243040 * n3 + 28000 * n1
+                matched += params == published_params(space.from_key(canonical))
         print(f"{table_name}: {len(table)} keys, {len(costs)} canonical networks, {matched} keys match exactly")
 
 

@@ -1,5 +1,8 @@
 """Configs are dataclasses, loaded from YAML and overridden by command-line flags.
 
+The one way from settings to a component: every settings dataclass (run
+configs, evaluator and retraining settings) is built by `from_dict`, which
+converts strings from the command line to the field's type.
 `parse_config(Config, argv)` builds the flags from the dataclass fields (same
 names as the YAML keys, Hugging Face spelling: `--output_dir`,
 `--learning_rate` ...), reads `--config FILE` first, applies flags on top and
@@ -19,6 +22,7 @@ from typing import Any, TypeVar
 import yaml
 
 from gptnas.errors import GptnasError
+from gptnas.files import write_atomic
 
 C = TypeVar("C")
 
@@ -34,7 +38,8 @@ def _field_type(cls, field: dataclasses.Field) -> Any:
 def _coerce(cls, name: str, value: Any, where: str) -> Any:
     field = {f.name: f for f in dataclasses.fields(cls)}[name]
     kind = _field_type(cls, field)
-    if value is None:
+    optional = type(None) in typing.get_args(typing.get_type_hints(cls)[name])
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
         return None
     origin = typing.get_origin(kind)
     try:
@@ -113,4 +118,4 @@ def to_dict(config) -> dict:
 
 
 def save_config(config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    write_atomic(path, yaml.safe_dump(to_dict(config), sort_keys=False))

@@ -11,9 +11,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+from gptnas.errors import GptnasError
+
+LOCK_FILE = ".lock"
 
 
 @contextmanager
@@ -54,3 +61,28 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
+
+
+@contextmanager
+def exclusive_lock(folder: str | Path) -> Iterator[None]:
+    """Holds `folder` for this process for the life of the block; a second process is refused in one
+    line that names the holder. The operating system drops the lock when the process dies, kill -9
+    included, so a killed run never leaves a stale lock behind."""
+    import fcntl
+
+    path = Path(folder) / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by worker processes
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 1024).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise GptnasError(f"{folder} is in use by {holder}; wait for it to end or stop it, then try again") from None
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {started} ({' '.join(sys.argv[:3])})".encode())
+    try:
+        yield
+    finally:
+        os.ftruncate(fd, 0)
+        os.close(fd)  # releases the lock

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gptnas.benchmarks import BENCHMARK_DIR_ENV
+from gptnas.tables import BENCHMARK_DIR_ENV, on_disk
 
 _SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
 if not os.environ.get(BENCHMARK_DIR_ENV) and _SHARED.is_dir():
@@ -17,16 +17,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)  # one core per worker; oversubscribed BLAS threads crawl
 
 
-def has_table(name: str) -> bool:
-    from gptnas.benchmarks import TABLES, benchmark_dir
-
-    return (benchmark_dir() / TABLES[name].path).exists()
-
-
 @pytest.fixture
 def requires_table():
+    """Call it with a table name first thing in every test that reads a table: skips the test when the
+    table is not in the benchmark directory (tests never download)."""
+
     def check(name: str):
-        if not has_table(name):
+        if not on_disk(name):
             pytest.skip(f"benchmark table {name} is not in {os.environ.get(BENCHMARK_DIR_ENV)}")
 
     return check

@@ -8,11 +8,14 @@ import json
 import pytest
 
 from gptnas.bench.__main__ import main
+from gptnas.bench.harness import DEFAULT_BENCHMARKS, Benchmark
 from gptnas.bench.report import first_query_reaching, optimum, reported_curve
-from gptnas.bench.harness import Benchmark
+from gptnas.tables import table_for
 
 SMALL = ["--spaces", "nas-bench-macro,nas-bench-201:cifar10", "--strategies", "gpt-ga,ga,random",
          "--seeds", "2", "--budget", "12", "--config", "none"]
+# The tables a study without --spaces reads; they are verified before strategies and config are.
+DEFAULT_TABLES = [table_for(b.space, b.dataset) for b in map(Benchmark.parse, DEFAULT_BENCHMARKS)]
 
 
 def test_reported_accuracy_is_the_test_accuracy_of_the_best_fitness_so_far():
@@ -22,13 +25,16 @@ def test_reported_accuracy_is_the_test_accuracy_of_the_best_fitness_so_far():
     assert first_query_reaching(trajectory, 3.5) is None
 
 
-def test_optimum_counts_canonical_architectures_only():
+def test_optimum_counts_canonical_architectures_only(requires_table):
+    requires_table("nas-bench-201:cifar10")
     best = optimum(Benchmark("nas-bench-201", "cifar10"))
     assert best.architectures == 6466  # isomorphic cells count once
     assert best.best_test >= best.test
 
 
-def test_small_study_writes_a_well_formed_report(tmp_path, capsys):
+def test_small_study_writes_a_well_formed_report(tmp_path, capsys, requires_table):
+    requires_table("nas-bench-macro")
+    requires_table("nas-bench-201:cifar10")
     out = tmp_path / "study"
     assert main([*SMALL, "--output_dir", str(out)]) == 0
     report = (out / "report.md").read_text()
@@ -62,7 +68,8 @@ def test_small_study_writes_a_well_formed_report(tmp_path, capsys):
     assert trajectory["gpt_seconds"] == 0
 
 
-def test_rerun_resumes_and_a_different_study_is_refused(tmp_path, capsys):
+def test_rerun_resumes_and_a_different_study_is_refused(tmp_path, capsys, requires_table):
+    requires_table("nas-bench-macro")
     out = tmp_path / "study"
     args = ["--spaces", "nas-bench-macro", "--strategies", "ga,random", "--seeds", "2", "--budget", "8",
             "--config", "none", "--output_dir", str(out)]
@@ -78,7 +85,8 @@ def test_rerun_resumes_and_a_different_study_is_refused(tmp_path, capsys):
     assert "holds another study" in capsys.readouterr().err
 
 
-def test_parallel_runs_give_the_serial_numbers(tmp_path):
+def test_parallel_runs_give_the_serial_numbers(tmp_path, requires_table):
+    requires_table("nas-bench-201:cifar100")
     args = ["--spaces", "nas-bench-201:cifar100", "--strategies", "regularized-evolution", "--seeds", "2",
             "--budget", "10", "--config", "none"]
     assert main([*args, "--output_dir", str(tmp_path / "serial")]) == 0
@@ -87,22 +95,26 @@ def test_parallel_runs_give_the_serial_numbers(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("flags", "message"),
+    ("flags", "message", "tables"),
     [
-        (["--spaces", "nas-bench-999"], "unknown benchmark 'nas-bench-999'"),
-        (["--spaces", "nas-bench-201:mnist"], "has no dataset 'mnist'"),
-        (["--strategies", "gpt-ga,hillclimb"], "unknown strategy 'hillclimb'"),
-        (["--seeds", "0"], "at least 1"),
-        (["--config", "missing.yaml"], "does not exist"),
+        (["--spaces", "nas-bench-999"], "unknown benchmark 'nas-bench-999'", []),
+        (["--spaces", "nas-bench-201:mnist"], "has no dataset 'mnist'", []),
+        (["--strategies", "gpt-ga,hillclimb"], "unknown strategy 'hillclimb'", DEFAULT_TABLES),
+        (["--seeds", "0"], "at least 1", []),
+        (["--config", "missing.yaml"], "does not exist", DEFAULT_TABLES),
     ],
 )
-def test_bad_input_gets_one_line(tmp_path, capsys, flags, message):
+def test_bad_input_gets_one_line(tmp_path, capsys, requires_table, flags, message, tables):
+    for table in tables:
+        requires_table(table)
     assert main([*flags, "--output_dir", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
 
 
-def test_study_config_errors_name_the_fix(tmp_path, capsys):
+def test_study_config_errors_name_the_fix(tmp_path, capsys, requires_table):
+    for table in DEFAULT_TABLES:
+        requires_table(table)
     config = tmp_path / "study.yaml"
     config.write_text("strategies:\n  gpt-ga:\n    budget: 5\n")
     assert main(["--config", str(config), "--output_dir", str(tmp_path / "x")]) == 2

@@ -5,10 +5,10 @@ import random
 import pytest
 import torch
 
-from gptnas.benchmarks import load_table
 from gptnas.language.tokens import EOS
 from gptnas.spaces import get_space
 from gptnas.spaces.base import count_macs, count_params
+from gptnas.tables import load_table
 
 
 def all_sequences(space):

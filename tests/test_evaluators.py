@@ -2,6 +2,8 @@
 
 import json
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,8 +11,8 @@ import torch
 
 from gptnas.errors import GptnasError
 from gptnas.evaluators import WORST_FITNESS, Evaluation, Evaluator, get_evaluator
-from gptnas.evaluators.data import load_images, make_splits
-from gptnas.evaluators.train import augment, lr_factor
+from gptnas.training.data import load_images, make_splits
+from gptnas.training.loop import augment, lr_factor
 from gptnas.spaces import get_space
 from gptnas.spaces.cifar import Block, CifarArch
 
@@ -146,6 +148,12 @@ def test_augmentation_is_seeded_and_keeps_shape():
     second = augment(images, torch.Generator().manual_seed(1))
     assert first.shape == images.shape and torch.equal(first, second)
     assert not torch.equal(first, images)
+
+
+def test_the_training_modules_import_on_their_own():
+    # gptnas.evaluators imports gptnas.training: the training modules must not import it back at the top.
+    for module in ("gptnas.training.loop", "gptnas.training.data", "gptnas.training.retrain"):
+        subprocess.run([sys.executable, "-c", f"import {module}"], check=True, capture_output=True, timeout=120)
 
 
 def test_cifar_loads_from_a_local_dataset_dict(tmp_path):

@@ -139,7 +139,7 @@ def test_gpt_ga_reconstructs_and_adapts_online_and_resumes_with_the_saved_adapte
     # a resumed run reloads the saved adapter rather than training a new one, and ends the same
     again = tmp_path / "again"
     assert evolve.main([*args, "--output_dir", str(again)]) == 0
-    (again / "checkpoint.pkl").unlink()
+    (again / "checkpoint.json").unlink()
     (again / "hall_of_fame.json").unlink()
     assert evolve.main(["--resume", str(again)]) == 0
     assert outcome(again) == outcome(out)

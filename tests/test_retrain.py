@@ -10,9 +10,10 @@ from safetensors.torch import load_file
 
 import gptnas
 from gptnas.errors import GptnasError
-from gptnas.search.retrain import RetrainSettings, retrain
 from gptnas.spaces import get_space
 from gptnas.spaces.cifar import Block, CifarArch
+from gptnas.training.data import load_images
+from gptnas.training.retrain import RetrainSettings, retrain, training_splits
 
 # Three strided blocks first keep the network cheap: most of it runs at 4x4.
 TINY = CifarArch(16, (Block("resnet_basic", 16, 2),) * 3 + (Block("resnet_basic", 16, 1),) * 7)
@@ -75,6 +76,15 @@ def test_an_interrupted_retraining_ends_with_the_weights_of_an_uninterrupted_one
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2]
 
 
+def test_retraining_uses_every_training_example_unless_asked_to_hold_out_the_validation_split():
+    data = load_images("digits")
+    everything = training_splits(data, RetrainSettings())
+    assert len(everything.train_labels) == len(data.train_labels) and len(everything.val_labels) == 0
+    held_out = training_splits(data, RetrainSettings(use_validation_split=True))
+    assert len(held_out.val_labels) == round(0.1 * len(data.train_labels))
+    assert len(held_out.train_labels) + len(held_out.val_labels) == len(data.train_labels)
+
+
 def test_the_learning_rate_steps_down_every_lr_step_epochs(tmp_path):
     run = finished_search(tmp_path / "run")
     settings = RetrainSettings(epochs=3, lr=0.01, lr_step_epochs=2, lr_gamma=0.1, batch_size=32,
@@ -83,6 +93,13 @@ def test_the_learning_rate_steps_down_every_lr_step_epochs(tmp_path):
     with open(run / "retrain" / "log.csv") as f:
         lrs = [float(r["lr"]) for r in csv.DictReader(f)]
     assert lrs == pytest.approx([0.01, 0.01, 0.001])
+
+
+def test_a_diverging_retraining_says_to_lower_the_learning_rate_and_leaves_no_checkpoint(tmp_path):
+    run = finished_search(tmp_path / "run")
+    with pytest.raises(GptnasError, match="diverged.*lower lr"):
+        retrain(run, RetrainSettings(epochs=1, lr=1e30, batch_size=32, max_train_examples=64, device="cpu"))
+    assert not (run / "retrain" / "checkpoint.pt").exists()
 
 
 def test_a_run_without_best_json_is_refused(tmp_path):

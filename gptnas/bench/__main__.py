@@ -6,10 +6,14 @@ import argparse
 import logging
 import shlex
 import sys
+from importlib.resources import files
 from pathlib import Path
 
 from gptnas.bench import harness, report
 from gptnas.errors import GptnasError
+
+# The study settings shipped inside the package, so the default works from any directory.
+STUDY_CONFIG = files("gptnas.bench") / "study.yaml"
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -20,8 +24,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=30, help="seeds 0 .. N-1, the same for every strategy (paired)")
     parser.add_argument("--budget", type=int, default=200, help="unique queries per run")
     parser.add_argument("--workers", type=int, default=1, help="runs in parallel, one process each")
-    parser.add_argument("--config", default="configs/bench.yaml",
-                        help="per-strategy settings (YAML: common, strategies.<name>); 'none' for the plain defaults")
+    parser.add_argument("--config", default=None,
+                        help="per-strategy settings (YAML: common, strategies.<name>); default: the study settings "
+                             "shipped with gptnas (gptnas/bench/study.yaml); 'none' for the plain defaults")
     parser.add_argument("--gpt", default=None, help="ArchGPT folder or Hub id for gpt-ga (default: the shipped model)")
     parser.add_argument("--output_dir", default="bench", help="study directory; an existing one is resumed")
     return parser.parse_args(argv)
@@ -38,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             raise GptnasError("no benchmark to run: --spaces is empty, or no table is in the benchmark directory")
         harness.ensure_tables(benchmarks)
         strategies = harness.parse_strategies(args.strategies)
-        config = None if args.config == "none" else args.config
+        config = None if args.config == "none" else args.config or str(STUDY_CONFIG)
         if config is not None and not Path(config).is_file():
             raise GptnasError(f"study config {config} does not exist; pass a YAML file or --config none")
         study = harness.load_study_config(config)

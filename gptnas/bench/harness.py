@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -23,8 +22,10 @@ from tqdm.auto import tqdm
 
 from gptnas.config import from_dict, load_yaml
 from gptnas.errors import GptnasError
-from gptnas.evaluators.benchmark import TABLES_BY_SPACE
-from gptnas.search.config import STRATEGIES, EvolveConfig
+from gptnas.files import write_atomic, write_json
+from gptnas.search.config import EvolveConfig
+from gptnas.search.strategies import get_strategy, strategy_names
+from gptnas.tables import TABLES_BY_SPACE
 
 DEFAULT_BENCHMARKS = ("nas-bench-macro", "channel-bench-mobilenet", "nas-bench-201:cifar10", "nas-bench-201:cifar100")
 TRAJECTORY = "trajectory.json"
@@ -58,7 +59,7 @@ class Benchmark:
 
 def available_benchmarks() -> list[Benchmark]:
     """Every benchmark whose table is in the benchmark directory (no download)."""
-    from gptnas.benchmarks import TABLES, benchmark_dir
+    from gptnas.tables import TABLES, benchmark_dir
 
     found = []
     for space, datasets in TABLES_BY_SPACE.items():
@@ -76,8 +77,7 @@ def parse_benchmarks(text: str) -> list[Benchmark]:
 
 def ensure_tables(benchmarks: list[Benchmark]) -> None:
     """Every table is on disk and verified (downloaded if needed) before any run starts."""
-    from gptnas.benchmarks import table_path
-    from gptnas.evaluators.benchmark import table_for
+    from gptnas.tables import table_for, table_path
 
     for benchmark in benchmarks:
         table_path(table_for(benchmark.space, benchmark.dataset))
@@ -86,8 +86,7 @@ def ensure_tables(benchmarks: list[Benchmark]) -> None:
 def parse_strategies(text: str) -> list[str]:
     strategies = [s.strip() for s in text.split(",") if s.strip()]
     for strategy in strategies:
-        if strategy not in STRATEGIES:
-            raise GptnasError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
+        get_strategy(strategy)  # an unknown name is refused, listing the valid ones
     return strategies
 
 
@@ -101,8 +100,8 @@ def load_study_config(path: str | None) -> dict:
         raise GptnasError(f"{path}: unknown section {sorted(unknown)[0]!r}; valid: common, strategies")
     sections = {"common": data.get("common") or {}, **(data.get("strategies") or {})}
     for name, overrides in sections.items():
-        if name != "common" and name not in STRATEGIES:
-            raise GptnasError(f"{path}: unknown strategy {name!r}; valid: {', '.join(STRATEGIES)}")
+        if name != "common" and name not in strategy_names():
+            raise GptnasError(f"{path}: unknown strategy {name!r}; valid: {', '.join(strategy_names())}")
         fixed = [k for k in overrides if k in HARNESS_FIELDS]
         if fixed:
             raise GptnasError(f"{path}: {fixed[0]!r} is set by the harness (use its command-line flags)")
@@ -153,7 +152,7 @@ def _fresh_gpt(name: str | None, adapter: str | None):
 def run_one(task: RunTask) -> dict:
     """The trajectory of one search: fitness and reported accuracy of every query, in order."""
     from gptnas.evaluators import get_evaluator
-    from gptnas.search.evolution import Search
+    from gptnas.search.core import Search
     from gptnas.search.executors import SerialExecutor
     from gptnas.spaces import get_space
 
@@ -177,15 +176,16 @@ def run_one(task: RunTask) -> dict:
         "test": [e.test_accuracy for *_, e in history],
         "gpt_seconds": search.gpt_seconds,  # this process's time outside evaluation (0 when resumed from finished work)
     }
-    tmp = done.with_suffix(".tmp")
-    tmp.write_text(json.dumps(trajectory))
-    os.replace(tmp, done)
+    write_atomic(done, json.dumps(trajectory))
     return trajectory
 
 
 def _init_worker() -> None:
     import torch
 
+    from gptnas.search.executors import die_with_parent
+
+    die_with_parent()
     torch.set_num_threads(1)  # one core per run: the runs themselves are the parallelism
 
 
@@ -235,4 +235,4 @@ def claim_output_dir(output_dir: Path, identity: dict) -> None:
     if output_dir.exists() and any(output_dir.iterdir()):
         raise GptnasError(f"{output_dir} is not empty and holds no study; use a new --output_dir")
     output_dir.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps(identity, indent=2))
+    write_json(marker, identity)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import typing
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -21,7 +20,6 @@ from gptnas.spaces import SearchSpace, get_space
 from gptnas.spaces.base import count_macs, count_params
 
 WORST_FITNESS = 0.0  # every fitness is >= 0 (accuracy in %, synflow, naswot), so failures rank last
-STATUSES = ("ok", "diverged", "out_of_memory", "failed")
 
 
 @dataclass(frozen=True)
@@ -67,35 +65,6 @@ class Evaluator(Protocol):
 
 
 # ---------------------------------------------------------------- shared by the evaluators
-
-
-def settings_from_options(settings_type: type, evaluator: str, options: dict[str, Any]):
-    """The evaluator's settings dataclass from keyword options (strings from a command line are
-    converted to the field's type); GptnasError naming the valid options."""
-    hints = typing.get_type_hints(settings_type)
-    names = [f.name for f in dataclasses.fields(settings_type)]
-    unknown = [name for name in options if name not in names]
-    if unknown:
-        raise GptnasError(f"unknown option {unknown[0]!r} for evaluator {evaluator!r}; valid: {', '.join(names)}")
-    return settings_type(**{name: _convert(hints[name], name, value) for name, value in options.items()})
-
-
-def _convert(hint: Any, name: str, value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    kinds = [k for k in typing.get_args(hint) if k is not type(None)] or [hint]
-    optional = type(None) in typing.get_args(hint)
-    if optional and value.lower() in ("none", "null", ""):
-        return None
-    kind = kinds[0]
-    if kind is bool:
-        if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-            raise GptnasError(f"option {name} must be true or false, got {value!r}")
-        return value.lower() in ("true", "1", "yes")
-    try:
-        return kind(value) if kind in (int, float) else value
-    except ValueError:
-        raise GptnasError(f"option {name} must be {kind.__name__}, got {value!r}") from None
 
 
 def resolve_device(device: str | None) -> torch.device:

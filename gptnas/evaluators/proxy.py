@@ -41,8 +41,8 @@ from gptnas.evaluators.base import (
     safe_cost,
     without_inplace_activations,
 )
-from gptnas.evaluators.data import DATASETS, load_images, normalise
 from gptnas.spaces import SearchSpace, get_space
+from gptnas.training.data import DATASETS, channel_stats, load_images, normalise
 
 log = logging.getLogger(__name__)
 
@@ -172,9 +172,8 @@ class ProxyEvaluator:
                 inputs = torch.randn((batch, 3, size, size), generator=generator)
             else:
                 data = load_images(self.dataset, self.settings.data_dir, size)
-                pixels = data.train_images.float().div_(255).transpose(0, 1).reshape(3, -1)
                 chosen = torch.randperm(len(data.train_labels), generator=generator)[:batch]
-                inputs = normalise(data.train_images[chosen], pixels.mean(1), pixels.std(1))
+                inputs = normalise(data.train_images[chosen], *channel_stats(data.train_images))
             self._inputs[str(device)] = inputs.to(device)
         return self._inputs[str(device)]
 

@@ -191,17 +191,3 @@ class Grammar:
             if state is None:
                 raise GptnasError(f"prefix token {token!r} at position {position} is not allowed in space {self.name}")
         return self.allowed(state)
-
-    def reachable_contexts(self, limit: int = 1_000_000) -> set[Hashable]:
-        """Every context a parse can reach (for vocabulary listing and determinism checks)."""
-        seen, frontier = set(), [self.language.start_context()]
-        while frontier:
-            context = frontier.pop()
-            if context in seen:
-                continue
-            seen.add(context)
-            if len(seen) > limit:
-                raise RuntimeError(f"space {self.name} has more than {limit} grammar contexts")
-            for _, payload in self.trie(context).leaves():
-                frontier.append(self.language.advance(context, payload))
-        return seen

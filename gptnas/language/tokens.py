@@ -38,7 +38,6 @@ FORK, SPLIT, NEXT_BRANCH = "(", "(split", "|"
 MERGE_ADD, MERGE_CAT, MERGE_MUL = ")add", ")cat", ")mul"
 
 ACTIVATIONS = ("relu", "relu6", "silu", "gelu", "hswish", "hsigmoid", "sigmoid", "tanh", "lrelu", "elu")
-NORMS = ("bn", "ln", "gn")
 
 
 def space_tag(space_name: str) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, fields
 
 from gptnas.errors import GptnasError
 from gptnas.search.strategies import get_strategy
@@ -17,7 +18,7 @@ class EvolveConfig:
     strategy: str = field(default="gpt-ga", metadata={"help": "gpt-ga, ga (no GPT), regularized-evolution, random"})
     evaluator: str | None = field(default=None, metadata={"help": "benchmark, train or proxy (default: benchmark when the space has a table, else train)"})
     dataset: str = field(default="cifar10", metadata={"help": "cifar10, cifar100, imagenet16-120 (NAS-Bench-201) or digits (offline smoke runs)"})
-    data_dir: str | None = field(default=None, metadata={"help": "local dataset folder instead of the Hub"})
+    data_dir: str | None = field(default=None, metadata={"help": "local dataset folder instead of the Hub", "evaluator": "any"})
     # the genetic algorithm (GPT-NAS defaults)
     population: int = 30
     generations: int = 20
@@ -49,21 +50,44 @@ class EvolveConfig:
     max_params: int | None = None
     max_flops: int | None = None
     multi_objective: bool = field(default=False, metadata={"help": "NSGA-II on (accuracy, params): returns a Pareto front"})
-    # the training evaluator
-    epochs: int = 6
-    batch_size: int = 512
-    lr: float = 0.01
-    max_train_examples: int | None = None
+    # the training evaluator (GPT-NAS fitness protocol: 6 epochs, SGD, warm-up to lr 0.01, batch 512)
+    epochs: int = field(default=6, metadata={"evaluator": "train"})
+    batch_size: int = field(default=512, metadata={"evaluator": "train"})
+    lr: float = field(default=0.01, metadata={"evaluator": "train"})
+    max_train_examples: int | None = field(default=None, metadata={"evaluator": "train"})
     # execution and bookkeeping
     workers: int = 1
     executor: str = field(default="serial", metadata={"help": "serial, process (--workers) or ray"})
     ray_address: str | None = None
-    seed: int = 0
+    seed: int = field(default=0, metadata={"evaluator": "any"})
     output_dir: str | None = field(default=None, metadata={"help": "run directory (default: a new one under runs/)"})
-    device: str | None = None
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda or cuda:N (default: cuda when available)",
+                                                       "evaluator": "any"})
+
+    def __post_init__(self):
+        from gptnas.tables import TABLES_BY_SPACE
+
+        if self.evaluator is None:
+            self.evaluator = "benchmark" if self.space in TABLES_BY_SPACE else "train"
+        if self.output_dir is None:
+            self.output_dir = f"runs/{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+
+    def evaluator_options(self) -> dict:
+        """The settings of the evaluator that this config holds: fields marked for that evaluator or for
+        any evaluator (seed, device, data_dir), where the evaluator's settings have them."""
+        from gptnas.evaluators import settings_type
+
+        settings = settings_type(self.evaluator)
+        names = {f.name for f in fields(settings)} if settings else set()
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.metadata.get("evaluator") in ("any", self.evaluator) and f.name in names
+                and getattr(self, f.name) is not None}
 
     def validate(self) -> None:
         get_strategy(self.strategy)  # an unknown name is refused, listing the valid ones
+        from gptnas.evaluators import settings_type
+
+        settings_type(self.evaluator)  # likewise
         if self.executor not in EXECUTORS:
             raise GptnasError(f"unknown executor {self.executor!r}; valid: {', '.join(EXECUTORS)}")
         if self.init not in INITS:

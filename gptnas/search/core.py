@@ -3,53 +3,30 @@
 A strategy (gptnas/search/strategies/) proposes architectures and decides what
 survives; `Search` turns architectures into evaluated candidates. Every unique
 canonical key is evaluated once, ever, and stored the moment it finishes; the
-budget counts those unique evaluations. After each generation a checkpoint
-(plain JSON) holds the population, hall of fame and logbook; every generation
-draws from generators seeded by (seed, generation) alone, so a resumed run
-continues exactly.
+budget counts those unique evaluations. Every generation draws from generators
+seeded by (seed, generation) alone, so with the checkpoint a strategy writes
+after each generation (gptnas/search/checkpoint.py) a resumed run continues exactly.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import random
 from pathlib import Path
 
-from deap import base, creator, tools
+from deap import tools
 from tqdm.auto import tqdm
 
 from gptnas.errors import GptnasError
 from gptnas.evaluators.base import WORST_FITNESS
-from gptnas.files import write_json
+from gptnas.search import checkpoint
+from gptnas.search.candidate import PARETO_CANDIDATE, SINGLE_CANDIDATE
 from gptnas.search.config import EvolveConfig
 from gptnas.search.store import ResultStore
 
 log = logging.getLogger(__name__)
-CHECKPOINT = "checkpoint.json"
 FEASIBLE_TRIES = 200
-
-
-class Candidate:
-    """One individual: an architecture of the search space (DEAP adds `.fitness`)."""
-
-    def __init__(self, arch, key: str):
-        self.arch = arch
-        self.key = key
-
-    def __eq__(self, other) -> bool:  # the hall of fame keeps one copy per network
-        return isinstance(other, Candidate) and self.key == other.key
-
-    def __hash__(self) -> int:
-        return hash(self.key)
-
-
-if not hasattr(creator, "GptnasFitness"):  # DEAP types live in `creator`, made once per process
-    creator.create("GptnasFitness", base.Fitness, weights=(1.0,))
-    creator.create("GptnasParetoFitness", base.Fitness, weights=(1.0, -1.0))  # accuracy up, params down
-    creator.create("GptnasCandidate", Candidate, fitness=creator.GptnasFitness)
-    creator.create("GptnasParetoCandidate", Candidate, fitness=creator.GptnasParetoFitness)
 
 
 def derived_seed(*parts) -> int:
@@ -68,10 +45,11 @@ class Search:
 
         self.config, self.space, self.evaluator, self.executor = config, space, evaluator, executor
         self.run_dir, self.gpt_loader, self.show_progress = run_dir, gpt_loader, show_progress
-        self.store = ResultStore(run_dir / "results.sqlite", self.identity())
+        self.store = ResultStore(run_dir / "results.sqlite", self.identity(), must_exist=checkpoint.exists(run_dir))
+        checkpoint.verify(self)  # a store that is not the checkpoint's is refused before anything is written
         self.rng = random.Random(config.seed)
         self.pareto = config.multi_objective
-        self.make = creator.GptnasParetoCandidate if self.pareto else creator.GptnasCandidate
+        self.make = PARETO_CANDIDATE if self.pareto else SINGLE_CANDIDATE
         self.hall_of_fame = tools.ParetoFront() if self.pareto else tools.HallOfFame(10)
         self.stats = tools.Statistics(key=lambda c: c.fitness.values[0])
         for name, fn in (("max", max), ("mean", lambda v: sum(v) / len(v)), ("min", min)):
@@ -115,12 +93,9 @@ class Search:
         random.seed(derived_seed(self.config.seed, "deap", generation))
 
     def feasible(self, arch) -> bool:
-        c = self.config
-        if c.max_params is None and c.max_flops is None:
-            return True
-        cost = self.space.cost(arch)
-        return (c.max_params is None or cost["params"] <= c.max_params) and (
-            c.max_flops is None or cost["flops"] <= c.max_flops)
+        limits = {"params": self.config.max_params, "flops": self.config.max_flops}
+        cost = self.space.cost(arch) if any(v is not None for v in limits.values()) else {}
+        return all(limit is None or cost[name] <= limit for name, limit in limits.items())
 
     def make_feasible(self, arch):
         """`arch`, or a mutant (then a fresh sample) within the limits: infeasible networks are never evaluated."""
@@ -128,25 +103,27 @@ class Search:
             if self.feasible(arch):
                 return arch
             arch = self.space.mutate(arch, self.rng) if attempt < 20 else self.space.sample(self.rng)
-        raise GptnasError(f"found no architecture within --max_params / --max_flops in {FEASIBLE_TRIES} tries; "
-                          "loosen the limits")
+        raise GptnasError(f"no architecture within --max_params / --max_flops in {FEASIBLE_TRIES} tries; loosen them")
 
     def evaluate(self, archs: list, generation: int) -> list:
         """Candidates with fitness for `archs`; new unique keys are evaluated and stored first.
 
-        Raises BudgetSpent (after storing what fitted) when the budget runs out."""
+        Raises BudgetSpent (after storing what fitted) when the budget runs out. Query numbers follow
+        submission order and depend on earlier generations only, so a generation resumed after a kill
+        (with some of its evaluations stored, in any order) numbers and submits exactly what is left."""
         keys = [self.space.key(a) for a in archs]
         new, seen = [], set()
         for arch, key in zip(archs, keys):
-            if key not in self.store and key not in seen:
+            if not self.store.evaluated_before(key, generation) and key not in seen:
                 seen.add(key)
                 new.append((key, arch))
+        base = self.store.evaluated_through(generation - 1)
         budget = self.config.budget
-        allowed = new if budget is None else new[: max(budget - len(self.store), 0)]
-        first_query = len(self.store) + 1
-        for index, evaluation in self.executor.run(self.evaluator, self.space.name, [arch for _, arch in allowed]):
-            key, arch = allowed[index]
-            self.store.add(first_query + index, key, self.space.encode(arch), generation, evaluation)
+        allowed = new if budget is None else new[: max(budget - base, 0)]
+        todo = [(base + 1 + i, key, arch) for i, (key, arch) in enumerate(allowed) if key not in self.store]
+        for index, evaluation in self.executor.run(self.evaluator, self.space.name, [arch for *_, arch in todo]):
+            query, key, arch = todo[index]
+            self.store.add(query, key, self.space.encode(arch), generation, evaluation)
             self._progress.update(1)
             self._best = max(self._best, evaluation.fitness)
             self._progress.set_postfix(best=f"{self._best:.2f}", last=f"{evaluation.fitness:.2f}")
@@ -170,37 +147,3 @@ class Search:
         self.logbook.record(gen=generation, queries=queries, new=new, rewritten=rewritten, **self.stats.compile(population))
         log.info(self.logbook.stream)
 
-    # ------------------------------------------------------------ checkpoints: data, never code
-
-    def save_checkpoint(self, generation: int) -> None:
-        encode = self.space.encode
-        write_json(self.run_dir / CHECKPOINT, {
-            "generation": generation, "population": [encode(c.arch) for c in self.population],
-            "hall_of_fame": [encode(c.arch) for c in self.hall_of_fame], "logbook": list(self.logbook),
-            "reconstruction_log": self.reconstruction_log})
-
-    def load_checkpoint(self) -> int:
-        """The last finished generation, or -1 when there is no checkpoint yet."""
-        path = self.run_dir / CHECKPOINT
-        if not path.exists():
-            return -1
-        try:
-            state = json.loads(path.read_text())
-            self.population = [self._restore(encoding) for encoding in state["population"]]
-            hall = [self._restore(encoding) for encoding in state["hall_of_fame"]]
-            rows, self.reconstruction_log = state["logbook"], state["reconstruction_log"]
-        except (ValueError, KeyError, TypeError, GptnasError) as error:
-            raise GptnasError(f"{path} is corrupt ({error}); start a new run with another --output_dir") from None
-        self.hall_of_fame.items, self.hall_of_fame.keys = hall, [c.fitness for c in reversed(hall)]
-        for row in rows:
-            self.logbook.record(**row)
-        self.logbook.buffindex = len(self.logbook)
-        log.info("resuming after generation %d", state["generation"])
-        return state["generation"]
-
-    def _restore(self, encoding: str):
-        arch = self.space.decode(encoding)
-        key = self.space.key(arch)
-        if key not in self.store:
-            raise GptnasError(f"checkpointed architecture {key} is not in the result store")
-        return self.candidate(arch, key)

@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Iterator
 
 from gptnas.errors import GptnasError
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def evaluate_job(evaluator, space_name: str, arch):
@@ -30,8 +36,29 @@ class SerialExecutor:
         pass
 
 
-def _pin_gpu(slots) -> None:
+def die_with_parent() -> None:
+    """Makes this worker process end when the process that started it dies, however it dies (kill -9
+    included), so a killed search leaves no orphaned workers evaluating for nobody."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the request was in place
+            os._exit(1)
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
+
+
+def _start_worker(slots) -> None:
     """Gives each worker process one GPU of its own (when there are GPUs)."""
+    die_with_parent()
     gpu = slots.get()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
@@ -42,11 +69,11 @@ class ProcessExecutor:
         import torch
 
         context = multiprocessing.get_context("spawn")  # CUDA-safe, and the same on every OS
-        slots = context.Manager().Queue()
+        slots = context.Queue()  # inherited by the workers at start; no manager process to outlive us
         gpus = torch.cuda.device_count()
         for worker in range(workers):
             slots.put(worker % gpus if gpus else None)
-        self.pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_pin_gpu, initargs=(slots,))
+        self.pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(slots,))
         self.workers = workers
 
     def run(self, evaluator, space_name: str, archs: list) -> Iterator[tuple[int, object]]:

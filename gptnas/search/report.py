@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
-import json
+import io
 from pathlib import Path
+
+from gptnas.files import write_atomic, write_json
 
 
 def _describe(space, candidate, store) -> dict:
@@ -23,23 +25,25 @@ def _describe(space, candidate, store) -> dict:
 def write_outputs(search, run_dir: Path) -> dict:
     """Writes logbook.csv, hall_of_fame.json, best.json, best_architecture.txt, evaluations.csv and plots."""
     space, store = search.space, search.store
-    with open(run_dir / "logbook.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=search.logbook.header, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(search.logbook)
-    with open(run_dir / "evaluations.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["query", "key", "generation", "fitness", "test_accuracy", "params", "flops", "seconds", "status", "reason"])
-        for query, key, _, generation, e in store.history():
-            writer.writerow([query, key, generation, e.fitness, e.test_accuracy, e.params, e.flops, f"{e.seconds:.3f}", e.status, e.reason])
+    logbook = io.StringIO()
+    writer = csv.DictWriter(logbook, fieldnames=search.logbook.header, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(search.logbook)
+    write_atomic(run_dir / "logbook.csv", logbook.getvalue())
+    evaluations = io.StringIO()
+    writer = csv.writer(evaluations)
+    writer.writerow(["query", "key", "generation", "fitness", "test_accuracy", "params", "flops", "seconds", "status", "reason"])
+    for query, key, _, generation, e in store.history():
+        writer.writerow([query, key, generation, e.fitness, e.test_accuracy, e.params, e.flops, f"{e.seconds:.3f}", e.status, e.reason])
+    write_atomic(run_dir / "evaluations.csv", evaluations.getvalue())
     hall = [_describe(space, c, store) for c in search.hall_of_fame]
-    (run_dir / "hall_of_fame.json").write_text(json.dumps(hall, indent=2))
+    write_json(run_dir / "hall_of_fame.json", hall)
     best = max(hall, key=lambda h: h["fitness"])
     best["build"] = f"import gptnas; model = gptnas.build_model({space.name!r}, {best['key']!r}, num_classes=10)"
-    (run_dir / "best.json").write_text(json.dumps(best, indent=2))
-    (run_dir / "best_architecture.txt").write_text(best["encoding"] + "\n")
+    write_json(run_dir / "best.json", best)
+    write_atomic(run_dir / "best_architecture.txt", best["encoding"] + "\n")
     if search.reconstruction_log:
-        (run_dir / "reconstruction.json").write_text(json.dumps(search.reconstruction_log, indent=2))
+        write_json(run_dir / "reconstruction.json", search.reconstruction_log)
     plot(search, run_dir)
     return best
 

@@ -9,8 +9,10 @@ another identity is refused rather than mixing two experiments.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 from gptnas.errors import GptnasError
@@ -26,14 +28,17 @@ CREATE TABLE IF NOT EXISTS evaluations (
     result TEXT NOT NULL            -- Evaluation as JSON
 );
 """
-STORE_NAME = "results.sqlite"
 FORMAT = "gptnas-results-1"
 
 
 class ResultStore:
-    def __init__(self, path: str | Path, identity: dict):
+    def __init__(self, path: str | Path, identity: dict, *, must_exist: bool = False):
+        """Opens (or creates) the store of the run with `identity`; with `must_exist`, a store that holds
+        no run yet (missing, empty, or never written) is refused rather than started."""
         self.path = Path(path)
-        fresh = not self.path.exists()
+        if must_exist and not self.holds_a_run(self.path):
+            raise GptnasError(f"{self.path} holds no results although the run directory has a checkpoint; "
+                              "restore results.sqlite (with its -wal file) or use a new --output_dir")
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -43,8 +48,8 @@ class ResultStore:
         except sqlite3.DatabaseError as error:
             raise GptnasError(f"{self.path} is not a readable gptnas result store ({error}); use a new --output_dir") from None
         wanted = {"format": FORMAT, **{k: json.dumps(v, sort_keys=True) for k, v in identity.items()}}
-        if fresh or not stored:
-            with self.db:
+        if not stored:
+            with self._transaction():  # all meta rows or none: a reader never sees half of them
                 self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", wanted.items())
         else:
             if stored.get("format") != FORMAT:
@@ -75,7 +80,7 @@ class ResultStore:
         number their queries exactly as a serial run does."""
         if key in self._cache:
             return
-        with self.db:
+        with self._transaction():
             self.db.execute(
                 "INSERT INTO evaluations (query, key, encoding, generation, result) VALUES (?, ?, ?, ?, ?)",
                 (query, key, encoding, generation, json.dumps(evaluation.to_dict())),
@@ -100,6 +105,35 @@ class ResultStore:
         """(query, key, encoding, generation, evaluation) in evaluation order."""
         rows = self.db.execute("SELECT query, key, encoding, generation, result FROM evaluations ORDER BY query")
         return [(q, k, e, g, Evaluation.from_dict(json.loads(r))) for q, k, e, g, r in rows]
+
+    def digest(self, through_generation: int) -> dict:
+        """Rows, last query and a SHA-256 of every evaluation up to and including `through_generation`:
+        what a checkpoint expects of its store."""
+        rows = self.db.execute("SELECT query, key, result FROM evaluations WHERE generation <= ? ORDER BY query",
+                               (through_generation,)).fetchall()
+        sha = hashlib.sha256("".join(f"{q}\t{k}\t{r}\n" for q, k, r in rows).encode()).hexdigest()
+        return {"rows": len(rows), "last_query": rows[-1][0] if rows else 0, "sha256": sha}
+
+    @staticmethod
+    def holds_a_run(path: Path) -> bool:
+        """Whether `path` is a store with its run's identity written (read-only: changes nothing)."""
+        if not path.is_file() or path.stat().st_size == 0:
+            return False
+        try:
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                return db.execute("SELECT COUNT(*) FROM meta").fetchone()[0] > 0
+        except sqlite3.DatabaseError:
+            return False
+
+    @contextmanager
+    def _transaction(self):
+        self.db.execute("BEGIN IMMEDIATE")  # the connection autocommits otherwise
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def close(self) -> None:
         self.db.close()

@@ -103,7 +103,6 @@ class ChannelBench(SearchSpace):
 
 class ChannelBenchMobileNet(ChannelBench):
     name = "channel-bench-mobilenet"
-    table = "channel-bench-mobilenet"
     max_widths = tuple(2 * w for w in (64, 384, 384, 384, 128, 768, 512))
     new_digits = ((0,), (1,), (2,), (3, 4), (5,), (6,))
 
@@ -123,7 +122,6 @@ class ChannelBenchMobileNet(ChannelBench):
 
 class ChannelBenchResNet(ChannelBench):
     name = "channel-bench-resnet"
-    table = "channel-bench-resnet"
     max_widths = tuple(2 * w for w in (128, 128, 128, 256, 256, 256, 256))
     new_digits = ((0,), (1,), (2,), (3, 4), (5,), (6,))
 

@@ -53,7 +53,6 @@ def _layer(op: int, cin: int, cout: int, stride: int) -> B.Layers | None:
 
 class NasBenchMacro(SearchSpace):
     name = "nas-bench-macro"
-    table = "nas-bench-macro"
 
     # ------------------------------------------------------------ genes
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from deap import tools
 
+from gptnas.search import checkpoint
 from gptnas.search.strategies import Strategy
 
 
@@ -30,7 +31,7 @@ class GeneticAlgorithm(Strategy):
 
     def run(self) -> list:
         s, c, toolbox = self.search, self.search.config, self.toolbox
-        start = s.load_checkpoint()
+        start = checkpoint.load(s)
         if start < 0:
             s.seed_generation(0)
             archs = toolbox.initial()
@@ -38,7 +39,7 @@ class GeneticAlgorithm(Strategy):
                 archs = toolbox.reconstruct(archs, 0)
             population = toolbox.evaluate([s.make_feasible(a) for a in archs], 0)
             s.record(0, population, s.store.evaluated_in(0))
-            s.save_checkpoint(0)
+            checkpoint.save(s, 0)
         for generation in range(max(start, 0) + 1, c.generations + 1):  # generation 0 is the initial one
             s.seed_generation(generation)
             population = s.population
@@ -49,7 +50,7 @@ class GeneticAlgorithm(Strategy):
             offspring = toolbox.evaluate(archs, generation)
             population = tools.selNSGA2(population + offspring, c.population) if s.pareto else elites + offspring
             s.record(generation, population, s.store.evaluated_in(generation))
-            s.save_checkpoint(generation)
+            checkpoint.save(s, generation)
         return s.population
 
     def vary(self, parents: list) -> list:

@@ -1,5 +1,7 @@
-"""Image classification data for the training evaluator and the proxies.
+"""The images the searched networks train and are scored on, loaded once and split reproducibly.
 
+Candidate evaluation, final retraining and the proxies' minibatch all read
+their images here, so loading, splitting and standardising happen one way.
 Every dataset becomes uint8 tensors (N, 3, H, W) plus int64 labels, small
 enough to hold whole on a GPU (CIFAR: 150 MB). Splits are seeded: the
 validation split that fitness is measured on is carved from the training set;
@@ -25,7 +27,6 @@ import torch
 import torch.nn.functional as F
 
 from gptnas.errors import GptnasError
-from gptnas.evaluators.base import one_line
 
 log = logging.getLogger(__name__)
 
@@ -98,17 +99,18 @@ def load_images(dataset: str, data_dir: str | None = None, input_size: int = 32)
 
 
 def make_splits(data: ImageData, val_fraction: float, seed: int, max_train_examples: int | None = None) -> Splits:
-    """Carves a seeded validation split from the training set; optionally keeps fewer training examples."""
+    """Carves a seeded validation split from the training set (none for val_fraction 0, as the final
+    retraining uses by default); optionally keeps fewer training examples."""
     n = len(data.train_labels)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_val = max(1, round(n * val_fraction))
+    n_val = max(1, round(n * val_fraction)) if val_fraction > 0 else 0
     if n_val >= n:
         raise GptnasError(f"val_fraction {val_fraction} leaves no training examples out of {n}")
     val, train = order[:n_val], order[n_val:]
     if max_train_examples is not None:
         train = train[:max_train_examples]
     train_images = data.train_images[train]
-    pixels = train_images.float().div_(255).transpose(0, 1).reshape(3, -1)
+    mean, std = channel_stats(train_images)
     return Splits(
         train_images,
         data.train_labels[train],
@@ -116,10 +118,16 @@ def make_splits(data: ImageData, val_fraction: float, seed: int, max_train_examp
         data.train_labels[val],
         data.test_images,
         data.test_labels,
-        pixels.mean(1),
-        pixels.std(1),
+        mean,
+        std,
         data.num_classes,
     )
+
+
+def channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (mean, std) of uint8 images (N, 3, H, W), pixels scaled to [0, 1]: what `normalise` takes."""
+    pixels = images.float().div_(255).transpose(0, 1).reshape(3, -1)
+    return pixels.mean(1), pixels.std(1)
 
 
 def normalise(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -148,6 +156,9 @@ def _digits(input_size: int) -> ImageData:
 
 def _load_hf(spec: DatasetSpec, dataset: str, data_dir: str | None):
     import datasets  # slow to import; only runs that train on CIFAR need it
+
+    # Here, not at the top: gptnas.evaluators imports this package, so a module-level import would be a cycle.
+    from gptnas.evaluators.base import one_line
 
     if data_dir is None:
         try:

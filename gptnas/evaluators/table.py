@@ -4,10 +4,10 @@ Each look-up stands for a network the benchmark authors trained in full, so a
 search on a table is measured in queries (distinct canonical keys evaluated),
 not seconds: `Evaluation.seconds` is 0.
 
-What is selection fitness and what is only reported, per table:
+Which table serves (space, dataset), and which of its fields is the fitness and
+which the test accuracy, is `gptnas.tables` (TABLES_BY_SPACE, TABLES):
 - NAS-Bench-201 (cifar10, cifar100, imagenet16-120): fitness = `val_acc_200`,
-  test_accuracy = `test_acc_200`. The `rank` field is sorted by test accuracy
-  and is never read.
+  test_accuracy = `test_acc_200`.
 - NAS-Bench-Macro and Channel-Bench-Macro (cifar10): the tables have no
   validation split, only the test accuracy averaged over three seeds
   (`mean_acc` / `mean`); it is both the fitness and test_accuracy. Reports
@@ -17,64 +17,21 @@ What is selection fitness and what is only reported, per table:
 from __future__ import annotations
 
 import logging
-from typing import Any, NamedTuple
+from typing import Any
 
-from gptnas.benchmarks import load_table
-from gptnas.errors import GptnasError
 from gptnas.evaluators.base import Evaluation, check_space, model_cost
 from gptnas.spaces import SearchSpace, get_space
+from gptnas.tables import TABLES, load_table, table_for
 
 log = logging.getLogger(__name__)
 
-
-class TableFields(NamedTuple):
-    fitness: str
-    test: str
-
-
-# space -> dataset -> table name (in gptnas.benchmarks.TABLES)
-TABLES_BY_SPACE: dict[str, dict[str, str]] = {
-    "nas-bench-macro": {"cifar10": "nas-bench-macro"},
-    "channel-bench-mobilenet": {"cifar10": "channel-bench-mobilenet"},
-    "channel-bench-resnet": {"cifar10": "channel-bench-resnet"},
-    "nas-bench-201": {
-        "cifar10": "nas-bench-201:cifar10",
-        "cifar100": "nas-bench-201:cifar100",
-        "imagenet16-120": "nas-bench-201:imagenet16-120",
-    },
-}
-FIELDS: dict[str, TableFields] = {
-    "nas-bench-macro": TableFields("mean_acc", "mean_acc"),
-    "channel-bench-mobilenet": TableFields("mean", "mean"),
-    "channel-bench-resnet": TableFields("mean", "mean"),
-    "nas-bench-201:cifar10": TableFields("val_acc_200", "test_acc_200"),
-    "nas-bench-201:cifar100": TableFields("val_acc_200", "test_acc_200"),
-    "nas-bench-201:imagenet16-120": TableFields("val_acc_200", "test_acc_200"),
-}
 # Network shape per dataset, for params/FLOPs of tables that do not list them.
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet16-120": 120}
 INPUT_SIZE = {"imagenet16-120": 16}
 _COSTS: dict[tuple[str, str], dict[str, int]] = {}  # (table, key) -> cost, for tables without params/FLOPs; per process
 
 
-def table_for(space: SearchSpace | str, dataset: str) -> str:
-    """The table name for (space, dataset); GptnasError listing what is valid."""
-    space = get_space(space)
-    datasets = TABLES_BY_SPACE.get(space.name)
-    if datasets is None:
-        raise GptnasError(
-            f"space {space.name!r} has no benchmark table; use the train or proxy evaluator, "
-            f"or a space with a table: {', '.join(TABLES_BY_SPACE)}"
-        )
-    if dataset not in datasets:
-        raise GptnasError(
-            f"space {space.name!r} has no benchmark table for dataset {dataset!r}; "
-            f"valid datasets: {', '.join(datasets)}"
-        )
-    return datasets[dataset]
-
-
-class BenchmarkEvaluator:
+class TableEvaluator:
     """Looks architectures up in the benchmark table of (space, dataset)."""
 
     name = "benchmark"
@@ -83,11 +40,11 @@ class BenchmarkEvaluator:
         self.table_name = table_for(space, dataset)
         self.space_name = get_space(space).name
         self.dataset = dataset
-        self.fields = FIELDS[self.table_name]
+        self.spec = TABLES[self.table_name]  # .fitness and .test name the record fields read
 
     @property
     def table(self) -> dict[str, dict]:
-        return load_table(self.table_name)  # cached per process by gptnas.benchmarks
+        return load_table(self.table_name)  # cached per process by gptnas.tables
 
     def evaluate(self, space: SearchSpace | str, arch: Any) -> Evaluation:
         space = check_space(self.space_name, space)
@@ -97,8 +54,8 @@ class BenchmarkEvaluator:
             raise KeyError(f"{key!r} is not in benchmark table {self.table_name!r}")
         cost = self._cost(space, arch, key, record)
         return Evaluation(
-            fitness=float(record[self.fields.fitness]),
-            test_accuracy=float(record[self.fields.test]),
+            fitness=float(record[self.spec.fitness]),
+            test_accuracy=float(record[self.spec.test]),
             params=cost["params"],
             flops=cost["flops"],
             seconds=0.0,
@@ -113,4 +70,4 @@ class BenchmarkEvaluator:
         return _COSTS[cached]
 
     def __repr__(self) -> str:
-        return f"BenchmarkEvaluator({self.space_name!r}, {self.dataset!r})"
+        return f"TableEvaluator({self.space_name!r}, {self.dataset!r})"

@@ -1,4 +1,5 @@
-"""Tabular NAS benchmarks: pinned sources, a verified local cache, and loading.
+"""Tabular NAS benchmarks: which table serves which (space, dataset), what its fields
+mean, pinned sources, a verified local cache, and loading.
 
 Tables are downloaded on first use from a pinned commit, checked against their
 sha256 and cached. `GPTNAS_BENCHMARK_DIR` points at a folder that already holds
@@ -18,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from gptnas.errors import GptnasError
+from gptnas.spaces import SearchSpace, get_space
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +27,16 @@ BENCHMARK_DIR_ENV = "GPTNAS_BENCHMARK_DIR"
 
 
 @dataclass(frozen=True)
-class TableSource:
+class TableSpec:
+    """One published table: where it comes from, and which record fields a search reads."""
+
     path: str  # relative to the benchmark directory
     repo: str
     commit: str
     upstream_path: str
     sha256: str
+    fitness: str  # the field a search selects on
+    test: str  # the field reported as test accuracy (the same field where the table has no validation split)
 
     @property
     def url(self) -> str:
@@ -39,46 +45,86 @@ class TableSource:
 
 _GENIUS = ("mingkai-zheng/GENIUS", "97361d30b2da337edd0c8e1ed71b7c88b4a85d38")
 _CHANNEL = ("xiusu/Channel-Bench-Macro", "4ff596e814cc88cc9add77ff83fc1a2f05ee1fef")
+# NAS-Bench-201 selects on validation accuracy; its `rank` field is sorted by test accuracy and is never read.
+_NB201_FIELDS = {"fitness": "val_acc_200", "test": "test_acc_200"}
 
-TABLES: dict[str, TableSource] = {
-    "nas-bench-macro": TableSource(
+TABLES: dict[str, TableSpec] = {
+    "nas-bench-macro": TableSpec(
         "nas-bench-macro/nas-bench-macro_cifar10.json",
         "xiusu/NAS-Bench-Macro",
         "61a2bfc2ca0dce04d0997e6cf498047c27d6acf2",
         "data/nas-bench-macro_cifar10.json",
         "686dee8363cc21cca8c1f321ad5749454f2d9b9ca5972682e137e539bc522297",
+        fitness="mean_acc",
+        test="mean_acc",
     ),
-    "channel-bench-mobilenet": TableSource(
+    "channel-bench-mobilenet": TableSpec(
         "channel-bench-macro/Results_MobileNet.json",
         *_CHANNEL,
         "Results_MobileNet.json",
         "f640474d8ff3ff2231d0c45986bb0f10af291545316342fb009952e7641908e0",
+        fitness="mean",
+        test="mean",
     ),
-    "channel-bench-resnet": TableSource(
+    "channel-bench-resnet": TableSpec(
         "channel-bench-macro/Results_ResNet.json",
         *_CHANNEL,
         "Results_ResNet.json",
         "bf13bcaea3f2076f2c1bfbf5c2fee044aafe0385fae6a0d64c433b1d7f5a7520",
+        fitness="mean",
+        test="mean",
     ),
-    "nas-bench-201:cifar10": TableSource(
+    "nas-bench-201:cifar10": TableSpec(
         "nas-bench-201/nasbench201_cifar10.json",
         *_GENIUS,
         "benchmark/nasbench201_cifar10.json",
         "7c5d7d890a285deb41556f95e904fab854f8fcfd65da7eb39410fdedd87215ec",
+        **_NB201_FIELDS,
     ),
-    "nas-bench-201:cifar100": TableSource(
+    "nas-bench-201:cifar100": TableSpec(
         "nas-bench-201/nasbench201_cifar100.json",
         *_GENIUS,
         "benchmark/nasbench201_cifar100.json",
         "6b21a0e98864e0aff288fc54bb5105907441bfd63bb063ad3d279edcbf926da5",
+        **_NB201_FIELDS,
     ),
-    "nas-bench-201:imagenet16-120": TableSource(
+    "nas-bench-201:imagenet16-120": TableSpec(
         "nas-bench-201/nasbench201_imagenet.json",
         *_GENIUS,
         "benchmark/nasbench201_imagenet.json",
         "a29f63ca37b72cfa9a8e4ce6bad5d678c6039c9929c8060b7d32187f537d560f",
+        **_NB201_FIELDS,
     ),
 }
+
+# space -> dataset -> table name (a key of TABLES); a space missing here has no table.
+TABLES_BY_SPACE: dict[str, dict[str, str]] = {
+    "nas-bench-macro": {"cifar10": "nas-bench-macro"},
+    "channel-bench-mobilenet": {"cifar10": "channel-bench-mobilenet"},
+    "channel-bench-resnet": {"cifar10": "channel-bench-resnet"},
+    "nas-bench-201": {
+        "cifar10": "nas-bench-201:cifar10",
+        "cifar100": "nas-bench-201:cifar100",
+        "imagenet16-120": "nas-bench-201:imagenet16-120",
+    },
+}
+
+
+def table_for(space: SearchSpace | str, dataset: str) -> str:
+    """The table name for (space, dataset); GptnasError listing what is valid."""
+    space = get_space(space)
+    datasets = TABLES_BY_SPACE.get(space.name)
+    if datasets is None:
+        raise GptnasError(
+            f"space {space.name!r} has no benchmark table; use the train or proxy evaluator, "
+            f"or a space with a table: {', '.join(TABLES_BY_SPACE)}"
+        )
+    if dataset not in datasets:
+        raise GptnasError(
+            f"space {space.name!r} has no benchmark table for dataset {dataset!r}; "
+            f"valid datasets: {', '.join(datasets)}"
+        )
+    return datasets[dataset]
 
 
 def benchmark_dir() -> Path:
@@ -97,7 +143,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _download(source: TableSource, target: Path) -> None:
+def _download(source: TableSpec, target: Path) -> None:
     """Download to a temporary file beside `target`; rename only once verified."""
     target.parent.mkdir(parents=True, exist_ok=True)
     log.info("downloading %s", source.url)
@@ -134,6 +180,11 @@ def table_path(name: str) -> Path:
             f"or replace it with {source.url}"
         )
     return path
+
+
+def on_disk(name: str) -> bool:
+    """True when the table is already in the benchmark directory (nothing is downloaded)."""
+    return (benchmark_dir() / TABLES[name].path).exists()
 
 
 @lru_cache(maxsize=None)

@@ -1,0 +1,97 @@
+"""A search's checkpoint: the state after its last finished generation, as plain JSON.
+
+It holds encodings, never objects, so loading a run directory someone handed
+you runs no code: the candidates are rebuilt by decoding their architectures
+and reading their fitness from the result store. The hall of fame keeps its
+order (ties included), so a resumed run reports exactly what an uninterrupted
+one does. It also records what it expects of the result store (rows, last
+query, a digest of every evaluation through its generation); a store that does
+not match (copied without its -wal file, emptied, or another run's) is refused
+before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from gptnas.errors import GptnasError
+from gptnas.files import write_json
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "checkpoint.json"
+
+
+def save(search, generation: int) -> None:
+    encode = search.space.encode
+    write_json(search.run_dir / CHECKPOINT, {
+        "generation": generation,
+        "population": [encode(c.arch) for c in search.population],
+        "hall_of_fame": [encode(c.arch) for c in search.hall_of_fame],
+        "logbook": list(search.logbook),
+        "reconstruction_log": search.reconstruction_log,
+        "store": search.store.digest(generation),
+    })
+
+
+def exists(run_dir) -> bool:
+    return (run_dir / CHECKPOINT).exists()
+
+
+def verify(search) -> None:
+    """GptnasError unless the result store holds exactly what the checkpoint was written with."""
+    path = search.run_dir / CHECKPOINT
+    if not path.exists():
+        return
+    state = _read(path)
+    expected, found = state.get("store"), search.store.digest(int(state["generation"]))
+    if expected != found:
+        raise GptnasError(
+            f"{search.store.path} does not hold what {path.name} expects ({_describe(expected)} expected, "
+            f"{_describe(found)} found): restore the run directory whole (results.sqlite with its -wal file) "
+            "or use a new --output_dir")
+
+
+def load(search) -> int:
+    """Restores `search` from its checkpoint; the last finished generation, or -1 when there is none."""
+    path = search.run_dir / CHECKPOINT
+    if not path.exists():
+        return -1
+    state = _read(path)
+    try:
+        population = [_restore(search, encoding) for encoding in state["population"]]
+        hall = [_restore(search, encoding) for encoding in state["hall_of_fame"]]
+        rows, reconstruction_log, generation = state["logbook"], state["reconstruction_log"], int(state["generation"])
+    except (ValueError, KeyError, TypeError, GptnasError) as error:
+        raise GptnasError(f"{path} is corrupt ({error}); start a new run with another --output_dir") from None
+    search.population, search.reconstruction_log = population, reconstruction_log
+    # DEAP's hall of fame: items best first, keys (fitnesses) ascending
+    search.hall_of_fame.items, search.hall_of_fame.keys = hall, [c.fitness for c in reversed(hall)]
+    for row in rows:
+        search.logbook.record(**row)
+    search.logbook.buffindex = len(search.logbook)  # already logged by the run that wrote them
+    log.info("resuming after generation %d", generation)
+    return generation
+
+
+def _read(path) -> dict:
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        int(state["generation"]), dict(state["store"])
+        return state
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise GptnasError(f"{path} is corrupt ({error}); start a new run with another --output_dir") from None
+
+
+def _describe(digest) -> str:
+    if not isinstance(digest, dict):
+        return "no record"
+    return f"{digest.get('rows')} evaluations through query {digest.get('last_query')}"
+
+
+def _restore(search, encoding: str):
+    arch = search.space.decode(encoding)
+    key = search.space.key(arch)
+    if key not in search.store:
+        raise GptnasError(f"checkpointed architecture {key} is not in the result store")
+    return search.candidate(arch, key)
