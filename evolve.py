@@ -94,6 +94,8 @@ def search(config: EvolveConfig, resuming: bool) -> int:
     from gptnas.spaces import get_space
 
     run_dir = Path(config.output_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise GptnasError(f"--output_dir {run_dir} is a file; give a folder")
     if not resuming and run_dir.exists() and any(run_dir.iterdir()):
         raise GptnasError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick a new --output_dir")
     space = get_space(config.space)
@@ -106,10 +108,12 @@ def search(config: EvolveConfig, resuming: bool) -> int:
         return ArchGPT.from_pretrained(config.gpt, adapter=config.gpt_adapter, device=config.device)
 
     with exclusive_lock(run_dir):
+        if not resuming:  # first, so that a run killed at any moment can be resumed
+            save_config(config, run_dir / "config.yaml")
         executor = make_executor(config.executor, config.workers, config.ray_address)
         try:
             search = Search(config, space, evaluator, run_dir, executor, gpt_loader=load_gpt)  # checks a resumed store
-            save_config(config, run_dir / "config.yaml")
+            save_config(config, run_dir / "config.yaml")  # a resume may change how it runs (--workers ...)
             search.run()
         finally:
             executor.close()

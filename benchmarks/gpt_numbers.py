@@ -3,7 +3,7 @@
     python benchmarks/gpt_numbers.py --out benchmarks/gpt_numbers.md
 
 1. Throughput: train_gpt.py's loop (Accelerate) against a bare PyTorch loop on
-   the same model, the same batches, the same machine, in this one run.
+   the same model, the same batches, the same optimiser, the same machine, in this one run.
 2. Constrained generation of 1,000 complete `cifar` architectures: wall time,
    and its ratio to unconstrained `model.generate` of the same lengths.
 3. Next-layer top-1 / top-5 accuracy and perplexity on held-out families.
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,11 +23,11 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # train_gpt.py lives at the repository root
-import train_gpt  # noqa: E402
 from gptnas.config import from_dict, load_yaml
 from gptnas.gpt import data, training
 from gptnas.gpt.model import ArchGPT, default_model_dir, new_model
+from gptnas.gpt.train import TrainConfig, parameter_groups, train
+from gptnas.language.tokens import BOS, PAD
 from gptnas.spaces import get_space, space_names
 
 
@@ -39,8 +38,8 @@ def throughput(config_path: str, steps: int) -> dict:
                     num_warmup_steps=1, eval_steps=None)
     with tempfile.TemporaryDirectory() as out:
         settings["output_dir"] = out
-        config = from_dict(train_gpt.TrainConfig, settings)
-        train_gpt.train(config)
+        config = from_dict(TrainConfig, settings)
+        train(config)
         ours = json.loads((Path(out) / "metrics.json").read_text())["train_tokens_per_second"]
 
     tokenizer = AutoTokenizer.from_pretrained(config.tokenizer_name)
@@ -49,7 +48,7 @@ def throughput(config_path: str, steps: int) -> dict:
     records = data.tokenize(data.load_records(config.train_files), tokenizer, config.block_size)
     batches = data.LengthGroupedBatches([len(x) for x in records["input_ids"]], config.per_device_train_batch_size, config.seed)
     loader = DataLoader(records, batch_sampler=batches, collate_fn=data.collate(tokenizer.pad_token_id))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.learning_rate)
     model.train()
     tokens, done, started = 0, 0, time.perf_counter()
     while done < steps:
@@ -78,13 +77,13 @@ def generation_speed(gpt: ArchGPT, n: int) -> dict:
     by_length: dict[int, int] = {}
     for length in lengths:
         by_length[length] = by_length.get(length, 0) + 1
-    bos = torch.tensor([[gpt.vocab["<bos>"]]], device=gpt.device)
+    bos = torch.tensor([[gpt.vocab[BOS]]], device=gpt.device)
     for length, count in by_length.items():
         for start in range(0, count, 256):
             rows = min(256, count - start)
             gpt.model.generate(
                 bos.expand(rows, 1), do_sample=True, max_new_tokens=length + 1, min_new_tokens=length + 1,
-                pad_token_id=gpt.vocab["<pad>"], eos_token_id=None,
+                pad_token_id=gpt.vocab[PAD], eos_token_id=None,
             )
     unconstrained = time.perf_counter() - started
     return {"architectures": n, "constrained_s": constrained, "unconstrained_s": unconstrained,

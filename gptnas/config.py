@@ -67,9 +67,13 @@ def load_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise GptnasError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
         raise GptnasError(f"config file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    except UnicodeDecodeError:
+        raise GptnasError(f"config file {path} is not UTF-8 text; save it as UTF-8") from None
+    except OSError as error:
+        raise GptnasError(f"config file {path} cannot be read ({error.strerror})") from None
     if not isinstance(data, dict):
         raise GptnasError(f"config file {path} must be a mapping of keys to values")
     return data

@@ -4,7 +4,7 @@ import pytest
 
 from gptnas.config import parse_config
 from gptnas.errors import GptnasError
-from train_gpt import TrainConfig
+from gptnas.gpt.train import TrainConfig
 
 
 def test_flags_override_the_yaml(tmp_path):

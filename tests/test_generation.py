@@ -66,5 +66,8 @@ def test_a_fresh_model_generates_valid_architectures_too():
     torch.manual_seed(0)
     gpt = ArchGPT(new_model(tokenizer, n_layer=1, n_head=1, n_embd=16), tokenizer, "cpu")
     for name in SPACES:
-        for arch in gpt.complete(name, [""], n=8, seed=0)[0]:
-            get_space(name).encode(arch)
+        space = get_space(name)
+        for arch in gpt.complete(space, [""], n=8, seed=0)[0]:
+            assert space.decode(space.encode(arch)) == arch
+            if hasattr(space, "is_valid"):
+                assert space.is_valid(arch)

@@ -1,4 +1,4 @@
-"""train_gpt.py: pretraining, exact resume, LoRA + merge, model cards, bad input."""
+"""train_gpt.py and gptnas.gpt.train: pretraining, exact resume, LoRA + merge, model cards, bad input."""
 
 import json
 import os
@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-import train_gpt
+from gptnas.config import parse_config
+from gptnas.errors import GptnasError
 from gptnas.gpt.model import ArchGPT
+from gptnas.gpt.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -24,7 +26,7 @@ TINY = [
 
 
 def run(*args):
-    assert train_gpt.main([*TINY, *map(str, args)]) == 0
+    assert train(parse_config(TrainConfig, [*TINY, *map(str, args)])) == 0
 
 
 def weights(folder):
@@ -93,7 +95,14 @@ def test_lora_finetune_and_merge_load_with_plain_peft(tmp_path):
         (["--mixed_precision", "fp8"], "mixed_precision must be no, fp16 or bf16"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
-    assert train_gpt.main([*TINY, "--output_dir", str(tmp_path / "x"), "--max_train_steps", "1", *args]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and message in err[0]
+def test_bad_input_is_one_gptnas_error(tmp_path, args, message):
+    with pytest.raises(GptnasError) as error:
+        train(parse_config(TrainConfig, [*TINY, "--output_dir", str(tmp_path / "x"), "--max_train_steps", "1", *args]))
+    assert len(str(error.value).splitlines()) == 1 and message in str(error.value)
+
+
+def test_the_command_line_prints_a_mistake_as_one_line_and_exits_2(tmp_path):
+    command = [sys.executable, str(ROOT / "train_gpt.py"), *TINY, "--output_dir", str(tmp_path / "x"), "--mixed_precision", "fp8"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: mixed_precision must be no, fp16 or bf16, got 'fp8'"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -180,12 +181,12 @@ def run_one(task: RunTask) -> dict:
     return trajectory
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
     import torch
 
     from gptnas.search.executors import die_with_parent
 
-    die_with_parent()
+    die_with_parent(parent)
     torch.set_num_threads(1)  # one core per run: the runs themselves are the parallelism
 
 
@@ -201,7 +202,7 @@ def run_all(tasks: list[RunTask], workers: int) -> list[dict]:
                 results[i] = run_one(tasks[i])
                 progress.update(1)
         else:
-            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker)
+            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(os.getpid(),))
             try:
                 futures = {pool.submit(run_one, tasks[i]): i for i in order}
                 for future in as_completed(futures):

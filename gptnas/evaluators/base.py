@@ -60,6 +60,7 @@ class Evaluation:
 @runtime_checkable
 class Evaluator(Protocol):
     name: str
+    num_classes: int  # of the networks it evaluates (what a user must build the winner with)
 
     def evaluate(self, space: SearchSpace | str, arch: Any) -> Evaluation: ...
 

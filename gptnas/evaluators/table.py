@@ -43,6 +43,10 @@ class TableEvaluator:
         self.spec = TABLES[self.table_name]  # .fitness and .test name the record fields read
 
     @property
+    def num_classes(self) -> int:
+        return NUM_CLASSES[self.dataset]
+
+    @property
     def table(self) -> dict[str, dict]:
         return load_table(self.table_name)  # cached per process by gptnas.tables
 

@@ -84,6 +84,10 @@ class TrainEvaluator:
     def __getstate__(self):
         return {**self.__dict__, "_splits": {}}
 
+    @property
+    def num_classes(self) -> int:
+        return DATASETS[self.dataset].num_classes
+
     def splits(self, device: torch.device) -> Splits:
         """The dataset's splits on `device` (GptnasError when the data cannot be had)."""
         if str(device) not in self._splits:

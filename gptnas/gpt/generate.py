@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from gptnas.errors import GptnasError
-from gptnas.language.tokens import EOS
+from gptnas.language.tokens import BOS, EOS, PAD
 
 
 class MaskCache:
@@ -77,47 +77,22 @@ def sample(
     device = next(model.parameters()).device
     masks = masks or MaskCache(vocab, device)
     tokens_of = {i: t for t, i in vocab.items()}
-    bos, pad = vocab["<bos>"], vocab["<pad>"]
     max_positions = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
-
-    start_states = {}
-    for prefix in prefixes:
-        if tuple(prefix) not in start_states:
-            start_states[tuple(prefix)] = walk(space, prefix)
-    states = [start_states[tuple(p)] for p in prefixes]
+    states = start_states(space, prefixes)
     outputs = [list(p) for p in prefixes]
+    log_probs = [0.0] * len(prefixes)
 
-    # Left-pad the prompts so that every row's next token sits in the last column.
-    width = 1 + max(len(p) for p in prefixes)
-    input_ids = torch.full((len(prefixes), width), pad, dtype=torch.long)
-    attention = torch.zeros((len(prefixes), width), dtype=torch.long)
-    for row, prefix in enumerate(prefixes):
-        ids = [bos] + [vocab[t] for t in prefix]
-        input_ids[row, width - len(ids) :] = torch.tensor(ids)
-        attention[row, width - len(ids) :] = 1
-    input_ids, attention = input_ids.to(device), attention.to(device)
-    positions = (attention.cumsum(1) - 1).clamp(min=0)
-
+    input_ids, attention, positions = left_padded_prompts(vocab, prefixes, device)
     out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True)
     past, logits = out.past_key_values, out.logits[:, -1, :]
     active = list(range(len(prefixes)))
-    log_probs = [0.0] * len(prefixes)
     next_position = positions[:, -1] + 1
     while active:
         if int(next_position.max()) >= max_positions:
             raise GptnasError(f"an architecture outgrew the model's context of {max_positions} tokens")
         allowed = torch.stack([masks(space.allowed(states[row])) for row in active])
-        scores = logits[active].float().masked_fill(~allowed, float("-inf"))
-        if temperature <= 0:
-            choice = scores.argmax(-1)
-        else:
-            scores = scores / temperature
-            if top_k:
-                kth = scores.topk(min(top_k, scores.shape[-1]), dim=-1).values[:, -1:]
-                scores = scores.masked_fill(scores < kth, float("-inf"))
-            choice = torch.multinomial(scores.softmax(-1), 1, generator=generator).squeeze(1)
-        chosen_log_probs = scores.log_softmax(-1).gather(1, choice[:, None]).squeeze(1).tolist()
-        step_ids = torch.full((len(prefixes),), pad, dtype=torch.long, device=device)
+        choice, chosen_log_probs = choose(logits[active], allowed, temperature, top_k, generator)
+        step_ids = torch.full((len(prefixes),), vocab[PAD], dtype=torch.long, device=device)
         step_ids[active] = choice
         still_active = []
         for row, token_id, lp in zip(active, choice.tolist(), chosen_log_probs):
@@ -125,12 +100,10 @@ def sample(
             token = tokens_of[token_id]
             if token == EOS:
                 continue
-            state = space.step(states[row], token)
-            if stop_after is not None and all(len(t.payloads) >= stop_after[row] for t in state.threads):
-                states[row] = state  # holds the finished segment's payload
-                continue  # `token` opened the segment after the one asked for: leave it out
+            states[row] = space.step(states[row], token)
+            if stop_after is not None and all(len(t.payloads) >= stop_after[row] for t in states[row].threads):
+                continue  # `token` opened the segment after the one asked for: left out (its state holds the payload)
             outputs[row].append(token)
-            states[row] = state
             still_active.append(row)
         active = still_active
         if not active:
@@ -151,6 +124,47 @@ def sample(
     return [Sampled(tokens, state, lp) for tokens, state, lp in zip(outputs, states, log_probs)]
 
 
+def start_states(space, prefixes: list[list[str]]) -> list:
+    """The grammar state after each prefix (each distinct prefix walked once)."""
+    walked = {}
+    for prefix in prefixes:
+        if tuple(prefix) not in walked:
+            walked[tuple(prefix)] = walk(space, prefix)
+    return [walked[tuple(p)] for p in prefixes]
+
+
+def left_padded_prompts(vocab: dict[str, int], prefixes: list[list[str]], device: torch.device):
+    """(input_ids, attention_mask, position_ids) of `<bos> prefix`, left-padded so that every
+    row's next token sits in the last column; positions count from each row's BOS."""
+    width = 1 + max(len(p) for p in prefixes)
+    input_ids = torch.full((len(prefixes), width), vocab[PAD], dtype=torch.long)
+    attention = torch.zeros((len(prefixes), width), dtype=torch.long)
+    for row, prefix in enumerate(prefixes):
+        ids = [vocab[BOS]] + [vocab[t] for t in prefix]
+        input_ids[row, width - len(ids) :] = torch.tensor(ids)
+        attention[row, width - len(ids) :] = 1
+    input_ids, attention = input_ids.to(device), attention.to(device)
+    positions = (attention.cumsum(1) - 1).clamp(min=0)
+    return input_ids, attention, positions
+
+
+def choose(logits: torch.Tensor, allowed: torch.Tensor, temperature: float, top_k: int | None,
+           generator: torch.Generator | None) -> tuple[torch.Tensor, list[float]]:
+    """One masked sampling step: a token per row among the `allowed` ones (greedy at temperature <= 0),
+    and its log-probability under the masked (tempered, top-k) distribution."""
+    scores = logits.float().masked_fill(~allowed, float("-inf"))
+    if temperature <= 0:
+        choice = scores.argmax(-1)
+    else:
+        scores = scores / temperature
+        if top_k:
+            kth = scores.topk(min(top_k, scores.shape[-1]), dim=-1).values[:, -1:]
+            scores = scores.masked_fill(scores < kth, float("-inf"))
+        choice = torch.multinomial(scores.softmax(-1), 1, generator=generator).squeeze(1)
+    chosen_log_probs = scores.log_softmax(-1).gather(1, choice[:, None]).squeeze(1).tolist()
+    return choice, chosen_log_probs
+
+
 @torch.no_grad()
 def log_likelihood(model, vocab: dict[str, int], space, sequences: list[list[str]], constrained: bool = True) -> list[float]:
     """Log-probability of each complete spelling (and its EOS) under the model.
@@ -162,7 +176,7 @@ def log_likelihood(model, vocab: dict[str, int], space, sequences: list[list[str
     masks = MaskCache(vocab, device)
     scores = []
     for tokens in sequences:
-        ids = torch.tensor([[vocab["<bos>"]] + [vocab[t] for t in tokens] + [vocab[EOS]]], device=device)
+        ids = torch.tensor([[vocab[BOS]] + [vocab[t] for t in tokens] + [vocab[EOS]]], device=device)
         logits = model(input_ids=ids[:, :-1]).logits[0].float()
         if constrained:
             state, allowed = space.start(), []

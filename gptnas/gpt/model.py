@@ -2,11 +2,13 @@
 
 What it wraps is a plain Hugging Face causal LM and tokenizer, so a published
 model also loads with `AutoModelForCausalLM` / `AutoTokenizer` (and an adapter
-with `peft.PeftModel`), with no code of ours and no `trust_remote_code`.
+with `peft.PeftModel`), with no code of ours and no `trust_remote_code`. It
+generates under a space's grammar, scores, and adapts itself online with LoRA.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from importlib import resources
@@ -16,7 +18,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 from gptnas.errors import GptnasError
-from gptnas.gpt import generate
+from gptnas.files import atomic_path
+from gptnas.gpt import generate, training
 from gptnas.language.tokens import BOS, EOS, PAD
 
 log = logging.getLogger(__name__)
@@ -24,6 +27,10 @@ log = logging.getLogger(__name__)
 MODEL_FILES = ("config.json", "model.safetensors")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 UNSAFE_WEIGHTS = ("pytorch_model.bin", "adapter_model.bin", "tf_model.h5", "flax_model.msgpack")
+
+# The LoRA adapters gptnas trains: train_gpt.py's defaults, and online adaptation.
+LORA_RANK, LORA_ALPHA, LORA_DROPOUT = 8, 16, 0.05
+LORA_TARGETS = ("c_attn", "c_proj", "c_fc")  # every attention and MLP projection of a GPT-2 block
 
 
 def default_model_dir() -> Path:
@@ -80,6 +87,27 @@ def resolve(name_or_path: str | Path, revision: str | None = None, adapter: bool
         raise GptnasError(f"could not fetch {name!r} from the Hub: {str(error).splitlines()[0]}") from None
 
 
+def lora_config(rank: int = LORA_RANK, alpha: int = LORA_ALPHA, dropout: float = LORA_DROPOUT,
+                targets=LORA_TARGETS):
+    """A PEFT LoraConfig for the GPT's layers (GPT-2's Conv1D stores its weights transposed: fan_in_fan_out)."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets),
+                      task_type="CAUSAL_LM", fan_in_fan_out=True)
+
+
+def load_pretrained(name_or_path: str | Path, revision: str | None = None):
+    """(model, tokenizer) of a saved ArchGPT folder or Hub id; safetensors only, one-line errors."""
+    path = resolve(name_or_path, revision)
+    check_folder(path, MODEL_FILES)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file (truncated safetensors, bad JSON ...)
+        raise GptnasError(f"cannot load the model in {path}: {str(error).splitlines()[0]}") from None
+    return model, tokenizer
+
+
 def check_folder(path: Path, files: tuple[str, ...]) -> None:
     unsafe = [f for f in UNSAFE_WEIGHTS if (path / f).exists()]
     missing = [f for f in files if not (path / f).exists()]
@@ -107,6 +135,7 @@ class ArchGPT:
         self.tokenizer = tokenizer
         self.vocab: dict[str, int] = tokenizer.get_vocab()
         self._masks = generate.MaskCache(self.vocab, self.device)
+        self._pristine = None  # the weights before the first adaptation: every adapter starts from them
 
     @property
     def device(self) -> torch.device:
@@ -123,13 +152,7 @@ class ArchGPT:
         device: torch.device | str | None = None,
     ) -> "ArchGPT":
         """Loads a folder or Hub id (the shipped default model when None), plus an optional LoRA adapter."""
-        path = default_model_dir() if name_or_path is None else resolve(name_or_path, revision)
-        check_folder(path, MODEL_FILES)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
-        except Exception as error:  # noqa: BLE001 - any unreadable file (truncated safetensors, bad JSON ...)
-            raise GptnasError(f"cannot load the model in {path}: {str(error).splitlines()[0]}") from None
+        model, tokenizer = load_pretrained(default_model_dir() if name_or_path is None else name_or_path, revision)
         if adapter is not None:
             model = merge_adapter(model, resolve(adapter, adapter=True))
         return cls(model, tokenizer, device)
@@ -174,6 +197,57 @@ class ArchGPT:
         space = get_space(space)
         sequences = [space.encode(a).split() for a in archs]
         return generate.log_likelihood(self.model, self.vocab, space, sequences, constrained)
+
+    # ------------------------------------------------------------ online adaptation
+
+    def adapt(self, texts: list[str], weights: list[float], out_dir: str | Path, *, steps: int, lr: float, seed: int) -> bool:
+        """Fine-tunes a fresh LoRA adapter on the weighted encodings `texts` (or loads the one saved in
+        `out_dir`, so a resumed run does not train again); the GPT then generates with it merged.
+
+        Every adapter starts from the weights the GPT had before its first adaptation. The adapter is
+        saved in `out_dir` whole or not at all. Returns False, changing nothing, when there is
+        nothing to learn from: no texts and no saved adapter."""
+        out_dir = Path(out_dir)
+        saved = (out_dir / ADAPTER_FILES[1]).exists()
+        if not saved and not texts:
+            return False
+        if self._pristine is None:
+            self._pristine = copy.deepcopy(self.model)
+        base = copy.deepcopy(self._pristine)
+        if saved:
+            self.model = merge_adapter(base, out_dir).eval()
+            log.info("loaded the adapter of %s", out_dir)
+            return True
+        from peft import get_peft_model
+
+        from gptnas.gpt.data import collate  # imports `datasets`: only when adapting
+
+        torch.manual_seed(seed)
+        # No dropout (train_gpt.py's default has some): a few full-batch steps on the search's own
+        # elite, nothing held out to generalise to; benchmarks/RESULTS.md was measured this way.
+        model = get_peft_model(base, lora_config(dropout=0.0))
+        rows = [{"input_ids": self.tokenizer(t)["input_ids"] + [self.tokenizer.eos_token_id], "weight": w}
+                for t, w in zip(texts, weights)]
+        batch = {k: v.to(self.device) for k, v in collate(self.tokenizer.pad_token_id)(rows).items()}
+        loss = training.fit_batch(model, batch, steps, lr)
+        with atomic_path(out_dir) as partial:  # a kill leaves no half adapter for a resumed run to load
+            model.save_pretrained(partial, safe_serialization=True)
+        log.info("adapted the GPT on %d architectures (final loss %.3f); adapter in %s", len(texts), loss, out_dir)
+        self.model = model.merge_and_unload().eval()
+        return True
+
+    def adaptation_gain(self, space, archs) -> list[float] | None:
+        """How much the adaptation raised each architecture's constrained log-likelihood (adapted minus
+        pristine): what the search taught the GPT, its prior divided out. None before any adaptation."""
+        if self._pristine is None:
+            return None
+        from gptnas.spaces import get_space
+
+        space = get_space(space)
+        sequences = [space.encode(a).split() for a in archs]
+        adapted = generate.log_likelihood(self.model, self.vocab, space, sequences, True)
+        before = generate.log_likelihood(self._pristine, self.vocab, space, sequences, True)
+        return [now - then for now, then in zip(adapted, before)]
 
 
 def merge_adapter(model, adapter_dir: Path):

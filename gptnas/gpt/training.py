@@ -1,4 +1,7 @@
-"""Loss and evaluation of the architecture GPT (shared by train_gpt.py and online adaptation)."""
+"""Loss, evaluation and a full-batch fit of the architecture GPT.
+
+Shared by the training loop (`gptnas.gpt.train`) and online adaptation (`ArchGPT.adapt`).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,20 @@ def weighted_lm_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.T
     token_loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none")
     token_weight = (labels != -100).float() * weight[:, None]
     return (token_loss * token_weight.flatten()).sum() / token_weight.sum().clamp(min=1e-8)
+
+
+def fit_batch(model, batch: dict[str, torch.Tensor], steps: int, lr: float) -> float:
+    """`steps` AdamW updates of the trainable parameters on one weighted batch; the last step's loss."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    loss = torch.tensor(float("nan"))
+    for _ in range(steps):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss = weighted_lm_loss(logits, batch["labels"], batch["weight"])
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return float(loss.detach())
 
 
 @torch.no_grad()

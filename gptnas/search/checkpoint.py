@@ -86,7 +86,7 @@ def _read(path) -> dict:
 def _describe(digest) -> str:
     if not isinstance(digest, dict):
         return "no record"
-    return f"{digest.get('rows')} evaluations through query {digest.get('last_query')}"
+    return f"{digest.get('rows')} evaluations through query {digest.get('last_query')}, digest {str(digest.get('sha256'))[:12]}"
 
 
 def _restore(search, encoding: str):

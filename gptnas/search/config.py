@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, fields
 
@@ -110,5 +111,15 @@ class EvolveConfig:
             raise GptnasError(f"unknown candidate_ranking {self.candidate_ranking!r}; valid: likelihood, gain")
         if self.novelty_tries < 0:
             raise GptnasError(f"novelty_tries must be >= 0, got {self.novelty_tries}")
-        if self.reconstruct_candidates < 1 or self.temperature < 0:
-            raise GptnasError("reconstruct_candidates must be >= 1 and temperature >= 0")
+        if self.reconstruct_candidates < 1:
+            raise GptnasError(f"reconstruct_candidates must be >= 1, got {self.reconstruct_candidates}")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise GptnasError(f"temperature must be a finite number >= 0 (0: greedy), got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise GptnasError(f"top_k must be >= 1 (or unset for no limit), got {self.top_k}")
+        for name in ("max_params", "max_flops", "max_train_examples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise GptnasError(f"{name} must be >= 1 (or unset for no limit), got {value}")
+        if not (math.isfinite(self.lr) and self.lr > 0) or not math.isfinite(self.adapt_lr) or self.adapt_lr <= 0:
+            raise GptnasError(f"lr and adapt_lr must be finite numbers > 0, got {self.lr} and {self.adapt_lr}")

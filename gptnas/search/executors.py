@@ -36,10 +36,12 @@ class SerialExecutor:
         pass
 
 
-def die_with_parent() -> None:
-    """Makes this worker process end when the process that started it dies, however it dies (kill -9
-    included), so a killed search leaves no orphaned workers evaluating for nobody."""
-    parent = os.getppid()
+def die_with_parent(parent: int) -> None:
+    """Makes this worker process end when `parent` (the process that started it) dies, however it dies
+    (kill -9 included), so a killed search leaves no orphaned workers evaluating for nobody. The
+    parent's pid is passed in: a worker still starting when its parent died is already re-parented."""
+    if os.getppid() != parent:
+        os._exit(1)
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -56,9 +58,9 @@ def die_with_parent() -> None:
     threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
 
 
-def _start_worker(slots) -> None:
-    """Gives each worker process one GPU of its own (when there are GPUs)."""
-    die_with_parent()
+def _start_worker(parent: int, slots) -> None:
+    """Ties the worker to the search's life and gives it one GPU of its own (when there are GPUs)."""
+    die_with_parent(parent)
     gpu = slots.get()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
@@ -73,7 +75,7 @@ class ProcessExecutor:
         gpus = torch.cuda.device_count()
         for worker in range(workers):
             slots.put(worker % gpus if gpus else None)
-        self.pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(slots,))
+        self.pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(os.getpid(), slots))
         self.workers = workers
 
     def run(self, evaluator, space_name: str, archs: list) -> Iterator[tuple[int, object]]:

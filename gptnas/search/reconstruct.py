@@ -83,17 +83,12 @@ def reconstruct(gpt, space, archs: list, rate: float, rng: random.Random, *, see
 
 def _rank_by_gain(gpt, space, options: dict[int, list]) -> None:
     """Replaces each option's rank by (adapted minus original log-likelihood, log-likelihood)."""
-    from gptnas.gpt import generate
-
-    original = getattr(gpt, "base_model", None)  # set by the first online adaptation
-    if original is None:
-        return
     flat = [o for choices in options.values() for o in choices]
-    sequences = [space.encode(arch).split() for _, arch in flat]
-    adapted = generate.log_likelihood(gpt.model, gpt.vocab, space, sequences, True)
-    before = generate.log_likelihood(original, gpt.vocab, space, sequences, True)
-    for option, now, then in zip(flat, adapted, before):
-        option[0] = (now - then, option[0])
+    gains = gpt.adaptation_gain(space, [arch for _, arch in flat])
+    if gains is None:  # not adapted yet
+        return
+    for option, gain in zip(flat, gains):
+        option[0] = (gain, option[0])
 
 
 def _segment_payload(space, state, index: int):

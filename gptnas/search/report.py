@@ -39,7 +39,7 @@ def write_outputs(search, run_dir: Path) -> dict:
     hall = [_describe(space, c, store) for c in search.hall_of_fame]
     write_json(run_dir / "hall_of_fame.json", hall)
     best = max(hall, key=lambda h: h["fitness"])
-    best["build"] = f"import gptnas; model = gptnas.build_model({space.name!r}, {best['key']!r}, num_classes=10)"
+    best["build"] = f"import gptnas; model = gptnas.build_model({space.name!r}, {best['key']!r}, num_classes={search.evaluator.num_classes})"
     write_json(run_dir / "best.json", best)
     write_atomic(run_dir / "best_architecture.txt", best["encoding"] + "\n")
     if search.reconstruction_log:

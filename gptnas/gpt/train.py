@@ -1,0 +1,370 @@
+"""Training the architecture GPT: pretraining from scratch, or LoRA fine-tuning of a saved one.
+
+`TrainConfig` is what `train_gpt.py` takes as YAML and flags; `train(config)`
+runs it. The loop has the shape (and flag names) of Hugging Face's
+run_clm_no_trainer.py: Accelerator, gradient accumulation, warm-up + decay,
+save_state checkpoints, --resume_from_checkpoint, trackers, save_pretrained,
+--push_to_hub. One architecture per sequence; padding is out of the loss.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer, get_scheduler
+
+from gptnas.config import save_config, to_dict
+from gptnas.errors import GptnasError
+from gptnas.gpt import data, hub, training
+from gptnas.gpt.model import (
+    ADAPTER_FILES, LORA_ALPHA, LORA_DROPOUT, LORA_RANK, LORA_TARGETS, check_folder, load_pretrained, lora_config,
+    new_model,
+)
+
+logger = logging.getLogger(__name__)
+
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
+
+
+@dataclass
+class TrainConfig:
+    # data
+    train_files: list[str] = field(default_factory=lambda: ["data/pretrain_timm.jsonl.gz"], metadata={"help": "corpus JSONL files"})
+    eval_files: list[str] | None = field(default=None, metadata={"help": "files to draw held-out families from (default: train_files)"})
+    eval_families: list[str] = field(default_factory=list, metadata={"help": "families held out of training, evaluated on"})
+    weight_column: str | None = field(default=None, metadata={"help": "per-architecture weight column (e.g. fitness from evolve.py)"})
+    tokenizer_name: str = field(default="tokenizer", metadata={"help": "tokenizer folder (ignored when fine-tuning: the base model's is used)"})
+    block_size: int = field(default=2048, metadata={"help": "context length; longer architectures are truncated"})
+    # model
+    model_name_or_path: str | None = field(default=None, metadata={"help": "base model folder or Hub id; none: train from scratch"})
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.1
+    # LoRA
+    use_lora: bool = field(default=False, metadata={"help": "fine-tune a LoRA adapter on the base model"})
+    lora_r: int = LORA_RANK
+    lora_alpha: int = LORA_ALPHA
+    lora_dropout: float = LORA_DROPOUT
+    lora_target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    merge: bool = field(default=False, metadata={"help": "also write the base model with the adapter merged (output_dir/merged)"})
+    # optimisation
+    per_device_train_batch_size: int = 8
+    per_device_eval_batch_size: int = 8
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    num_train_epochs: int = 10
+    max_train_steps: int | None = field(default=None, metadata={"help": "overrides num_train_epochs"})
+    gradient_accumulation_steps: int = 1
+    lr_scheduler_type: str = "cosine"
+    num_warmup_steps: int = 100
+    mixed_precision: str = field(default="no", metadata={"help": "no, fp16 or bf16"})
+    seed: int = 0
+    # bookkeeping
+    output_dir: str = "runs/gpt"
+    checkpointing_steps: str | None = field(default=None, metadata={"help": "save state every N steps, or 'epoch'"})
+    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "checkpoint folder, or 'latest'"})
+    eval_steps: int | None = field(default=None, metadata={"help": "evaluate every N steps (default: every epoch)"})
+    report_to: str = field(default="tensorboard", metadata={"help": "tensorboard, wandb, all or none"})
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
+    hub_token: str | None = None
+
+    def validate(self) -> None:
+        positive = ["block_size", "n_layer", "n_head", "n_embd", "per_device_train_batch_size",
+                    "per_device_eval_batch_size", "num_train_epochs", "gradient_accumulation_steps", "lora_r"]
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise GptnasError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0 or not 0 <= self.dropout < 1:
+            raise GptnasError("learning_rate must be > 0 and dropout in [0, 1)")
+        if self.lr_scheduler_type not in SCHEDULERS:
+            raise GptnasError(f"unknown lr_scheduler_type {self.lr_scheduler_type!r}; valid: {', '.join(SCHEDULERS)}")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise GptnasError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+        if self.checkpointing_steps not in (None, "epoch") and not str(self.checkpointing_steps).isdigit():
+            raise GptnasError(f"checkpointing_steps must be a number of steps or 'epoch', got {self.checkpointing_steps!r}")
+        if self.use_lora and not self.model_name_or_path:
+            raise GptnasError("use_lora needs a base model: set model_name_or_path")
+        if self.push_to_hub and not self.hub_model_id:
+            raise GptnasError("push_to_hub needs hub_model_id (org/name)")
+        if self.merge and not self.use_lora:
+            raise GptnasError("merge only applies to LoRA fine-tuning (use_lora)")
+
+
+@dataclass
+class Run:
+    """What the loop and the saving need, set up from a TrainConfig (model, optimizer ... prepared by Accelerate)."""
+
+    output_dir: Path
+    accelerator: Accelerator
+    model: torch.nn.Module
+    tokenizer: object
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: object
+    batches: data.LengthGroupedBatches  # the training batch sampler: its epoch orders the batches
+    train_dataloader: DataLoader
+    eval_dataloader: DataLoader | None
+    updates_per_epoch: int
+    max_train_steps: int
+    num_epochs: int
+
+
+def train(config: TrainConfig) -> int:
+    """Trains as `config` says; the model (or adapter), tokenizer, card and metrics.json go to output_dir."""
+    run = set_up(config)
+    completed_steps = resume(config, run)
+    metrics, summary = train_loop(config, run, completed_steps)
+    save(config, run, metrics, summary)
+    return 0
+
+
+def set_up(config: TrainConfig) -> Run:
+    """Accelerator, model, data, optimizer and schedule, in the order that fixes the random draws."""
+    output_dir = Path(config.output_dir)
+    with_tracking = config.report_to != "none"
+    accelerator = Accelerator(
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        mixed_precision=config.mixed_precision,
+        log_with=config.report_to if with_tracking else None,
+        project_dir=str(output_dir),
+    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logger.info(accelerator.state)
+    set_seed(config.seed)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, output_dir / "train_config.yaml")
+
+    model, tokenizer = load_base(config)
+    train_set, eval_set = load_datasets(config, tokenizer, accelerator)
+    if config.use_lora:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, lora_config(config.lora_r, config.lora_alpha, config.lora_dropout,
+                                                  config.lora_target_modules))
+        model.print_trainable_parameters()
+    collate = data.collate(tokenizer.pad_token_id)
+    batches = data.LengthGroupedBatches([len(x) for x in train_set["input_ids"]], config.per_device_train_batch_size, config.seed)
+    train_dataloader = DataLoader(train_set, batch_sampler=batches, collate_fn=collate)
+    eval_dataloader = None
+    if eval_set is not None:
+        eval_batches = data.LengthGroupedBatches([len(x) for x in eval_set["input_ids"]], config.per_device_eval_batch_size, 0)
+        eval_dataloader = DataLoader(eval_set, batch_sampler=eval_batches, collate_fn=collate)
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.learning_rate)
+
+    # The step arithmetic: a step is one optimizer update, an epoch one pass over the batches.
+    updates_per_epoch = math.ceil(len(batches) / accelerator.num_processes / config.gradient_accumulation_steps)
+    max_train_steps = config.max_train_steps or config.num_train_epochs * updates_per_epoch
+    num_epochs = math.ceil(max_train_steps / updates_per_epoch)
+    total_batch_size = config.per_device_train_batch_size * accelerator.num_processes * config.gradient_accumulation_steps
+
+    lr_scheduler = get_scheduler(
+        config.lr_scheduler_type, optimizer=optimizer,
+        num_warmup_steps=min(config.num_warmup_steps, max_train_steps // 2) * accelerator.num_processes,
+        num_training_steps=max_train_steps * accelerator.num_processes,
+    )
+    model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(model, optimizer, train_dataloader, lr_scheduler)
+    if eval_dataloader is not None:
+        eval_dataloader = accelerator.prepare(eval_dataloader)
+    if with_tracking:
+        accelerator.init_trackers("train_gpt", {k: str(v) for k, v in to_dict(config).items()})
+
+    logger.info("***** Running training *****")
+    logger.info("  Num examples = %d (held out: %d)", len(train_set), len(eval_set or []))
+    logger.info("  Num epochs = %d", num_epochs)
+    logger.info("  Instantaneous batch size per device = %d", config.per_device_train_batch_size)
+    logger.info("  Total train batch size (w. parallel, distributed & accumulation) = %d", total_batch_size)
+    logger.info("  Gradient accumulation steps = %d", config.gradient_accumulation_steps)
+    logger.info("  Total optimization steps = %d", max_train_steps)
+    return Run(output_dir, accelerator, model, tokenizer, optimizer, lr_scheduler, batches, train_dataloader, eval_dataloader,
+               updates_per_epoch, max_train_steps, num_epochs)
+
+
+def load_base(config: TrainConfig):
+    """(model, tokenizer): a fresh GPT from config, or the base model and its own tokenizer."""
+    if config.model_name_or_path is not None:
+        return load_pretrained(config.model_name_or_path)
+    if not Path(config.tokenizer_name).is_dir():
+        raise GptnasError(f"tokenizer folder {config.tokenizer_name} does not exist; build it with `python -m gptnas.language.tokenizer`")
+    tokenizer = AutoTokenizer.from_pretrained(config.tokenizer_name)
+    model = new_model(tokenizer, config.n_layer, config.n_head, config.n_embd, config.block_size, config.dropout)
+    return model, tokenizer
+
+
+def load_datasets(config: TrainConfig, tokenizer, accelerator: Accelerator):
+    """(training set, held-out set or None), tokenized; the held-out families never reach training."""
+    records = data.load_records(config.train_files)
+    train_records, _ = data.split_families(records, config.eval_families)
+    eval_pool = data.load_records(config.eval_files) if config.eval_files else records
+    _, eval_records = data.split_families(eval_pool, config.eval_families)
+    if len(train_records) == 0:
+        raise GptnasError("no training architectures left after holding out eval_families")
+    with accelerator.main_process_first():
+        train_set = data.tokenize(train_records, tokenizer, config.block_size, config.weight_column)
+        eval_set = data.tokenize(eval_records, tokenizer, config.block_size) if len(eval_records) else None
+    return train_set, eval_set
+
+
+def parameter_groups(model, weight_decay: float) -> list[dict]:
+    """AdamW groups by nanoGPT's rule: matrices and embeddings (dim >= 2) decay; biases and norm gains do not."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return [
+        {"params": [p for p in trainable if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in trainable if p.dim() < 2], "weight_decay": 0.0},
+    ]
+
+
+def checkpoint_step(path: Path) -> int:
+    return int(json.loads((path / "trainer_state.json").read_text())["completed_steps"])
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """The newest complete checkpoint (a folder is complete once its trainer_state.json exists)."""
+    done = [p for p in output_dir.glob("step_*") if (p / "trainer_state.json").is_file()]
+    return max(done, key=checkpoint_step, default=None)
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: Path, completed_steps: int) -> None:
+    """save_state into a temporary folder, renamed when complete: a kill leaves the previous one usable."""
+    final = output_dir / f"step_{completed_steps}"
+    partial = output_dir / f".partial_step_{completed_steps}"
+    if accelerator.is_main_process and partial.exists():
+        shutil.rmtree(partial)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    if accelerator.is_main_process:
+        (partial / "trainer_state.json").write_text(json.dumps({"completed_steps": completed_steps}))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(partial, final)
+    accelerator.wait_for_everyone()
+
+
+def resume(config: TrainConfig, run: Run) -> int:
+    """Loads the checkpoint that --resume_from_checkpoint names; the steps it had completed (0 if none)."""
+    if not config.resume_from_checkpoint:
+        return 0
+    path = latest_checkpoint(run.output_dir) if config.resume_from_checkpoint == "latest" else Path(config.resume_from_checkpoint)
+    if path is None:
+        logger.info("no checkpoint in %s yet: starting from scratch", run.output_dir)
+        return 0
+    if not (path / "trainer_state.json").is_file():
+        raise GptnasError(f"{path} is not a complete checkpoint (no trainer_state.json); pick another or 'latest'")
+    try:
+        run.accelerator.load_state(str(path))
+    except (OSError, RuntimeError, ValueError, KeyError) as error:
+        raise GptnasError(f"checkpoint {path} is unreadable: {str(error).splitlines()[0]}") from None
+    completed_steps = checkpoint_step(path)
+    logger.info("resumed from %s at step %d", path, completed_steps)
+    return completed_steps
+
+
+def evaluate(config: TrainConfig, run: Run, completed_steps: int) -> dict[str, float]:
+    """Held-out metrics, logged and sent to the trackers ({} without held-out families)."""
+    if run.eval_dataloader is None:
+        return {}
+    metrics = training.evaluate(run.model, run.eval_dataloader, run.accelerator)
+    logger.info("step %d: %s", completed_steps, {k: round(v, 4) for k, v in metrics.items()})
+    if config.report_to != "none":
+        run.accelerator.log({f"eval_{k}": v for k, v in metrics.items()}, step=completed_steps)
+    return metrics
+
+
+def train_loop(config: TrainConfig, run: Run, completed_steps: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Trains from `completed_steps` to max_train_steps; (the last held-out metrics, the training summary)."""
+    accelerator, model = run.accelerator, run.model
+    with_tracking = config.report_to != "none"
+    starting_epoch = completed_steps // run.updates_per_epoch
+    resume_batches = (completed_steps % run.updates_per_epoch) * config.gradient_accumulation_steps
+    checkpoint_every = int(config.checkpointing_steps) if str(config.checkpointing_steps).isdigit() else None
+    progress = tqdm(range(run.max_train_steps), initial=completed_steps, disable=not accelerator.is_local_main_process, desc="train")
+    metrics: dict[str, float] = {}
+    last_loss = float("nan")
+    train_tokens, train_started = 0, time.perf_counter()
+    model.train()
+    for epoch in range(starting_epoch, run.num_epochs):
+        run.batches.set_epoch(epoch)
+        loader = run.train_dataloader
+        if epoch == starting_epoch and resume_batches:
+            loader = accelerator.skip_first_batches(run.train_dataloader, resume_batches)
+        for batch in loader:
+            # Dropout noise is a function of the step, so a resumed run draws exactly the same.
+            set_seed(config.seed * 1_000_003 + completed_steps)
+            train_tokens += int(batch["attention_mask"].sum())
+            with accelerator.accumulate(model):
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                loss = training.weighted_lm_loss(logits, batch["labels"], batch["weight"])
+                accelerator.backward(loss)
+                run.optimizer.step()
+                run.lr_scheduler.step()
+                run.optimizer.zero_grad()
+            if not accelerator.sync_gradients:
+                continue
+            completed_steps += 1
+            last_loss = float(accelerator.reduce(loss.detach(), reduction="mean"))
+            progress.update(1)
+            progress.set_postfix(loss=f"{last_loss:.4f}")
+            if with_tracking:
+                accelerator.log({"train_loss": last_loss, "lr": run.lr_scheduler.get_last_lr()[0]}, step=completed_steps)
+            if config.eval_steps and completed_steps % config.eval_steps == 0:
+                metrics = evaluate(config, run, completed_steps)
+            if checkpoint_every and completed_steps % checkpoint_every == 0:
+                save_checkpoint(accelerator, run.output_dir, completed_steps)
+            if completed_steps >= run.max_train_steps:
+                break
+        if config.checkpointing_steps == "epoch":
+            save_checkpoint(accelerator, run.output_dir, completed_steps)
+        if not config.eval_steps:
+            metrics = evaluate(config, run, completed_steps)
+        if completed_steps >= run.max_train_steps:
+            break
+    train_runtime = time.perf_counter() - train_started
+    if config.eval_steps and completed_steps % config.eval_steps:
+        metrics = evaluate(config, run, completed_steps)
+    if with_tracking:
+        accelerator.end_training()
+    summary = {
+        "train_loss": last_loss,
+        "train_runtime": train_runtime,  # seconds in the training loop, this run (evaluation included)
+        "train_tokens_per_second": train_tokens * accelerator.num_processes / train_runtime,
+    }
+    return metrics, summary
+
+
+def save(config: TrainConfig, run: Run, metrics: dict[str, float], summary: dict[str, float]) -> None:
+    """metrics.json, the model (or adapter, and merged model) with its tokenizer and card; then the Hub."""
+    accelerator, output_dir = run.accelerator, run.output_dir
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return
+    final = {**summary, **{f"eval_{k}": v for k, v in metrics.items()}}
+    (output_dir / "metrics.json").write_text(json.dumps(final, indent=2))
+    unwrapped = accelerator.unwrap_model(run.model)
+    unwrapped.save_pretrained(output_dir, safe_serialization=True)
+    run.tokenizer.save_pretrained(output_dir)
+    card = dict(title="ArchGPT LoRA adapter" if config.use_lora else "ArchGPT", corpus=config.train_files,
+                config=to_dict(config), metrics=metrics, held_out_families=config.eval_families)
+    hub.write_model_card(output_dir, base_model=config.model_name_or_path if config.use_lora else None, **card)
+    if config.merge:
+        merged = output_dir / "merged"
+        unwrapped.merge_and_unload().save_pretrained(merged, safe_serialization=True)
+        run.tokenizer.save_pretrained(merged)
+        hub.write_model_card(merged, **{**card, "title": "ArchGPT (LoRA merged)"})
+    if config.use_lora:
+        check_folder(output_dir, ADAPTER_FILES)
+    logger.info("saved to %s; final metrics %s", output_dir, final)
+    if config.push_to_hub:
+        hub.push_folder(output_dir, config.hub_model_id, token=config.hub_token)
