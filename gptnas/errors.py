@@ -7,3 +7,9 @@ that escapes is a bug and keeps its traceback.
 
 class GptnasError(Exception):
     """A user mistake: bad input, bad config, missing file. The message says what to fix."""
+
+
+def one_line(error: BaseException) -> str:
+    """`Type: first line of the message`, for logs and records of failures that are not the user's."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")

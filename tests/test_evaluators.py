@@ -11,10 +11,10 @@ import torch
 
 from gptnas.errors import GptnasError
 from gptnas.evaluators import WORST_FITNESS, Evaluation, Evaluator, get_evaluator
-from gptnas.training.data import load_images, make_splits
-from gptnas.training.loop import augment, lr_factor
 from gptnas.spaces import get_space
 from gptnas.spaces.cifar import Block, CifarArch
+from gptnas.training.data import load_images, make_splits
+from gptnas.training.loop import augment, lr_factor
 
 NB201_BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
 # Three strided blocks first keep the network cheap: most of it runs at 4x4.

@@ -8,16 +8,15 @@ their settings; tables, data and models are made on first use.
 from __future__ import annotations
 
 import dataclasses
-import gc
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
-from torch import nn
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, one_line
 from gptnas.spaces import SearchSpace, get_space
 from gptnas.spaces.base import count_macs, count_params
+from gptnas.training.device import is_out_of_memory
 
 WORST_FITNESS = 0.0  # every fitness is >= 0 (accuracy in %, synflow, naswot), so failures rank last
 
@@ -68,18 +67,6 @@ class Evaluator(Protocol):
 # ---------------------------------------------------------------- shared by the evaluators
 
 
-def resolve_device(device: str | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise GptnasError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise GptnasError(f"device {device!r} asked for but CUDA is not available; use --device cpu")
-    return resolved
-
-
 def model_cost(space: SearchSpace, arch: Any, num_classes: int, input_size: int | None = None) -> dict[str, int]:
     """Params and MACs of the network as evaluated: the classifier depends on the class
     count and the MACs on the input resolution, which `space.cost` fixes at 10 and the space's."""
@@ -91,32 +78,11 @@ def model_cost(space: SearchSpace, arch: Any, num_classes: int, input_size: int 
     return {"params": count_params(model), "flops": count_macs(model, input_size)}
 
 
-def without_inplace_activations(model: nn.Module) -> nn.Module:
-    """Turns off `inplace` on activations. Cells that feed one tensor to several
-    act-first edges (NAS-Bench-201) otherwise overwrite a tensor autograd saved,
-    and activation hooks would see their input already rewritten."""
-    for module in model.modules():
-        if getattr(module, "inplace", False) is True:
-            module.inplace = False
-    return model
-
-
 def check_space(expected: str, space: SearchSpace | str) -> SearchSpace:
     space = get_space(space)
     if space.name != expected:
         raise ValueError(f"this evaluator was made for space {expected!r}, not {space.name!r}")
     return space
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, torch.cuda.OutOfMemoryError) or (
-        isinstance(error, RuntimeError) and "out of memory" in str(error)
-    )
-
-
-def one_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
 def failure(error: BaseException, cost: dict[str, int], seconds: float) -> Evaluation:
@@ -127,13 +93,6 @@ def failure(error: BaseException, cost: dict[str, int], seconds: float) -> Evalu
 
 def diverged(reason: str, cost: dict[str, int], seconds: float) -> Evaluation:
     return Evaluation(WORST_FITNESS, None, cost["params"], cost["flops"], seconds, "diverged", reason)
-
-
-def free_accelerator_memory() -> None:
-    """Call after the failed candidate's tensors are unreferenced (outside its `except` block)."""
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def safe_cost(space: SearchSpace, arch: Any, num_classes: int, input_size: int | None = None) -> dict[str, int]:

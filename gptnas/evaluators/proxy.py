@@ -36,13 +36,12 @@ from gptnas.evaluators.base import (
     describe,
     diverged,
     failure,
-    free_accelerator_memory,
-    resolve_device,
     safe_cost,
-    without_inplace_activations,
 )
 from gptnas.spaces import SearchSpace, get_space
 from gptnas.training.data import DATASETS, channel_stats, load_images, normalise
+from gptnas.training.device import free_accelerator_memory, resolve_device
+from gptnas.training.loop import without_inplace_activations
 
 log = logging.getLogger(__name__)
 

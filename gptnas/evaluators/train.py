@@ -28,13 +28,26 @@ from gptnas.evaluators.base import (
     describe,
     diverged,
     failure,
-    free_accelerator_memory,
-    resolve_device,
     safe_cost,
 )
 from gptnas.spaces import SearchSpace, get_space
-from gptnas.training.data import DATASETS, Splits, check_dataset, load_images, make_splits
-from gptnas.training.loop import Diverged, accuracy, build_network, lr_factor, sgd, steps_per_epoch, train_epoch
+from gptnas.training.data import (
+    DATASETS,
+    Splits,
+    check_dataset,
+    load_images,
+    make_splits,
+)
+from gptnas.training.device import free_accelerator_memory, resolve_device
+from gptnas.training.loop import (
+    Diverged,
+    accuracy,
+    build_network,
+    lr_factor,
+    sgd,
+    steps_per_epoch,
+    train_epoch,
+)
 
 log = logging.getLogger(__name__)
 

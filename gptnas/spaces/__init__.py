@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from gptnas.errors import GptnasError
 from gptnas.spaces.base import SearchSpace
-from gptnas.spaces.cifar import CifarSpace
 from gptnas.spaces.channel_bench import ChannelBenchMobileNet, ChannelBenchResNet
+from gptnas.spaces.cifar import CifarSpace
 from gptnas.spaces.nas_bench_201 import NasBench201
 from gptnas.spaces.nas_bench_macro import NasBenchMacro
 

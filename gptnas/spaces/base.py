@@ -223,6 +223,34 @@ def _vocabulary(language: _SpaceLanguage) -> frozenset[str]:
     return frozenset(words)
 
 
+# ---------------------------------------------------------------- variation of fixed-length genomes
+
+
+def identity(genes: tuple) -> tuple:
+    return genes
+
+
+def mutate_gene(genes: tuple, options, rng: random.Random, canonical=identity, tries: int = 32) -> tuple:
+    """One gene changed to another of `options`; redrawn (up to `tries` times) while the change only
+    gives another spelling of the same network (the same `canonical` form)."""
+    for _ in range(tries):
+        child = list(genes)
+        i = rng.randrange(len(child))
+        child[i] = rng.choice([option for option in options if option != child[i]])
+        child = canonical(tuple(child))
+        if child != genes:
+            return child
+    return genes
+
+
+def uniform_crossover(a: tuple, b: tuple, rng: random.Random, canonical=identity) -> tuple[tuple, tuple]:
+    """Each gene from one parent or the other with even odds; the second child gets the rest."""
+    mask = [rng.random() < 0.5 for _ in a]
+    first = tuple(x if m else y for x, y, m in zip(a, b, mask))
+    second = tuple(y if m else x for x, y, m in zip(a, b, mask))
+    return canonical(first), canonical(second)
+
+
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from gptnas.errors import GptnasError
 from gptnas.spaces import blocks as B
-from gptnas.spaces.base import SearchSpace
+from gptnas.spaces.base import SearchSpace, mutate_gene, uniform_crossover
 
 DIGITS = (1, 2, 3, 4)
 N_LAYERS = 7
@@ -41,17 +41,10 @@ class ChannelBench(SearchSpace):
         return tuple(rng.choice(DIGITS) for _ in range(N_LAYERS))
 
     def mutate(self, arch, rng: random.Random):
-        genes = list(arch)
-        i = rng.randrange(N_LAYERS)
-        genes[i] = rng.choice([d for d in DIGITS if d != genes[i]])
-        return tuple(genes)
+        return mutate_gene(arch, DIGITS, rng, tries=1)
 
     def crossover(self, a, b, rng: random.Random):
-        mask = [rng.random() < 0.5 for _ in a]
-        return (
-            tuple(x if m else y for x, y, m in zip(a, b, mask)),
-            tuple(y if m else x for x, y, m in zip(a, b, mask)),
-        )
+        return uniform_crossover(a, b, rng)
 
     def key(self, arch) -> str:
         return "".join(map(str, arch))

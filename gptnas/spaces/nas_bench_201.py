@@ -25,7 +25,7 @@ from torch import nn
 from gptnas.errors import GptnasError
 from gptnas.language import tokens as T
 from gptnas.spaces import blocks as B
-from gptnas.spaces.base import SearchSpace
+from gptnas.spaces.base import SearchSpace, mutate_gene, uniform_crossover
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to, from), in key order
@@ -152,20 +152,10 @@ class NasBench201(SearchSpace):
 
     def mutate(self, arch, rng: random.Random):
         """Changes one edge's op; retries while that leaves the cell's function unchanged."""
-        for _ in range(32):
-            cell = list(arch)
-            i = rng.randrange(len(EDGES))
-            cell[i] = rng.choice([op for op in OPS if op != cell[i]])
-            child = canonical(tuple(cell))
-            if child != arch:
-                return child
-        return arch
+        return mutate_gene(arch, OPS, rng, canonical)
 
     def crossover(self, a, b, rng: random.Random):
-        mask = [rng.random() < 0.5 for _ in a]
-        c1 = tuple(x if m else y for x, y, m in zip(a, b, mask))
-        c2 = tuple(y if m else x for x, y, m in zip(a, b, mask))
-        return canonical(c1), canonical(c2)
+        return uniform_crossover(a, b, rng, canonical)
 
     def key(self, arch) -> str:
         return key_of(canonical(tuple(arch)))

@@ -20,7 +20,7 @@ from torch import nn
 
 from gptnas.errors import GptnasError
 from gptnas.spaces import blocks as B
-from gptnas.spaces.base import SearchSpace
+from gptnas.spaces.base import SearchSpace, mutate_gene, uniform_crossover
 
 STAGES = (2, 3, 3)
 STEM = 32
@@ -61,21 +61,11 @@ class NasBenchMacro(SearchSpace):
 
     def mutate(self, arch, rng: random.Random):
         """Changes one layer to another choice; retries when that only reorders identities."""
-        for _ in range(32):
-            genes = list(arch)
-            i = rng.randrange(len(genes))
-            genes[i] = rng.choice([c for c in range(CHOICES) if c != genes[i]])
-            child = canonical(tuple(genes))
-            if child != arch:
-                return child
-        return arch
+        return mutate_gene(arch, range(CHOICES), rng, canonical)
 
     def crossover(self, a, b, rng: random.Random):
         """Uniform crossover, stage-aligned genes."""
-        mask = [rng.random() < 0.5 for _ in a]
-        c1 = tuple(x if m else y for x, y, m in zip(a, b, mask))
-        c2 = tuple(y if m else x for x, y, m in zip(a, b, mask))
-        return canonical(c1), canonical(c2)
+        return uniform_crossover(a, b, rng, canonical)
 
     def key(self, arch) -> str:
         return "".join(map(str, canonical(tuple(arch))))

@@ -1,6 +1,5 @@
 """Training the searched networks: short runs that score candidates, the long run that finishes the winner.
 
-The GPT's own training is gptnas/gpt/. data.py and loop.py sit below the
-evaluators (the training evaluator builds on them), so they do not import
-gptnas.evaluators at module level; retrain.py sits above and may.
+The GPT's own training is gptnas/gpt/. The evaluators build on this package
+(data, device and loop sit below them and never import them).
 """

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +157,6 @@ def _digits(input_size: int) -> ImageData:
 def _load_hf(spec: DatasetSpec, dataset: str, data_dir: str | None):
     import datasets  # slow to import; only runs that train on CIFAR need it
 
-    # Here, not at the top: gptnas.evaluators imports this package, so a module-level import would be a cycle.
-    from gptnas.evaluators.base import one_line
 
     if data_dir is None:
         try:

@@ -46,11 +46,18 @@ class EpochResult:
     examples: int
 
 
+def without_inplace_activations(model: nn.Module) -> nn.Module:
+    """Turns off `inplace` on activations. Cells that feed one tensor to several
+    act-first edges (NAS-Bench-201) otherwise overwrite a tensor autograd saved,
+    and activation hooks would see their input already rewritten."""
+    for module in model.modules():
+        if getattr(module, "inplace", False) is True:
+            module.inplace = False
+    return model
+
+
 def build_network(space: SearchSpace, arch: Any, num_classes: int, seed: int, device: torch.device) -> nn.Module:
     """A freshly initialised network of `arch` on `device`; the same weights for the same seed."""
-    # Here, not at the top: gptnas.evaluators imports this module, so a module-level import would be a cycle.
-    from gptnas.evaluators.base import without_inplace_activations
-
     with torch.random.fork_rng(devices=[]):  # seeded init without resetting the caller's RNG
         torch.manual_seed(seed)
         model = space.build_model(arch, num_classes)

@@ -29,12 +29,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from gptnas.config import load_yaml
-from gptnas.errors import GptnasError
-from gptnas.evaluators.base import one_line, resolve_device
+from gptnas.errors import GptnasError, one_line
 from gptnas.files import atomic_path, write_atomic, write_json
 from gptnas.spaces import SearchSpace, get_space
 from gptnas.spaces.base import count_params
 from gptnas.training.data import ImageData, Splits, load_images, make_splits
+from gptnas.training.device import resolve_device
 from gptnas.training.loop import Diverged, accuracy, build_network, sgd, train_epoch
 
 log = logging.getLogger(__name__)

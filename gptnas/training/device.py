@@ -1,0 +1,34 @@
+"""Where networks train: the device asked for (CUDA when present), and what to do when it runs out."""
+
+from __future__ import annotations
+
+import gc
+
+import torch
+
+from gptnas.errors import GptnasError
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise GptnasError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise GptnasError(f"device {device!r} asked for but CUDA is not available; use --device cpu")
+    return resolved
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.cuda.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error)
+    )
+
+
+def free_accelerator_memory() -> None:
+    """Call after the failed candidate's tensors are unreferenced (outside its `except` block)."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
