@@ -14,8 +14,12 @@ directory), so nothing is evaluated twice and --resume picks up exactly.
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
+from contextlib import closing
 from pathlib import Path
+
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from gptnas.config import build_parser, from_dict, load_yaml, save_config
 from gptnas.errors import GptnasError
@@ -88,8 +92,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def search(config: EvolveConfig, resuming: bool) -> int:
     from gptnas.evaluators import get_evaluator
-    from gptnas.search.core import Search
-    from gptnas.search.executors import make_executor
     from gptnas.search.report import summary_table, write_outputs
     from gptnas.spaces import get_space
 
@@ -100,27 +102,58 @@ def search(config: EvolveConfig, resuming: bool) -> int:
         raise GptnasError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick a new --output_dir")
     space = get_space(config.space)
     evaluator = get_evaluator(config.evaluator, space, config.dataset, **config.evaluator_options())
+    evaluator.prepare()  # missing data or tables: one line, before any folder is made
+    new_dir = not run_dir.exists()
     make_run_dir(run_dir)
+    try:
+        with exclusive_lock(run_dir):
+            search = run_search(config, space, evaluator, run_dir, resuming)
+            best = write_outputs(search, run_dir)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; every finished evaluation is saved. Continue with: python evolve.py --resume {run_dir}",
+              file=sys.stderr)
+        return 130
+    except BaseException:
+        if new_dir and _evaluations(run_dir) == 0:
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing was evaluated: leave no half-made run behind
+        raise
+    print(summary_table(search, best))
+    print(f"run directory: {run_dir}")
+    return 0
+
+
+def run_search(config: EvolveConfig, space, evaluator, run_dir: Path, resuming: bool):
+    from gptnas.search.core import Search
+    from gptnas.search.executors import make_executor
 
     def load_gpt():  # only gpt-ga asks, on first use
         from gptnas.gpt.model import ArchGPT
 
         return ArchGPT.from_pretrained(config.gpt, adapter=config.gpt_adapter, device=config.device)
 
-    with exclusive_lock(run_dir):
-        if not resuming:  # first, so that a run killed at any moment can be resumed
-            save_config(config, run_dir / "config.yaml")
-        executor = make_executor(config.executor, config.workers, config.ray_address)
-        try:
-            search = Search(config, space, evaluator, run_dir, executor, gpt_loader=load_gpt)  # checks a resumed store
-            save_config(config, run_dir / "config.yaml")  # a resume may change how it runs (--workers ...)
+    if not resuming:  # first, so that a run killed at any moment can be resumed
+        save_config(config, run_dir / "config.yaml")
+    executor = make_executor(config.executor, config.workers, config.ray_address)
+    try:
+        search = Search(config, space, evaluator, run_dir, executor, gpt_loader=load_gpt)  # checks a resumed store
+        save_config(config, run_dir / "config.yaml")  # a resume may change how it runs (--workers ...)
+        with logging_redirect_tqdm():  # log lines above the progress bar, not glued onto it
             search.run()
-        finally:
-            executor.close()
-        best = write_outputs(search, run_dir)
-    print(summary_table(search, best))
-    print(f"run directory: {run_dir}")
-    return 0
+    finally:
+        executor.close()
+    return search
+
+
+def _evaluations(run_dir: Path) -> int:
+    import sqlite3
+
+    if not (run_dir / "results.sqlite").is_file():
+        return 0
+    try:
+        with closing(sqlite3.connect(run_dir / "results.sqlite")) as db:
+            return db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+    except sqlite3.Error:
+        return 0
 
 
 def make_run_dir(run_dir: Path) -> None:

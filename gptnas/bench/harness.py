@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -187,6 +188,7 @@ def _init_worker(parent: int) -> None:
     from gptnas.search.executors import die_with_parent
 
     die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the study's to handle
     torch.set_num_threads(1)  # one core per run: the runs themselves are the parallelism
 
 

@@ -60,6 +60,12 @@ class Evaluation:
 class Evaluator(Protocol):
     name: str
     num_classes: int  # of the networks it evaluates (what a user must build the winner with)
+    metric: str  # what its fitness is, with the unit, for plots and reports
+
+    def prepare(self) -> None:
+        """Fetches what evaluation needs (table, data) now, so a missing piece is a one-line error
+        before a run directory exists; evaluation would otherwise do it on first use."""
+        ...
 
     def evaluate(self, space: SearchSpace | str, arch: Any) -> Evaluation: ...
 

@@ -162,6 +162,13 @@ class ProxyEvaluator:
         size = NOISE_ONLY[self.dataset][1] if self.dataset in NOISE_ONLY else None
         return size or get_space(self.space_name).input_size
 
+    @property
+    def metric(self) -> str:
+        return f"{self.settings.proxy} score"
+
+    def prepare(self) -> None:
+        self.inputs(resolve_device(self.settings.device))
+
     def inputs(self, device: torch.device) -> torch.Tensor:
         """The minibatch every candidate is scored on (GptnasError when the data cannot be had)."""
         if str(device) not in self._inputs:

@@ -43,6 +43,14 @@ class TableEvaluator:
         self.spec = TABLES[self.table_name]  # .fitness and .test name the record fields read
 
     @property
+    def metric(self) -> str:
+        split = "test" if self.spec.fitness == self.spec.test else "validation"
+        return f"{split} accuracy (%)"
+
+    def prepare(self) -> None:
+        load_table(self.table_name)
+
+    @property
     def num_classes(self) -> int:
         return NUM_CLASSES[self.dataset]
 

@@ -97,6 +97,11 @@ class TrainEvaluator:
     def __getstate__(self):
         return {**self.__dict__, "_splits": {}}
 
+    metric = "validation accuracy (%)"
+
+    def prepare(self) -> None:
+        self.splits(resolve_device(self.settings.device))
+
     @property
     def num_classes(self) -> int:
         return DATASETS[self.dataset].num_classes

@@ -75,17 +75,17 @@ class Search:
         self._progress = tqdm(total=total, initial=len(self.store), desc="evaluations", unit="arch",
                               disable=not self.show_progress)
         self._best = max((e.fitness for *_, e in self.store.history()), default=0.0)
-        try:
-            return self.strategy.run()
-        except BudgetSpent:
-            log.info("budget of %d unique evaluations spent", self.config.budget)
-            # The last, partial generation counts too: everything evaluated may enter the hall of fame.
-            evaluated = [self.candidate(self.space.decode(encoding), key) for _, key, encoding, _, _ in self.store.history()]
-            self.hall_of_fame.update(evaluated)
-            self.population = self.population or evaluated  # spent within the initial population
-            return self.population
-        finally:
-            self._progress.close()
+        with self._progress:
+            try:
+                self.strategy.run()
+            except BudgetSpent:
+                log.info("budget of %d unique evaluations spent", self.config.budget)
+                # The last, partial generation counts too: everything evaluated may enter the hall of fame.
+                evaluated = [self.candidate(self.space.decode(enc), key) for _, key, enc, _, _ in self.store.history()]
+                self.hall_of_fame.update(evaluated)
+                self.population = self.population or evaluated  # spent within the initial population
+            self._progress.total = self._progress.n  # repeats and novelty retries made fewer than planned: 100 %
+        return self.population
 
     def seed_generation(self, generation: int) -> None:
         """Seeds this generation's draws by (seed, generation) alone; DEAP's selection uses the global `random`."""
@@ -142,8 +142,8 @@ class Search:
         """Logs a generation; `through` is the store generation its queries are counted up to."""
         self.population = population
         self.hall_of_fame.update(population)
-        rewritten = self.reconstruction_log[-1]["rewritten"] if self.reconstruction_log else 0
         queries = self.store.evaluated_through(generation if through is None else through)
-        self.logbook.record(gen=generation, queries=queries, new=new, rewritten=rewritten, **self.stats.compile(population))
+        self.logbook.record(gen=generation, queries=queries, new=new, **self.stats.compile(population),
+                            rewritten=self.reconstruction_log[-1]["rewritten"] if self.reconstruction_log else 0)
         log.info(self.logbook.stream)
 

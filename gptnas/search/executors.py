@@ -61,6 +61,7 @@ def die_with_parent(parent: int) -> None:
 def _start_worker(parent: int, slots) -> None:
     """Ties the worker to the search's life and gives it one GPU of its own (when there are GPUs)."""
     die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the search's to handle, not each worker's
     gpu = slots.get()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
@@ -87,7 +88,12 @@ class ProcessExecutor:
                 yield futures[future], future.result()
 
     def close(self) -> None:
-        self.pool.shutdown(cancel_futures=True)
+        """Stops the workers now, evaluations in flight included (after Ctrl-C or an error they would
+        only be lost: nothing stores them any more)."""
+        processes = list((getattr(self.pool, "_processes", None) or {}).values())
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
 
 
 class RayExecutor:

@@ -49,41 +49,64 @@ def write_outputs(search, run_dir: Path) -> dict:
 
 
 def plot(search, run_dir: Path) -> None:
+    """fitness.png: every evaluation and the best so far, by query; pareto.png: fitness against parameters."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    generations = search.logbook.select("gen")
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(generations, search.logbook.select("max"), label="best")
-    ax.plot(generations, search.logbook.select("mean"), label="mean")
-    ax.set_xlabel("generation")
-    ax.set_ylabel("fitness")
-    ax.set_title(f"{search.config.strategy} on {search.space.name}")
-    ax.legend()
+    history = search.store.history()
+    metric, title = search.evaluator.metric, f"{search.config.strategy} on {search.space.name} ({search.config.dataset})"
+    queries = [query for query, *_ in history]
+    fitness = [e.fitness for *_, e in history]
+    best = [max(fitness[: i + 1]) for i in range(len(fitness))]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.scatter(queries, fitness, s=6, alpha=0.4, color="C0", label="evaluated")
+    ax.step(queries, best, where="post", color="C3", label="best so far")
+    for end in search.logbook.select("queries")[:-1]:  # generation boundaries
+        ax.axvline(end + 0.5, color="0.85", linewidth=0.8, zorder=0)
+    ax.set_xlabel("queries (unique architectures evaluated; grey lines: generations)")
+    ax.set_ylabel(metric)
+    ax.set_ylim(*_scale([f for f, e in zip(fitness, (e for *_, e in history)) if not collapsed(e, search)] or fitness))
+    ax.set_title(title)
+    ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(run_dir / "fitness.png", dpi=120)
     plt.close(fig)
 
-    points = [(e.params, e.fitness) for _, _, _, _, e in search.store.history() if e.ok]
-    if not points:
+    working = [(e.params, e.fitness) for *_, e in history if not collapsed(e, search)]
+    if not working:
         return
-    front, best = [], float("-inf")
-    for params, fitness in sorted(points, key=lambda p: (p[0], -p[1])):
-        if fitness > best:
-            front.append((params, fitness))
-            best = fitness
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.scatter([p for p, _ in points], [f for _, f in points], s=8, alpha=0.5, label="evaluated")
+    front, top = [], float("-inf")
+    for params, value in sorted(working, key=lambda p: (p[0], -p[1])):
+        if value > top:
+            front.append((params, value))
+            top = value
+    hidden = len(history) - len(working)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.scatter([p for p, _ in working], [f for _, f in working], s=8, alpha=0.5, label="evaluated")
     ax.step([p for p, _ in front], [f for _, f in front], where="post", color="C3", label="Pareto front")
     ax.set_xscale("log")
     ax.set_xlabel("parameters")
-    ax.set_ylabel("fitness")
-    ax.legend()
+    ax.set_ylabel(metric)
+    ax.set_title(f"{title}: accuracy against size" + (f"\n({hidden} failed or chance-level networks not shown)" if hidden else ""))
+    ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(run_dir / "pareto.png", dpi=120)
     plt.close(fig)
+
+
+def collapsed(evaluation, search) -> bool:
+    """A failed network, or one no better than guessing (accuracy within 1.5x of chance): shown apart, so
+    that the scale shows the differences between working networks."""
+    chance = 100.0 / search.evaluator.num_classes
+    return not evaluation.ok or ("accuracy" in search.evaluator.metric and evaluation.fitness <= 1.5 * chance)
+
+
+def _scale(values: list[float]) -> tuple[float, float]:
+    low, high = min(values), max(values)
+    margin = (high - low) * 0.05 or 1.0
+    return low - margin, high + margin
 
 
 def summary_table(search, best: dict) -> str:

@@ -1,0 +1,66 @@
+"""What a user sees: a progress bar that ends at 100 %, one line on Ctrl-C with the command that
+continues, no half-made run directory when a run cannot start, plots that say what they show."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import evolve
+from gptnas.config import from_dict, load_yaml
+from gptnas.evaluators import get_evaluator
+from gptnas.search.config import EvolveConfig
+from gptnas.search.core import Search
+from gptnas.search.executors import SerialExecutor
+from gptnas.spaces import get_space
+
+ROOT = Path(__file__).resolve().parents[1]
+NB201 = ["--space", "nas-bench-201", "--evaluator", "benchmark", "--dataset", "cifar10", "--strategy", "ga"]
+
+
+def test_the_progress_bar_ends_at_100_percent_of_what_was_evaluated(tmp_path, requires_table):
+    requires_table("nas-bench-201:cifar10")
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, str(ROOT / "evolve.py"), *NB201, "--population", "20", "--generations", "6",
+                           "--output_dir", str(run)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with sqlite3.connect(run / "results.sqlite") as db:
+        evaluated = db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+    assert evaluated < 20 * 7  # repeats were skipped, so the planned total was too high ...
+    last_bar = done.stderr.replace("\r", "\n").strip().splitlines()
+    bars = [line for line in last_bar if line.startswith("evaluations:")]
+    assert "100%" in bars[-1] and f"{evaluated}/{evaluated}" in bars[-1]  # ... and the bar ends full anyway
+
+
+def test_ctrl_c_prints_one_line_with_the_resume_command_and_the_run_resumes(tmp_path, requires_table):
+    requires_table("nas-bench-201:cifar10")
+    run = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, str(ROOT / "evolve.py"), *NB201, "--population", "30", "--generations",
+                                "400", "--workers", "2", "--output_dir", str(run)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run / "checkpoint.json").exists():
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal sends to the whole process group
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    lines = [line for line in err.replace("\r", "\n").splitlines() if "interrupted" in line]
+    assert lines == [f"interrupted; every finished evaluation is saved. Continue with: python evolve.py --resume {run}"]
+    config = from_dict(EvolveConfig, load_yaml(run / "config.yaml"))
+    space = get_space(config.space)  # the interrupted run is resumable: its store and checkpoint agree
+    Search(config, space, get_evaluator("benchmark", space, "cifar10"), run, SerialExecutor(), show_progress=False)
+
+
+def test_a_run_that_cannot_start_leaves_no_run_directory(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert evolve.main(["--space", "cifar", "--dataset", "cifar10", "--data_dir", str(tmp_path / "missing"),
+                        "--output_dir", str(run)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not run.exists()
