@@ -3,6 +3,12 @@
     accelerate launch train_gpt.py --config configs/pretrain.yaml
     accelerate launch train_gpt.py --config configs/finetune_lora.yaml --merge
     python train_gpt.py --config configs/pretrain.yaml --num_train_epochs 1    # flags override the YAML
+    python train_gpt.py --config configs/pretrain.yaml --resume_from_checkpoint latest   # same settings only
+
+An --output_dir holds one run: one that already holds a model or a run is
+refused unless --overwrite_output_dir (the old run's files are removed first)
+or --resume_from_checkpoint (a checkpoint trained with other settings is refused;
+num_train_epochs / max_train_steps may grow).
 
 The loop has the shape (and flag names) of Hugging Face's
 run_clm_no_trainer.py: Accelerator, gradient accumulation, warm-up + decay,

@@ -1,5 +1,7 @@
-"""train_gpt.py and gptnas.gpt.train: pretraining, exact resume, LoRA + merge, model cards, bad input."""
+"""train_gpt.py and gptnas.gpt.train: pretraining, exact resume, LoRA + merge, model cards, bad input,
+one run per output_dir."""
 
+import gzip
 import json
 import os
 import shutil
@@ -8,11 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from safetensors.torch import load_file
 
 from gptnas.config import parse_config
 from gptnas.errors import GptnasError
-from gptnas.gpt.model import ArchGPT
+from gptnas.gpt.model import ArchGPT, file_sha256
 from gptnas.gpt.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,6 +87,70 @@ def test_lora_finetune_and_merge_load_with_plain_peft(tmp_path):
         assert (a - b).abs().max() < 1e-6, name
     adapted = ArchGPT.from_pretrained(base, adapter=out, device="cpu")
     assert adapted.complete("cifar", [""], n=1)[0]
+    assert adapted.source == {
+        "name_or_path": str(base), "revision": None, "sha256": file_sha256(base / "model.safetensors"),
+        "adapter": str(out), "adapter_revision": None, "adapter_sha256": file_sha256(out / "adapter_model.safetensors"),
+    }
+
+
+def test_an_output_dir_holding_a_run_is_refused_unless_overwritten_and_then_cleared(tmp_path):
+    out = tmp_path / "run"
+    run("--max_train_steps", 2, "--checkpointing_steps", 1, "--output_dir", out)
+    before = file_sha256(out / "model.safetensors")
+    with pytest.raises(GptnasError) as error:
+        run("--max_train_steps", 1, "--learning_rate", 0.01, "--output_dir", out)
+    assert len(str(error.value).splitlines()) == 1
+    assert f"output_dir {out} already holds a run" in str(error.value) and "--overwrite_output_dir" in str(error.value)
+    assert file_sha256(out / "model.safetensors") == before
+    (out / "gptnas_training.json").write_text("{}")  # what scripts/ship_model.py adds
+    (out / "notes.txt").write_text("mine")  # not a run's file: kept
+    run("--max_train_steps", 1, "--learning_rate", 0.01, "--output_dir", out, "--overwrite_output_dir",
+        "--hub_token", "hf_secret_token")
+    assert not list(out.glob("step_*")) and not (out / "gptnas_training.json").exists()
+    assert (out / "notes.txt").read_text() == "mine"
+    assert file_sha256(out / "model.safetensors") != before
+    assert yaml.safe_load((out / "train_config.yaml").read_text())["learning_rate"] == 0.01
+    for name in ("train_config.yaml", "README.md", "config.json"):
+        assert "hf_secret_token" not in (out / name).read_text(), f"the Hub token leaked into {name}"
+
+
+def test_resume_refuses_a_checkpoint_trained_with_another_config_but_may_train_longer(tmp_path):
+    out = tmp_path / "run"
+    run("--max_train_steps", 2, "--checkpointing_steps", 1, "--output_dir", out)
+    assert yaml.safe_load((out / "step_2" / "train_config.yaml").read_text())["max_train_steps"] == 2
+    for args, keys in [
+        (["--learning_rate", 0.01, "--seed", 3], ["learning_rate (0.001 -> 0.01)", "seed (0 -> 3)"]),
+        (["--max_train_steps", 1], ["max_train_steps (2 -> 1)"]),
+        (["--lora_r", 4, "--n_embd", 32, "--train_files", ROOT / "tests/data/other.jsonl"],
+         ["lora_r", "n_embd", "train_files"]),
+    ]:
+        with pytest.raises(GptnasError) as error:
+            run("--max_train_steps", 2, "--checkpointing_steps", 1, "--output_dir", out,
+                "--resume_from_checkpoint", "latest", *args)
+        message = str(error.value)
+        assert len(message.splitlines()) == 1 and f"cannot resume from {out / 'step_2'}" in message
+        assert all(key in message for key in keys), message
+    # A named checkpoint is checked too, and bookkeeping may change: a longer run into another folder.
+    with pytest.raises(GptnasError, match=r"learning_rate \(0.001 -> 0.5\)"):
+        run("--max_train_steps", 3, "--output_dir", tmp_path / "other", "--resume_from_checkpoint", out / "step_1",
+            "--learning_rate", 0.5)
+    run("--max_train_steps", 3, "--checkpointing_steps", 2, "--eval_steps", 1, "--output_dir", tmp_path / "other",
+        "--resume_from_checkpoint", out / "step_1")
+    assert (tmp_path / "other" / "step_2" / "trainer_state.json").is_file()
+
+
+def test_an_empty_or_textless_corpus_is_one_line_error_naming_the_file(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    gzipped = tmp_path / "empty.jsonl.gz"
+    gzipped.write_bytes(gzip.compress(b"\n"))
+    textless = tmp_path / "textless.jsonl"
+    textless.write_text('{"text": null, "family": "a"}\n{"text": "  ", "family": "b"}\n')
+    for corpus, message in [(empty, "is empty"), (gzipped, "is empty"), (textless, "has no usable records")]:
+        with pytest.raises(GptnasError) as error:
+            run("--max_train_steps", 1, "--output_dir", tmp_path / "x", "--train_files", corpus)
+        assert len(str(error.value).splitlines()) == 1 and f"corpus file {corpus} {message}" in str(error.value)
+    assert not (tmp_path / "x" / "model.safetensors").exists() and not (tmp_path / "x" / "train_config.yaml").exists()
 
 
 @pytest.mark.parametrize(
@@ -93,6 +160,11 @@ def test_lora_finetune_and_merge_load_with_plain_peft(tmp_path):
         (["--model_name_or_path", "missing_dir/"], "no model folder at missing_dir/"),
         (["--train_files", "missing.jsonl"], "corpus file missing.jsonl does not exist"),
         (["--mixed_precision", "fp8"], "mixed_precision must be no, fp16 or bf16"),
+        (["--max_train_steps", "0"], "max_train_steps must be at least 1, got 0"),
+        (["--max_train_steps", "-3"], "max_train_steps must be at least 1, got -3"),
+        (["--checkpointing_steps", "0"], "checkpointing_steps must be a number of steps or 'epoch'"),
+        (["--eval_steps", "0"], "eval_steps must be at least 1, got 0"),
+        (["--num_warmup_steps", "-1"], "num_warmup_steps must be >= 0"),
     ],
 )
 def test_bad_input_is_one_gptnas_error(tmp_path, args, message):

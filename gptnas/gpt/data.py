@@ -8,6 +8,7 @@ model has not seen.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import random
 from pathlib import Path
@@ -15,24 +16,34 @@ from pathlib import Path
 import torch
 from datasets import Dataset, concatenate_datasets, load_dataset
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, one_line
 
 log = logging.getLogger(__name__)
 
 
 def load_records(files: list[str]) -> Dataset:
-    """Corpus JSONL files (plain or .gz) as one dataset with at least `text` and `family`."""
+    """Corpus JSONL files (plain or .gz) as one dataset with at least `text` and `family`.
+
+    Records without text (null or blank) are skipped with a warning; a file with none left is a GptnasError."""
     missing = [f for f in files if not Path(f).is_file()]
     if missing:
         raise GptnasError(f"corpus file {missing[0]} does not exist; build the corpus with `python -m gptnas.corpus`")
     parts = []
     for f in files:
+        if is_blank(f):  # datasets fails on an empty file with an empty message
+            raise GptnasError(f"corpus file {f} is empty; it needs one JSON record per line with a 'text' field")
         try:
             part = load_dataset("json", data_files=str(f), split="train")
         except Exception as error:  # datasets raises many types for unreadable JSON
-            raise GptnasError(f"cannot read corpus file {f}: {str(error).splitlines()[0]}") from None
+            raise GptnasError(f"cannot read corpus file {f}: {one_line(error)}") from None
         if "text" not in part.column_names:
             raise GptnasError(f"corpus file {f} has no 'text' field")
+        usable = part.filter(lambda batch: [isinstance(t, str) and t.strip() != "" for t in batch["text"]], batched=True)
+        if len(usable) == 0:
+            raise GptnasError(f"corpus file {f} has no usable records: none has a non-empty 'text' string")
+        if len(usable) < len(part):
+            log.warning("corpus file %s: skipped %d of %d records without text", f, len(part) - len(usable), len(part))
+        part = usable
         if "family" not in part.column_names:
             part = part.add_column("family", [""] * len(part))
         parts.append(part.select_columns([c for c in part.column_names if c in ("text", "family", "name", "weight")]))
@@ -40,6 +51,19 @@ def load_records(files: list[str]) -> Dataset:
         columns = set.intersection(*(set(p.column_names) for p in parts))
         parts = [p.select_columns(sorted(columns)) for p in parts]
     return concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+
+
+def is_blank(path: str | Path) -> bool:
+    """True when a (possibly gzipped) file holds nothing but whitespace; reads only up to the first record."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            while chunk := f.read(1 << 16):
+                if chunk.strip():
+                    return False
+    except (OSError, EOFError):  # not gzip after all, or truncated: load_dataset says what is wrong
+        return False
+    return True
 
 
 def split_families(records: Dataset, held_out: list[str]) -> tuple[Dataset, Dataset]:

@@ -8,6 +8,8 @@ one model call plus a dictionary look-up per sequence.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -37,6 +39,16 @@ class MaskCache:
             mask[[self.vocab[t] for t in allowed]] = True
             self._masks[allowed] = mask
         return mask
+
+
+def check_sampling(temperature, top_k) -> None:
+    """GptnasError unless temperature is a finite number >= 0 (0: greedy) and top_k None or >= 1."""
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not (
+        math.isfinite(temperature) and temperature >= 0
+    ):
+        raise GptnasError(f"temperature must be a finite number >= 0 (0: greedy), got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1):
+        raise GptnasError(f"top_k must be an integer >= 1 (or None for no limit), got {top_k!r}")
 
 
 def walk(space, tokens: list[str]):
@@ -74,6 +86,7 @@ def sample(
     With `stop_after[row]` = k, a row stops once its k-th segment is complete (the model
     started the next one, or ended the architecture): one block regenerated in context.
     """
+    check_sampling(temperature, top_k)
     device = next(model.parameters()).device
     masks = masks or MaskCache(vocab, device)
     tokens_of = {i: t for t, i in vocab.items()}
@@ -84,7 +97,7 @@ def sample(
 
     input_ids, attention, positions = left_padded_prompts(vocab, prefixes, device)
     out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True)
-    past, logits = out.past_key_values, out.logits[:, -1, :]
+    past, logits = out.cache, out.logits[:, -1, :]
     active = list(range(len(prefixes)))
     next_position = positions[:, -1] + 1
     while active:
@@ -116,10 +129,10 @@ def sample(
             input_ids=step_ids[:, None],
             attention_mask=attention,
             position_ids=next_position[:, None],
-            past_key_values=past,
+            cache=past,
             use_cache=True,
         )
-        past, logits = out.past_key_values, out.logits[:, -1, :]
+        past, logits = out.cache, out.logits[:, -1, :]
         next_position = next_position + 1
     return [Sampled(tokens, state, lp) for tokens, state, lp in zip(outputs, states, log_probs)]
 
@@ -150,7 +163,7 @@ def left_padded_prompts(vocab: dict[str, int], prefixes: list[list[str]], device
 
 def choose(logits: torch.Tensor, allowed: torch.Tensor, temperature: float, top_k: int | None,
            generator: torch.Generator | None) -> tuple[torch.Tensor, list[float]]:
-    """One masked sampling step: a token per row among the `allowed` ones (greedy at temperature <= 0),
+    """One masked sampling step: a token per row among the `allowed` ones (greedy at temperature 0),
     and its log-probability under the masked (tempered, top-k) distribution."""
     scores = logits.float().masked_fill(~allowed, float("-inf"))
     if temperature <= 0:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,6 @@ def push_folder(folder: str | Path, repo_id: str, token: str | None = None, api=
             commit_message="Upload architecture GPT (gptnas)",
         )
     except OSError as error:  # requests / httpx errors derive from OSError
-        raise GptnasError(f"could not push to the Hub repository {repo_id!r}: {str(error).splitlines()[0]}") from None
+        raise GptnasError(f"could not push to the Hub repository {repo_id!r}: {one_line(error)}") from None
     log.info("pushed %s to %s", folder, repo_id)
     return str(getattr(info, "commit_url", repo_id))

@@ -4,20 +4,32 @@ What it wraps is a plain Hugging Face causal LM and tokenizer, so a published
 model also loads with `AutoModelForCausalLM` / `AutoTokenizer` (and an adapter
 with `peft.PeftModel`), with no code of ours and no `trust_remote_code`. It
 generates under a space's grammar, scores, and adapts itself online with LoRA.
+
+A model remembers the vocabulary it was trained with: `config.json` holds
+`gptnas_vocab_sha256` (see `vocab_sha256`), and a tokenizer whose tokens or ids
+differ is refused, not silently mis-read.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
+import numbers
+import re
 from importlib import resources
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+)
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, one_line
 from gptnas.files import atomic_path
 from gptnas.gpt import generate, training
 from gptnas.language.tokens import BOS, EOS, PAD
@@ -32,6 +44,9 @@ UNSAFE_WEIGHTS = ("pytorch_model.bin", "adapter_model.bin", "tf_model.h5", "flax
 LORA_RANK, LORA_ALPHA, LORA_DROPOUT = 8, 16, 0.05
 LORA_TARGETS = ("c_attn", "c_proj", "c_fc")  # every attention and MLP projection of a GPT-2 block
 
+VOCAB_KEY = "gptnas_vocab_sha256"  # in the model's config.json: the fingerprint of its tokenizer's vocabulary
+SHIPPED_NAME = "gptnas/default_model"  # how `ArchGPT.source` names the model shipped in the package
+
 
 def default_model_dir() -> Path:
     """The ArchGPT shipped inside the package."""
@@ -40,6 +55,49 @@ def default_model_dir() -> Path:
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def vocab_sha256(tokenizer) -> str:
+    """The fingerprint of a tokenizer's vocabulary: sha256 of its (token, id) pairs, sorted, as JSON."""
+    pairs = sorted(tokenizer.get_vocab().items())
+    return hashlib.sha256(json.dumps(pairs).encode("utf-8")).hexdigest()
+
+
+def stamp_vocab(model, tokenizer) -> None:
+    """Records the tokenizer's fingerprint in the model's config, so save_pretrained writes it to config.json."""
+    setattr(model.config, VOCAB_KEY, vocab_sha256(tokenizer))
+
+
+def check_vocab(model, tokenizer) -> None:
+    """GptnasError unless `tokenizer` is the one `model` was trained with: same size and, when the
+    model's config records a fingerprint, the same tokens at the same ids."""
+    vocab_size = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) != vocab_size:
+        raise GptnasError(
+            f"the tokenizer has {len(tokenizer)} tokens but the model expects {vocab_size}; "
+            "load the tokenizer saved with this model"
+        )
+    expected = getattr(model.config, VOCAB_KEY, None)
+    if expected and expected != vocab_sha256(tokenizer):
+        raise GptnasError(
+            "the tokenizer's vocabulary is not the one the model was trained with (different tokens or ids, "
+            f"{VOCAB_KEY} {vocab_sha256(tokenizer)[:12]} instead of {expected[:12]}); load the tokenizer saved with this model"
+        )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def snapshot_revision(path: Path) -> str | None:
+    """The commit of a Hugging Face cache snapshot (`.../snapshots/<commit>`); None for any other folder."""
+    if path.parent.name == "snapshots" and re.fullmatch(r"[0-9a-f]{40}", path.name):
+        return path.name
+    return None
 
 
 def new_model(tokenizer, n_layer=4, n_head=4, n_embd=128, n_positions=2048, dropout=0.1) -> GPT2LMHeadModel:
@@ -57,7 +115,9 @@ def new_model(tokenizer, n_layer=4, n_head=4, n_embd=128, n_positions=2048, drop
         eos_token_id=tokenizer.convert_tokens_to_ids(EOS),
         pad_token_id=tokenizer.convert_tokens_to_ids(PAD),
     )
-    return GPT2LMHeadModel(config)
+    model = GPT2LMHeadModel(config)
+    stamp_vocab(model, tokenizer)
+    return model
 
 
 def resolve(name_or_path: str | Path, revision: str | None = None, adapter: bool = False) -> Path:
@@ -69,7 +129,12 @@ def resolve(name_or_path: str | Path, revision: str | None = None, adapter: bool
     if path.exists() or name.count("/") != 1 or name.startswith((".", "/", "~")):
         raise GptnasError(f"no model folder at {name}: give a folder with {' and '.join(MODEL_FILES)} or a Hub id 'org/name'")
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
 
     patterns = ["*.json", "*.safetensors", "*.md", "*.txt"]
     try:
@@ -84,7 +149,7 @@ def resolve(name_or_path: str | Path, revision: str | None = None, adapter: bool
     except RepositoryNotFoundError:
         raise GptnasError(f"no Hub repository {name!r} (or it is private: log in with `hf auth login`)") from None
     except (HfHubHTTPError, OSError) as error:
-        raise GptnasError(f"could not fetch {name!r} from the Hub: {str(error).splitlines()[0]}") from None
+        raise GptnasError(f"could not fetch {name!r} from the Hub: {one_line(error)}") from None
 
 
 def lora_config(rank: int = LORA_RANK, alpha: int = LORA_ALPHA, dropout: float = LORA_DROPOUT,
@@ -97,14 +162,16 @@ def lora_config(rank: int = LORA_RANK, alpha: int = LORA_ALPHA, dropout: float =
 
 
 def load_pretrained(name_or_path: str | Path, revision: str | None = None):
-    """(model, tokenizer) of a saved ArchGPT folder or Hub id; safetensors only, one-line errors."""
+    """(model, tokenizer) of a saved ArchGPT folder or Hub id; safetensors only, one-line errors;
+    the tokenizer must be the one the model was trained with (`check_vocab`)."""
     path = resolve(name_or_path, revision)
     check_folder(path, MODEL_FILES)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
     except Exception as error:  # noqa: BLE001 - any unreadable file (truncated safetensors, bad JSON ...)
-        raise GptnasError(f"cannot load the model in {path}: {str(error).splitlines()[0]}") from None
+        raise GptnasError(f"cannot load the model in {path}: {one_line(error)}") from None
+    check_vocab(model, tokenizer)
     return model, tokenizer
 
 
@@ -122,17 +189,20 @@ def check_folder(path: Path, files: tuple[str, ...]) -> None:
 
 
 class ArchGPT:
-    """A causal LM over the architecture language, with grammar-constrained generation."""
+    """A causal LM over the architecture language, with grammar-constrained generation.
 
-    def __init__(self, model, tokenizer, device: torch.device | str | None = None):
-        vocab_size = model.get_input_embeddings().num_embeddings
-        if len(tokenizer) != vocab_size:
-            raise GptnasError(
-                f"the tokenizer has {len(tokenizer)} tokens but the model expects {vocab_size}; "
-                "load the tokenizer saved with this model"
-            )
+    `source` says which weights these are, for a run to record (None when built from objects):
+    `{"name_or_path", "revision", "sha256", "adapter", "adapter_revision", "adapter_sha256"}`.
+    `revision` is the Hub commit a Hub id resolved to (None for a local folder, and for the model
+    shipped in the package, named "gptnas/default_model"); `sha256` is that of the model.safetensors
+    loaded (`adapter_sha256`: of adapter_model.safetensors); the adapter keys are None without one.
+    """
+
+    def __init__(self, model, tokenizer, device: torch.device | str | None = None, source: dict | None = None):
+        check_vocab(model, tokenizer)
         self.model = model.to(device or default_device()).eval()
         self.tokenizer = tokenizer
+        self.source = source
         self.vocab: dict[str, int] = tokenizer.get_vocab()
         self._masks = generate.MaskCache(self.vocab, self.device)
         self._pristine = None  # the weights before the first adaptation: every adapter starts from them
@@ -151,13 +221,26 @@ class ArchGPT:
         revision: str | None = None,
         device: torch.device | str | None = None,
     ) -> "ArchGPT":
-        """Loads a folder or Hub id (the shipped default model when None), plus an optional LoRA adapter."""
-        model, tokenizer = load_pretrained(default_model_dir() if name_or_path is None else name_or_path, revision)
+        """Loads a folder or Hub id (the shipped default model when None), plus an optional LoRA adapter;
+        `source` records what was loaded (Hub ids pinned to the commit they resolved to)."""
+        path = resolve(default_model_dir() if name_or_path is None else name_or_path, revision)
+        model, tokenizer = load_pretrained(path)
+        shipped = path.resolve() == default_model_dir().resolve()
+        source = {
+            "name_or_path": SHIPPED_NAME if shipped else str(name_or_path),
+            "revision": None if shipped else snapshot_revision(path),
+            "sha256": file_sha256(path / MODEL_FILES[1]),
+            "adapter": None, "adapter_revision": None, "adapter_sha256": None,
+        }
         if adapter is not None:
-            model = merge_adapter(model, resolve(adapter, adapter=True))
-        return cls(model, tokenizer, device)
+            adapter_path = resolve(adapter, adapter=True)
+            model = merge_adapter(model, adapter_path)
+            source.update(adapter=str(adapter), adapter_revision=snapshot_revision(adapter_path),
+                          adapter_sha256=file_sha256(adapter_path / ADAPTER_FILES[1]))
+        return cls(model, tokenizer, device, source)
 
     def save_pretrained(self, path: str | Path) -> None:
+        stamp_vocab(self.model, self.tokenizer)
         self.model.save_pretrained(path, safe_serialization=True)
         self.tokenizer.save_pretrained(path)
 
@@ -172,8 +255,11 @@ class ArchGPT:
         from gptnas.spaces import get_space
 
         space = get_space(space)
-        if isinstance(prefixes, str):
-            prefixes = [prefixes]
+        prefixes = check_prefixes(prefixes)
+        for name, value in (("n", n), ("batch_size", batch_size)):
+            if not is_int(value) or value < 1:
+                raise GptnasError(f"{name} must be an integer >= 1, got {value!r}")
+        generate.check_sampling(temperature, top_k)
         rows = [p.split() for p in prefixes for _ in range(n)]
         generator = torch.Generator(device=self.device).manual_seed(seed)
         spelled: list[generate.Sampled] = []
@@ -191,11 +277,12 @@ class ArchGPT:
         )
 
     def score(self, space, archs, constrained: bool = True) -> list[float]:
-        """Log-likelihood of each architecture's spelling (renormalised over the grammar by default)."""
+        """Log-likelihood of each architecture's spelling (renormalised over the grammar by default);
+        GptnasError naming the first one that is not an architecture of `space`."""
         from gptnas.spaces import get_space
 
         space = get_space(space)
-        sequences = [space.encode(a).split() for a in archs]
+        sequences = spellings(space, archs)
         return generate.log_likelihood(self.model, self.vocab, space, sequences, constrained)
 
     # ------------------------------------------------------------ online adaptation
@@ -244,10 +331,54 @@ class ArchGPT:
         from gptnas.spaces import get_space
 
         space = get_space(space)
-        sequences = [space.encode(a).split() for a in archs]
+        sequences = spellings(space, archs)
         adapted = generate.log_likelihood(self.model, self.vocab, space, sequences, True)
         before = generate.log_likelihood(self._pristine, self.vocab, space, sequences, True)
         return [now - then for now, then in zip(adapted, before)]
+
+
+def is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_prefixes(prefixes) -> list[str]:
+    """The prefixes as a list of token strings ("" for none); GptnasError for anything else."""
+    if isinstance(prefixes, str):
+        return [prefixes]
+    try:
+        prefixes = list(prefixes)
+    except TypeError:
+        raise GptnasError(
+            f"prefixes must be a string of tokens or a list of them (\"\" for none), got {type(prefixes).__name__}"
+        ) from None
+    for i, prefix in enumerate(prefixes):
+        if not isinstance(prefix, str):
+            raise GptnasError(
+                f"prefix {i} must be a string of tokens (\"\" for none), got {type(prefix).__name__}: "
+                "give prefixes as a string or a list of strings"
+            )
+    return prefixes
+
+
+def spellings(space, archs) -> list[list[str]]:
+    """The tokens of each architecture; GptnasError naming the first that is not one of `space`.
+
+    Encoding alone does not tell: some spaces spell a malformed object as some other network, so
+    an architecture counts only if its spelling reads back as the same network (same key)."""
+    if isinstance(archs, str):
+        raise GptnasError(f"archs must be a list of architectures of space {space.name}, got one string")
+    out = []
+    for i, arch in enumerate(archs):
+        try:
+            text = space.encode(arch)
+            same = space.key(space.decode(text)) == space.key(arch)
+        except (GptnasError, TypeError, ValueError, IndexError, KeyError, AttributeError):
+            same = False
+        if not same:
+            shown = repr(arch) if len(repr(arch)) <= 60 else repr(arch)[:57] + "..."
+            raise GptnasError(f"architecture {i} ({shown}) is not an architecture of space {space.name}")
+        out.append(text.split())
+    return out
 
 
 def merge_adapter(model, adapter_dir: Path):
@@ -258,4 +389,4 @@ def merge_adapter(model, adapter_dir: Path):
     try:
         return PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
     except (OSError, ValueError, RuntimeError, KeyError) as error:
-        raise GptnasError(f"cannot apply the adapter in {adapter_dir}: {str(error).splitlines()[0]}") from None
+        raise GptnasError(f"cannot apply the adapter in {adapter_dir}: {one_line(error)}") from None

@@ -5,6 +5,11 @@ runs it. The loop has the shape (and flag names) of Hugging Face's
 run_clm_no_trainer.py: Accelerator, gradient accumulation, warm-up + decay,
 save_state checkpoints, --resume_from_checkpoint, trackers, save_pretrained,
 --push_to_hub. One architecture per sequence; padding is out of the loss.
+
+One output_dir holds one run: a folder that already holds a model or a run is
+refused unless --overwrite_output_dir (which clears the old run's files first)
+or --resume_from_checkpoint (which continues it, and refuses a checkpoint whose
+training config differs in anything that changes the result).
 """
 
 from __future__ import annotations
@@ -19,23 +24,45 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import yaml
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_scheduler
 
-from gptnas.config import save_config, to_dict
-from gptnas.errors import GptnasError
+from gptnas.config import to_dict
+from gptnas.errors import GptnasError, one_line
+from gptnas.files import write_atomic
 from gptnas.gpt import data, hub, training
 from gptnas.gpt.model import (
-    ADAPTER_FILES, LORA_ALPHA, LORA_DROPOUT, LORA_RANK, LORA_TARGETS, check_folder, load_pretrained, lora_config,
+    ADAPTER_FILES,
+    LORA_ALPHA,
+    LORA_DROPOUT,
+    LORA_RANK,
+    LORA_TARGETS,
+    check_folder,
+    load_pretrained,
+    lora_config,
     new_model,
+    stamp_vocab,
 )
 
 logger = logging.getLogger(__name__)
 
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
+
+# Settings that do not change what is trained: a resumed run may change them. Everything else must match
+# the checkpoint, except that a resumed run may train longer (GROWABLE).
+BOOKKEEPING = ("output_dir", "overwrite_output_dir", "resume_from_checkpoint", "checkpointing_steps", "eval_steps",
+               "report_to", "push_to_hub", "hub_model_id", "hub_token", "merge")
+GROWABLE = ("num_train_epochs", "max_train_steps")
+SECRET = ("hub_token",)  # never written to train_config.yaml, the model card or the trackers
+# What a run writes into output_dir; RUN_MARKERS are the ones that show a folder already holds a run.
+RUN_FILES = ("*.safetensors", "config.json", "generation_config.json", "adapter_config.json", "tokenizer.json",
+             "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "README.md", "metrics.json",
+             "gptnas_training.json", "train_config.yaml", "merged", "train_gpt", "step_*", ".partial_step_*")
+RUN_MARKERS = ("model.safetensors", "adapter_model.safetensors", "train_config.yaml", "step_*")
 
 
 @dataclass
@@ -74,6 +101,7 @@ class TrainConfig:
     seed: int = 0
     # bookkeeping
     output_dir: str = "runs/gpt"
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "replace the run in output_dir (its files are removed first)"})
     checkpointing_steps: str | None = field(default=None, metadata={"help": "save state every N steps, or 'epoch'"})
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "checkpoint folder, or 'latest'"})
     eval_steps: int | None = field(default=None, metadata={"help": "evaluate every N steps (default: every epoch)"})
@@ -84,17 +112,22 @@ class TrainConfig:
 
     def validate(self) -> None:
         positive = ["block_size", "n_layer", "n_head", "n_embd", "per_device_train_batch_size",
-                    "per_device_eval_batch_size", "num_train_epochs", "gradient_accumulation_steps", "lora_r"]
+                    "per_device_eval_batch_size", "num_train_epochs", "gradient_accumulation_steps", "lora_r",
+                    "max_train_steps", "eval_steps"]
         for name in positive:
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise GptnasError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.num_warmup_steps < 0:
+            raise GptnasError(f"num_warmup_steps must be >= 0, got {self.num_warmup_steps}")
         if self.learning_rate <= 0 or not 0 <= self.dropout < 1:
             raise GptnasError("learning_rate must be > 0 and dropout in [0, 1)")
         if self.lr_scheduler_type not in SCHEDULERS:
             raise GptnasError(f"unknown lr_scheduler_type {self.lr_scheduler_type!r}; valid: {', '.join(SCHEDULERS)}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise GptnasError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
-        if self.checkpointing_steps not in (None, "epoch") and not str(self.checkpointing_steps).isdigit():
+        if self.checkpointing_steps not in (None, "epoch") and not (
+            str(self.checkpointing_steps).isdigit() and int(self.checkpointing_steps) > 0
+        ):
             raise GptnasError(f"checkpointing_steps must be a number of steps or 'epoch', got {self.checkpointing_steps!r}")
         if self.use_lora and not self.model_name_or_path:
             raise GptnasError("use_lora needs a base model: set model_name_or_path")
@@ -124,15 +157,65 @@ class Run:
 
 def train(config: TrainConfig) -> int:
     """Trains as `config` says; the model (or adapter), tokenizer, card and metrics.json go to output_dir."""
-    run = set_up(config)
-    completed_steps = resume(config, run)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    checkpoint, replace = plan_output_dir(config)
+    run = set_up(config, replace)
+    completed_steps = resume(run, checkpoint)
     metrics, summary = train_loop(config, run, completed_steps)
     save(config, run, metrics, summary)
     return 0
 
 
-def set_up(config: TrainConfig) -> Run:
-    """Accelerator, model, data, optimizer and schedule, in the order that fixes the random draws."""
+def public_config(config: TrainConfig) -> dict:
+    """The config as written to train_config.yaml, the card and the trackers: secrets left out."""
+    return {k: v for k, v in to_dict(config).items() if k not in SECRET}
+
+
+def write_config(config: TrainConfig, folder: Path) -> None:
+    write_atomic(folder / "train_config.yaml", yaml.safe_dump(public_config(config), sort_keys=False))
+
+
+def held_run(folder: Path) -> list[str]:
+    """The files and checkpoints in `folder` that show it already holds a model or a run."""
+    return sorted(p.name for marker in RUN_MARKERS for p in folder.glob(marker)) if folder.is_dir() else []
+
+
+def clear_run(folder: Path) -> None:
+    """Removes what an earlier run wrote into `folder` (RUN_FILES); anything else is left alone."""
+    for pattern in RUN_FILES:
+        for path in folder.glob(pattern):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
+def plan_output_dir(config: TrainConfig) -> tuple[Path | None, bool]:
+    """(the checkpoint to resume from, whether to clear output_dir first), refusing what would mix two runs:
+    a folder that holds a run without --overwrite_output_dir, or a checkpoint trained with another config."""
+    output_dir = Path(config.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise GptnasError(f"output_dir {output_dir} is a file; give a folder")
+    checkpoint = find_checkpoint(config)
+    if checkpoint is not None:
+        check_same_run(config, checkpoint)
+        if checkpoint.resolve().parent == output_dir.resolve():
+            return checkpoint, False  # continuing the run in its own folder
+    elif config.resume_from_checkpoint == "latest" and (output_dir / "train_config.yaml").is_file():
+        check_same_run(config, output_dir)  # killed before its first checkpoint: the same run starts again
+        return None, False
+    held = held_run(output_dir)
+    if held and not config.overwrite_output_dir:
+        raise GptnasError(
+            f"output_dir {output_dir} already holds a run ({', '.join(held[:3])}); pass --overwrite_output_dir to "
+            "replace it, --resume_from_checkpoint latest to continue it, or choose another output_dir"
+        )
+    return checkpoint, bool(held)
+
+
+def set_up(config: TrainConfig, replace: bool = False) -> Run:
+    """Accelerator, model, data, optimizer and schedule, in the order that fixes the random draws;
+    with `replace`, the previous run's files are removed from output_dir first."""
     output_dir = Path(config.output_dir)
     with_tracking = config.report_to != "none"
     accelerator = Accelerator(
@@ -141,15 +224,20 @@ def set_up(config: TrainConfig) -> Run:
         log_with=config.report_to if with_tracking else None,
         project_dir=str(output_dir),
     )
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logger.info(accelerator.state)
     set_seed(config.seed)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, output_dir / "train_config.yaml")
 
     model, tokenizer = load_base(config)
+    stamp_vocab(model, tokenizer)  # config.json records the vocabulary; a mismatched tokenizer is refused
     train_set, eval_set = load_datasets(config, tokenizer, accelerator)
+    # Only now that the inputs are known good: a mistake leaves the folder (and the run it holds) as it was.
+    if accelerator.is_main_process:
+        if replace:
+            logger.info("--overwrite_output_dir: removing the previous run from %s", output_dir)
+            clear_run(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        write_config(config, output_dir)
+    accelerator.wait_for_everyone()
     if config.use_lora:
         from peft import get_peft_model
 
@@ -167,7 +255,9 @@ def set_up(config: TrainConfig) -> Run:
 
     # The step arithmetic: a step is one optimizer update, an epoch one pass over the batches.
     updates_per_epoch = math.ceil(len(batches) / accelerator.num_processes / config.gradient_accumulation_steps)
-    max_train_steps = config.max_train_steps or config.num_train_epochs * updates_per_epoch
+    max_train_steps = config.max_train_steps
+    if max_train_steps is None:
+        max_train_steps = config.num_train_epochs * updates_per_epoch
     num_epochs = math.ceil(max_train_steps / updates_per_epoch)
     total_batch_size = config.per_device_train_batch_size * accelerator.num_processes * config.gradient_accumulation_steps
 
@@ -180,7 +270,7 @@ def set_up(config: TrainConfig) -> Run:
     if eval_dataloader is not None:
         eval_dataloader = accelerator.prepare(eval_dataloader)
     if with_tracking:
-        accelerator.init_trackers("train_gpt", {k: str(v) for k, v in to_dict(config).items()})
+        accelerator.init_trackers("train_gpt", {k: str(v) for k, v in public_config(config).items()})
 
     logger.info("***** Running training *****")
     logger.info("  Num examples = %d (held out: %d)", len(train_set), len(eval_set or []))
@@ -237,8 +327,9 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     return max(done, key=checkpoint_step, default=None)
 
 
-def save_checkpoint(accelerator: Accelerator, output_dir: Path, completed_steps: int) -> None:
-    """save_state into a temporary folder, renamed when complete: a kill leaves the previous one usable."""
+def save_checkpoint(config: TrainConfig, accelerator: Accelerator, output_dir: Path, completed_steps: int) -> None:
+    """save_state (and the training config, to check a resume against) into a temporary folder, renamed
+    when complete: a kill leaves the previous one usable."""
     final = output_dir / f"step_{completed_steps}"
     partial = output_dir / f".partial_step_{completed_steps}"
     if accelerator.is_main_process and partial.exists():
@@ -246,6 +337,7 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, completed_steps:
     accelerator.wait_for_everyone()
     accelerator.save_state(str(partial))
     if accelerator.is_main_process:
+        write_config(config, partial)
         (partial / "trainer_state.json").write_text(json.dumps({"completed_steps": completed_steps}))
         if final.exists():
             shutil.rmtree(final)
@@ -253,20 +345,70 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, completed_steps:
     accelerator.wait_for_everyone()
 
 
-def resume(config: TrainConfig, run: Run) -> int:
-    """Loads the checkpoint that --resume_from_checkpoint names; the steps it had completed (0 if none)."""
+def find_checkpoint(config: TrainConfig) -> Path | None:
+    """The checkpoint --resume_from_checkpoint names (None: not resuming, or 'latest' found none yet)."""
     if not config.resume_from_checkpoint:
-        return 0
-    path = latest_checkpoint(run.output_dir) if config.resume_from_checkpoint == "latest" else Path(config.resume_from_checkpoint)
-    if path is None:
-        logger.info("no checkpoint in %s yet: starting from scratch", run.output_dir)
-        return 0
+        return None
+    output_dir = Path(config.output_dir)
+    if config.resume_from_checkpoint == "latest":
+        path = latest_checkpoint(output_dir) if output_dir.is_dir() else None
+        if path is None:
+            logger.info("no checkpoint in %s yet: starting from scratch", output_dir)
+        return path
+    path = Path(config.resume_from_checkpoint)
     if not (path / "trainer_state.json").is_file():
         raise GptnasError(f"{path} is not a complete checkpoint (no trainer_state.json); pick another or 'latest'")
+    return path
+
+
+def config_differences(saved: dict, config: TrainConfig) -> list[str]:
+    """`key (saved -> now)` for each setting that changes the result; settings the saved config
+    predates count at their defaults."""
+    defaults = to_dict(TrainConfig())
+    current = to_dict(config)
+    both_capped = saved.get("max_train_steps") is not None and current["max_train_steps"] is not None
+    differences = []
+    for key, now in current.items():
+        then = saved.get(key, defaults[key])
+        if key in BOOKKEEPING or then == now:
+            continue
+        if key in GROWABLE and (
+            (then is not None and now is not None and now > then) or (key == "num_train_epochs" and both_capped)
+        ):
+            continue  # training longer (epochs do not count once max_train_steps is set)
+        differences.append(f"{key} ({then!r} -> {now!r})")
+    return differences
+
+
+def check_same_run(config: TrainConfig, folder: Path) -> None:
+    """GptnasError unless the run saved in `folder` (a checkpoint, or a run folder) was trained with a config
+    that gives the same result. A checkpoint that predates saving its config is checked against its run's."""
+    saved_path = next((f / "train_config.yaml" for f in (folder, folder.parent) if (f / "train_config.yaml").is_file()), None)
+    if saved_path is None:
+        logger.warning("%s records no training config: cannot check that it was trained with this one", folder)
+        return
+    try:
+        saved = yaml.safe_load(saved_path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise GptnasError(f"{saved_path} is unreadable ({one_line(error)}); resume from another checkpoint") from None
+    if not isinstance(saved, dict):
+        raise GptnasError(f"{saved_path} is not a training config; resume from another checkpoint")
+    differences = config_differences(saved, config)
+    if differences:
+        raise GptnasError(
+            f"cannot resume from {folder}: it was trained with another config ({'; '.join(differences)}); "
+            "resume with the same settings, or start a new run in another output_dir"
+        )
+
+
+def resume(run: Run, path: Path | None) -> int:
+    """Loads the checkpoint `path` (see `find_checkpoint`); the steps it had completed (0 if none)."""
+    if path is None:
+        return 0
     try:
         run.accelerator.load_state(str(path))
     except (OSError, RuntimeError, ValueError, KeyError) as error:
-        raise GptnasError(f"checkpoint {path} is unreadable: {str(error).splitlines()[0]}") from None
+        raise GptnasError(f"checkpoint {path} is unreadable: {one_line(error)}") from None
     completed_steps = checkpoint_step(path)
     logger.info("resumed from %s at step %d", path, completed_steps)
     return completed_steps
@@ -322,11 +464,11 @@ def train_loop(config: TrainConfig, run: Run, completed_steps: int) -> tuple[dic
             if config.eval_steps and completed_steps % config.eval_steps == 0:
                 metrics = evaluate(config, run, completed_steps)
             if checkpoint_every and completed_steps % checkpoint_every == 0:
-                save_checkpoint(accelerator, run.output_dir, completed_steps)
+                save_checkpoint(config, accelerator, run.output_dir, completed_steps)
             if completed_steps >= run.max_train_steps:
                 break
         if config.checkpointing_steps == "epoch":
-            save_checkpoint(accelerator, run.output_dir, completed_steps)
+            save_checkpoint(config, accelerator, run.output_dir, completed_steps)
         if not config.eval_steps:
             metrics = evaluate(config, run, completed_steps)
         if completed_steps >= run.max_train_steps:
@@ -356,7 +498,7 @@ def save(config: TrainConfig, run: Run, metrics: dict[str, float], summary: dict
     unwrapped.save_pretrained(output_dir, safe_serialization=True)
     run.tokenizer.save_pretrained(output_dir)
     card = dict(title="ArchGPT LoRA adapter" if config.use_lora else "ArchGPT", corpus=config.train_files,
-                config=to_dict(config), metrics=metrics, held_out_families=config.eval_families)
+                config=public_config(config), metrics=metrics, held_out_families=config.eval_families)
     hub.write_model_card(output_dir, base_model=config.model_name_or_path if config.use_lora else None, **card)
     if config.merge:
         merged = output_dir / "merged"

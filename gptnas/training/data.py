@@ -13,11 +13,15 @@ the test split is only ever reported.
 - `digits`: scikit-learn's bundled 8x8 digits as 8x8 RGB (the networks pool globally, so any
   size works, and at 8x8 a CPU trains a candidate in seconds); needs no network, so smoke
   runs and tests use it.
+
+`dataset_source(dataset, data_dir)` says which data that is, for a run to record: the Hub id
+and the commit the loaded copy came from (online or from the offline cache), or the local folder.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -46,6 +50,8 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0  # the digits test split is fixed, whatever the evaluation seed
+
+_SOURCES: dict[tuple[str, str | None], dict] = {}  # what _load_hf loaded in this process, by (dataset, data_dir)
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,38 @@ def load_images(dataset: str, data_dir: str | None = None, input_size: int = 32)
     test_images, test_labels = _split_tensors(splits["test"], spec, dataset, input_size)
     log.info("loaded %s: %d train, %d test images", dataset, len(train_labels), len(test_labels))
     return ImageData(train_images, train_labels, test_images, test_labels, spec.num_classes)
+
+
+def dataset_source(dataset: str, data_dir: str | None = None) -> dict:
+    """Where the images of `dataset` come from: `{"dataset", "hub_id", "revision", "data_dir", "fingerprints"}`.
+
+    `revision` is the Hub commit of the copy `datasets` loaded (datasets caches a Hub dataset under its
+    commit, so this holds offline too); None when not known: a local `data_dir` (then recorded, resolved),
+    or the bundled digits. `fingerprints` are `datasets`' content fingerprints of each split (None for
+    digits). Loads the dataset (from the cache, after the first time) unless this process already has."""
+    check_dataset(dataset)
+    if dataset == "digits":
+        return {"dataset": dataset, "hub_id": None, "revision": None, "data_dir": None, "fingerprints": None}
+    if (dataset, data_dir) not in _SOURCES:
+        _load_hf(DATASETS[dataset], dataset, data_dir)
+    return dict(_SOURCES[(dataset, data_dir)])
+
+
+def _record_source(dataset: str, data_dir: str | None, spec: DatasetSpec, splits) -> None:
+    splits = dict(splits) if isinstance(splits, dict) else {}  # a bare Dataset is refused later, by load_images
+    revision = None
+    if data_dir is None:
+        # datasets keeps a Hub dataset in <cache>/<name>/<config>/<version>/<commit>/<name>-<split>.arrow
+        files = [f["filename"] for split in splits.values() for f in split.cache_files]
+        commits = {Path(f).parent.name for f in files if re.fullmatch(r"[0-9a-f]{40}", Path(f).parent.name)}
+        revision = commits.pop() if len(commits) == 1 else None
+    _SOURCES[(dataset, data_dir)] = {
+        "dataset": dataset,
+        "hub_id": spec.hub_id if data_dir is None else None,
+        "revision": revision,
+        "data_dir": None if data_dir is None else str(Path(data_dir).expanduser().resolve()),
+        "fingerprints": {name: getattr(split, "_fingerprint", None) for name, split in splits.items()},
+    }
 
 
 def make_splits(data: ImageData, val_fraction: float, seed: int, max_train_examples: int | None = None) -> Splits:
@@ -160,24 +198,29 @@ def _load_hf(spec: DatasetSpec, dataset: str, data_dir: str | None):
 
     if data_dir is None:
         try:
-            return datasets.load_dataset(spec.hub_id)
+            splits = datasets.load_dataset(spec.hub_id)
         except Exception as error:  # noqa: BLE001 - offline, DNS, auth: all mean "get the data another way"
             raise GptnasError(
                 f"could not load {spec.hub_id} from the Hugging Face Hub ({one_line(error)}); "
                 f"pass --data_dir with a local copy (a DatasetDict with train and test splits saved with save_to_disk)"
             ) from None
+        _record_source(dataset, data_dir, spec, splits)
+        return splits
     path = Path(data_dir).expanduser()
     if not path.exists():
         raise GptnasError(f"data_dir {str(path)!r} does not exist; point it at a local copy of {dataset}")
     try:
         if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
-            return datasets.load_from_disk(str(path))
-        return datasets.load_dataset(str(path))
+            splits = datasets.load_from_disk(str(path))
+        else:
+            splits = datasets.load_dataset(str(path))
     except Exception as error:  # noqa: BLE001
         raise GptnasError(
             f"could not read {dataset} from {str(path)!r} ({one_line(error)}); "
             f"give a DatasetDict with train and test splits saved with save_to_disk"
         ) from None
+    _record_source(dataset, data_dir, spec, splits)
+    return splits
 
 
 def _column(split, candidates: tuple[str, ...], dataset: str, what: str) -> str:
