@@ -248,3 +248,14 @@ def test_best_json_builds_the_network_with_the_datasets_classes(tmp_path, requir
                         "--generations", "1", "--output_dir", str(run)]) == 0
     best = json.loads((run / "best.json").read_text())
     assert "num_classes=100" in best["build"]
+
+
+def test_sources_pin_the_table_and_the_gpt_a_run_used(tmp_path, requires_table):
+    requires_table("nas-bench-201:cifar10")
+    run = tmp_path / "run"
+    assert evolve.main([*NB201, "--strategy", "gpt-ga", "--population", "4", "--generations", "1",
+                        "--output_dir", str(run)]) == 0
+    sources = json.loads((run / "sources.json").read_text())
+    assert json.loads((run / "best.json").read_text())["sources"] == sources
+    assert len(sources["evaluator"]["sha256"]) == 64 and "/nasbench201_cifar10.json" in sources["evaluator"]["url"]
+    assert sources["gpt"]["name_or_path"] == "gptnas/default_model" and len(sources["gpt"]["sha256"]) == 64

@@ -62,6 +62,10 @@ class Evaluator(Protocol):
     num_classes: int  # of the networks it evaluates (what a user must build the winner with)
     metric: str  # what its fitness is, with the unit, for plots and reports
 
+    def source(self) -> dict:
+        """Where its numbers come from, pinned: the table's URL and sha256, or the dataset's Hub commit."""
+        ...
+
     def prepare(self) -> None:
         """Fetches what evaluation needs (table, data) now, so a missing piece is a one-line error
         before a run directory exists; evaluation would otherwise do it on first use."""

@@ -39,7 +39,7 @@ from gptnas.evaluators.base import (
     safe_cost,
 )
 from gptnas.spaces import SearchSpace, get_space
-from gptnas.training.data import DATASETS, channel_stats, load_images, normalise
+from gptnas.training.data import DATASETS, dataset_source, channel_stats, load_images, normalise
 from gptnas.training.device import free_accelerator_memory, resolve_device
 from gptnas.training.loop import without_inplace_activations
 
@@ -165,6 +165,11 @@ class ProxyEvaluator:
     @property
     def metric(self) -> str:
         return f"{self.settings.proxy} score"
+
+    def source(self) -> dict:
+        if self.uses_noise:
+            return {"dataset": None, "inputs": "random normal, seeded"}
+        return dataset_source(self.dataset, self.settings.data_dir)
 
     def prepare(self) -> None:
         self.inputs(resolve_device(self.settings.device))

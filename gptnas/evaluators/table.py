@@ -47,6 +47,9 @@ class TableEvaluator:
         split = "test" if self.spec.fitness == self.spec.test else "validation"
         return f"{split} accuracy (%)"
 
+    def source(self) -> dict:
+        return {"table": self.table_name, "url": self.spec.url, "sha256": self.spec.sha256}
+
     def prepare(self) -> None:
         load_table(self.table_name)
 

@@ -35,6 +35,7 @@ from gptnas.training.data import (
     DATASETS,
     Splits,
     check_dataset,
+    dataset_source,
     load_images,
     make_splits,
 )
@@ -98,6 +99,9 @@ class TrainEvaluator:
         return {**self.__dict__, "_splits": {}}
 
     metric = "validation accuracy (%)"
+
+    def source(self) -> dict:
+        return dataset_source(self.dataset, self.settings.data_dir)
 
     def prepare(self) -> None:
         self.splits(resolve_device(self.settings.device))

@@ -35,6 +35,11 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
             self._gpt = self.search.gpt_loader()
         return self._gpt
 
+    @property
+    def gpt_source(self) -> dict | None:
+        """Which GPT this run used, pinned (Hub commit, file hashes); None until it is loaded."""
+        return None if self._gpt is None else self._gpt.source
+
     def sample_initial(self) -> list:
         c = self.search.config
         started = time.perf_counter()
