@@ -64,3 +64,21 @@ def test_a_run_that_cannot_start_leaves_no_run_directory(tmp_path, capsys):
                         "--output_dir", str(run)]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not run.exists()
+
+
+def test_offline_main_job_fails_fast_in_one_line_that_names_the_offline_options(tmp_path):
+    """No network, no cache: the default dataset cannot be had. One line, within seconds, no run directory."""
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9"}  # nothing listens
+    env.pop("HF_HUB_OFFLINE", None)
+    env.pop("HF_DATASETS_OFFLINE", None)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, str(ROOT / "evolve.py"), "--space", "cifar", "--output_dir",
+                           str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=120)
+    seconds = time.perf_counter() - started
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1, done.stderr
+    assert errors[0].startswith("error: could not load cifar10") and "--dataset digits" in errors[0]
+    assert "HF_HUB_OFFLINE=1" in errors[0]
+    assert seconds < 10  # Python, torch and datasets start-up included (about 4 s here)
+    assert not (tmp_path / "run").exists()

@@ -21,10 +21,12 @@ and the commit the loaded copy came from (online or from the offline cache), or 
 from __future__ import annotations
 
 import logging
+import socket
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -195,14 +197,17 @@ def _digits(input_size: int) -> ImageData:
 def _load_hf(spec: DatasetSpec, dataset: str, data_dir: str | None):
     import datasets  # slow to import; only runs that train on CIFAR need it
 
-
     if data_dir is None:
+        online = hub_reachable()
+        if not online:  # straight to the local cache: no retries against a Hub that cannot answer
+            datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = True
         try:
             splits = datasets.load_dataset(spec.hub_id)
         except Exception as error:  # noqa: BLE001 - offline, DNS, auth: all mean "get the data another way"
+            where = "from the Hugging Face Hub" if online else "(offline, and it is not in the local Hugging Face cache)"
             raise GptnasError(
-                f"could not load {spec.hub_id} from the Hugging Face Hub ({one_line(error)}); "
-                f"pass --data_dir with a local copy (a DatasetDict with train and test splits saved with save_to_disk)"
+                f"could not load {dataset} {where}: {one_line(error)}; use --dataset digits (bundled, no download), "
+                f"--data_dir with a local copy, or run once online (then HF_HUB_OFFLINE=1 reads the cache)"
             ) from None
         _record_source(dataset, data_dir, spec, splits)
         return splits
@@ -221,6 +226,21 @@ def _load_hf(spec: DatasetSpec, dataset: str, data_dir: str | None):
         ) from None
     _record_source(dataset, data_dir, spec, splits)
     return splits
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub answers at all (one TCP connection; False when offline mode is set)."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    endpoint = urlparse(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def _column(split, candidates: tuple[str, ...], dataset: str, what: str) -> str:
