@@ -4,6 +4,11 @@
     accelerate launch train_gpt.py --config configs/finetune_lora.yaml --merge
     python train_gpt.py --config configs/pretrain.yaml --num_train_epochs 1    # flags override the YAML
     python train_gpt.py --config configs/pretrain.yaml --resume_from_checkpoint latest   # same settings only
+    python train_gpt.py --config configs/pretrain.yaml --push_to_hub --hub_model_id org/archgpt [--hub_private_repo]
+
+A multi-process run (accelerate launch --num_processes N) logs from its main process only.
+--push_to_hub uploads the model (or adapter, and merged/) with its tokenizer, card and metrics.json;
+checkpoints (step_*), train_config.yaml and the tracker logs stay local.
 
 An --output_dir holds one run: one that already holds a model or a run is
 refused unless --overwrite_output_dir (the old run's files are removed first)

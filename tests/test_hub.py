@@ -57,31 +57,114 @@ def test_hub_id_loads_from_the_offline_cache_with_and_without_gptnas(tmp_path):
     assert "is not in the local Hugging Face cache" in missing.stderr
 
 
-def test_push_uploads_model_tokenizer_and_card_to_the_named_repo(tmp_path):
-    class FakeApi:
-        def __init__(self):
-            self.calls = []
+class FakeHubApi:
+    """HfApi's create_repo / upload_folder without the network: the folder is listed and filtered exactly as
+    upload_folder lists and filters it (huggingface_hub's filter_repo_objects, its default ignore patterns)."""
 
-        def create_repo(self, repo_id, exist_ok, private):
-            self.calls.append(("create", repo_id, exist_ok))
+    def __init__(self):
+        self.private, self.uploaded = {}, {}
 
-        def upload_folder(self, folder_path, repo_id, allow_patterns, commit_message):
-            files = sorted(p.name for p in Path(folder_path).iterdir()
-                           if any(Path(p.name).match(pat) for pat in allow_patterns))
-            self.calls.append(("upload", repo_id, files))
-            return type("Info", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/x"})()
+    def create_repo(self, repo_id, *, exist_ok=False, private=None):
+        assert exist_ok
+        self.private[repo_id] = private
 
-    folder = tmp_path / "model"
-    shutil.copytree(default_model_dir(), folder)
-    (folder / "step_10").mkdir()  # checkpoints stay local
-    api = FakeApi()
-    url = hub.push_folder(folder, "org/archgpt", api=api)
-    assert url.endswith("/commit/x")
-    assert api.calls[0] == ("create", "org/archgpt", True)
-    _, repo, files = api.calls[1]
-    assert repo == "org/archgpt"
-    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md"} <= set(files)
-    assert "step_10" not in files
+    def upload_folder(self, *, folder_path, repo_id, allow_patterns=None, ignore_patterns=None, commit_message=None):
+        from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects
+
+        folder = Path(folder_path).resolve()
+        files = [p.relative_to(folder).as_posix() for p in sorted(folder.glob("**/*")) if p.is_file()]
+        ignore = [*([ignore_patterns] if isinstance(ignore_patterns, str) else ignore_patterns or []),
+                  *DEFAULT_IGNORE_PATTERNS]
+        self.uploaded[repo_id] = set(filter_repo_objects(files, allow_patterns=allow_patterns, ignore_patterns=ignore))
+        return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/x"})()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_RUN = [  # the tiny settings of tests/test_train_gpt.py, checkpointing every step as a long run would
+    "--train_files", str(ROOT / "data/finetune_torchvision.jsonl"), "--eval_families", "googlenet",
+    "--tokenizer_name", str(ROOT / "tokenizer"), "--n_layer", "1", "--n_head", "2", "--n_embd", "16",
+    "--block_size", "256", "--per_device_train_batch_size", "4", "--num_warmup_steps", "1", "--report_to", "none",
+    "--max_train_steps", "2", "--checkpointing_steps", "1",
+]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A pretraining run, and a LoRA fine-tune (merged too) of it loaded by its Hub id from an offline cache."""
+    from huggingface_hub import constants
+
+    from gptnas.config import parse_config
+    from gptnas.gpt.train import TrainConfig, train
+
+    tmp = tmp_path_factory.mktemp("runs")
+    base, lora = tmp / "base", tmp / "lora"
+    assert train(parse_config(TrainConfig, [*TINY_RUN, "--output_dir", str(base), "--hub_model_id", "org/archgpt-base"])) == 0
+    cache = offline_cache(tmp, "org/archgpt-base", base)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(constants, "HF_HUB_CACHE", str(cache))
+        patch.setattr(constants, "HF_HUB_OFFLINE", True)
+        assert train(parse_config(TrainConfig, [
+            *TINY_RUN, "--output_dir", str(lora), "--hub_model_id", "org/archgpt-lora",
+            "--model_name_or_path", "org/archgpt-base", "--use_lora", "--merge", "--lora_r", "2",
+        ])) == 0
+    return base, lora
+
+
+def test_push_uploads_the_model_adapter_merged_model_and_cards_but_no_checkpoint(runs):
+    base, lora = runs
+    model_files = {"README.md", "config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+                   "tokenizer_config.json"}
+    expected = {
+        base: model_files | {"metrics.json"},
+        lora: {"README.md", "adapter_config.json", "adapter_model.safetensors", "tokenizer.json",
+               "tokenizer_config.json", "metrics.json", *(f"merged/{name}" for name in model_files)},
+    }
+    for folder, files in expected.items():
+        assert (folder / "step_2" / "model.safetensors").is_file() and (folder / "step_2" / "trainer_state.json").is_file()
+        api = FakeHubApi()
+        url = hub.push_folder(folder, f"org/{folder.name}", api=api, private=True)
+        assert url == f"https://huggingface.co/org/{folder.name}/commit/x" and api.private == {f"org/{folder.name}": True}
+        uploaded = api.uploaded[f"org/{folder.name}"]
+        assert not [f for f in uploaded if f.startswith(("step_", ".partial_step_"))], "a checkpoint would be uploaded"
+        assert uploaded == files  # the model, tokenizer, card, adapter and merged model; no config or logs
+
+
+def test_the_model_card_is_one_the_hub_reads_with_held_out_results_and_base_model(runs):
+    from huggingface_hub import ModelCard
+
+    base, lora = runs
+    for folder, library, base_model, load in [
+        (base, "transformers", None, 'gptnas.ArchGPT.from_pretrained("org/archgpt-base")'),
+        (lora, "peft", "org/archgpt-base", 'gptnas.ArchGPT.from_pretrained("org/archgpt-base", adapter="org/archgpt-lora")'),
+        (lora / "merged", "transformers", "org/archgpt-base",
+         'AutoModelForCausalLM.from_pretrained("org/archgpt-lora", subfolder="merged")'),
+    ]:
+        card = ModelCard.load(folder / "README.md")
+        data = card.data
+        assert (data.library_name, data.base_model, data.license, data.pipeline_tag) == (
+            library, base_model, "apache-2.0", "text-generation")
+        assert "gptnas" in data.tags and not data.get("datasets")  # the corpus is local files, listed in the text
+        metrics = json.loads(((lora if folder.name == "merged" else folder) / "metrics.json").read_text())
+        results = {r.metric_type: r.metric_value for r in data.eval_results}
+        assert results == {k: metrics[f"eval_{k}"] for k in ("loss", "perplexity", "top1_accuracy", "top5_accuracy")}
+        assert {(r.task_type, r.dataset_type) for r in data.eval_results} == {("text-generation", "gptnas-held-out-families")}
+        assert "googlenet" in data.eval_results[0].dataset_name
+        index = data.to_dict()["model-index"]
+        assert index[0]["results"][0]["metrics"][0] == {"type": "loss", "value": metrics["eval_loss"], "name": "held-out loss"}
+        assert load in card.text and "AutoModelForCausalLM" in card.text and "ArchGPT.complete" in card.text
+        assert "REPO" not in card.text and "finetune_torchvision.jsonl" in card.text and "## Training config" in card.text
+    assert "`merged/` holds `org/archgpt-base` with this adapter merged" in (lora / "README.md").read_text()
+
+
+def test_the_shipped_model_card_parses_with_its_held_out_results():
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(default_model_dir() / "README.md")
+    training = json.loads((default_model_dir() / "gptnas_training.json").read_text())
+    assert card.data.library_name == "transformers" and card.data.license == "apache-2.0"
+    results = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert results["held-out next-token top-1 (shipped)"] == training["finetune"]["eval_top1_accuracy"]
+    assert "data/pretrain_timm.jsonl.gz" in card.text and "mnasnet" in card.text
 
 
 def test_bad_model_folders_get_one_line_errors(tmp_path):

@@ -44,14 +44,32 @@ def test_accelerate_launch_writes_a_loadable_model_with_card_and_tensorboard_log
                "--report_to", "tensorboard"]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "***** Running training *****" in result.stderr and f"saved to {out}" in result.stderr
     gpt = ArchGPT.from_pretrained(out, device="cpu")
     assert gpt.complete("nas-bench-201", [""], n=2)[0][0]
-    card = (out / "README.md").read_text()
-    assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: text-generation\n")
-    assert "top1_accuracy" in card and "finetune_torchvision.jsonl" in card
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(out / "README.md")
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "text-generation"
+    assert {r.metric_type for r in card.data.eval_results} >= {"top1_accuracy", "top5_accuracy"}
+    assert "finetune_torchvision.jsonl" in card.text
+    assert f'gptnas.ArchGPT.from_pretrained("{out.as_posix()}")' in card.text  # no Hub id: the folder
     assert list((out / "train_gpt").rglob("events.out.tfevents.*")), "no TensorBoard events written"
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 <= metrics["eval_top1_accuracy"] <= metrics["eval_top5_accuracy"] <= 1
+
+
+def test_a_two_process_run_logs_once(tmp_path):
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(ROOT / "train_gpt.py"), *TINY, "--max_train_steps", "2", "--output_dir", str(out)]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = result.stdout + result.stderr
+    assert "[RANK 1] Distributed environment: DistributedType.MULTI_CPU" in log  # two processes trained
+    assert log.count("***** Running training *****") == 1 and log.count(f"saved to {out}") == 1
+    assert (out / "model.safetensors").is_file()
 
 
 def test_resume_continues_exactly_where_a_killed_run_stopped(tmp_path):
@@ -77,7 +95,12 @@ def test_lora_finetune_and_merge_load_with_plain_peft(tmp_path):
     run("--max_train_steps", 2, "--output_dir", out, "--model_name_or_path", base, "--use_lora", "--merge",
         "--lora_r", 2, "--learning_rate", 0.05)
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
-    assert "base_model:" in (out / "README.md").read_text()
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(out / "README.md")
+    # A local base is named in the text; only a Hub id may be the card's base_model (the Hub refuses others).
+    assert card.data.library_name == "peft" and card.data.base_model is None
+    assert f"This is a LoRA adapter for `{base}`." in card.text
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 

@@ -23,9 +23,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import datasets
 import torch
+import transformers
 import yaml
 from accelerate import Accelerator
+from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -48,14 +51,14 @@ from gptnas.gpt.model import (
     stamp_vocab,
 )
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)  # in a multi-process run, logs from the main process only
 
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 
 # Settings that do not change what is trained: a resumed run may change them. Everything else must match
 # the checkpoint, except that a resumed run may train longer (GROWABLE).
 BOOKKEEPING = ("output_dir", "overwrite_output_dir", "resume_from_checkpoint", "checkpointing_steps", "eval_steps",
-               "report_to", "push_to_hub", "hub_model_id", "hub_token", "merge")
+               "report_to", "push_to_hub", "hub_model_id", "hub_token", "hub_private_repo", "merge")
 GROWABLE = ("num_train_epochs", "max_train_steps")
 SECRET = ("hub_token",)  # never written to train_config.yaml, the model card or the trackers
 # What a run writes into output_dir; RUN_MARKERS are the ones that show a folder already holds a run.
@@ -109,6 +112,7 @@ class TrainConfig:
     push_to_hub: bool = False
     hub_model_id: str | None = None
     hub_token: str | None = None
+    hub_private_repo: bool | None = field(default=None, metadata={"help": "create the Hub repository private (default: the account's default visibility)"})
 
     def validate(self) -> None:
         positive = ["block_size", "n_layer", "n_head", "n_embd", "per_device_train_batch_size",
@@ -157,13 +161,32 @@ class Run:
 
 def train(config: TrainConfig) -> int:
     """Trains as `config` says; the model (or adapter), tokenizer, card and metrics.json go to output_dir."""
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        mixed_precision=config.mixed_precision,
+        log_with=config.report_to if config.report_to != "none" else None,
+        project_dir=config.output_dir,
+    )
+    set_up_logging(accelerator)  # first: which process this is decides what it logs
     checkpoint, replace = plan_output_dir(config)
-    run = set_up(config, replace)
+    run = set_up(config, accelerator, replace)
     completed_steps = resume(run, checkpoint)
     metrics, summary = train_loop(config, run, completed_steps)
     save(config, run, metrics, summary)
     return 0
+
+
+def set_up_logging(accelerator: Accelerator) -> None:
+    """As run_clm_no_trainer.py: our messages at INFO from the main process; the libraries' warnings from
+    the local main process only (the others report errors)."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S",
+                        level=logging.INFO)
+    if accelerator.is_local_main_process:
+        datasets.utils.logging.set_verbosity_warning()
+        transformers.utils.logging.set_verbosity_warning()
+    else:
+        datasets.utils.logging.set_verbosity_error()
+        transformers.utils.logging.set_verbosity_error()
 
 
 def public_config(config: TrainConfig) -> dict:
@@ -213,18 +236,12 @@ def plan_output_dir(config: TrainConfig) -> tuple[Path | None, bool]:
     return checkpoint, bool(held)
 
 
-def set_up(config: TrainConfig, replace: bool = False) -> Run:
-    """Accelerator, model, data, optimizer and schedule, in the order that fixes the random draws;
-    with `replace`, the previous run's files are removed from output_dir first."""
+def set_up(config: TrainConfig, accelerator: Accelerator, replace: bool = False) -> Run:
+    """Model, data, optimizer and schedule, in the order that fixes the random draws; with `replace`,
+    the previous run's files are removed from output_dir first."""
     output_dir = Path(config.output_dir)
     with_tracking = config.report_to != "none"
-    accelerator = Accelerator(
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        mixed_precision=config.mixed_precision,
-        log_with=config.report_to if with_tracking else None,
-        project_dir=str(output_dir),
-    )
-    logger.info(accelerator.state)
+    logger.info(accelerator.state, main_process_only=False)
     set_seed(config.seed)
 
     model, tokenizer = load_base(config)
@@ -243,7 +260,8 @@ def set_up(config: TrainConfig, replace: bool = False) -> Run:
 
         model = get_peft_model(model, lora_config(config.lora_r, config.lora_alpha, config.lora_dropout,
                                                   config.lora_target_modules))
-        model.print_trainable_parameters()
+        trainable, total = model.get_nb_trainable_parameters()
+        logger.info("LoRA: %d trainable parameters of %d (%.2f%%)", trainable, total, 100 * trainable / total)
     collate = data.collate(tokenizer.pad_token_id)
     batches = data.LengthGroupedBatches([len(x) for x in train_set["input_ids"]], config.per_device_train_batch_size, config.seed)
     train_dataloader = DataLoader(train_set, batch_sampler=batches, collate_fn=collate)
@@ -497,16 +515,20 @@ def save(config: TrainConfig, run: Run, metrics: dict[str, float], summary: dict
     unwrapped = accelerator.unwrap_model(run.model)
     unwrapped.save_pretrained(output_dir, safe_serialization=True)
     run.tokenizer.save_pretrained(output_dir)
-    card = dict(title="ArchGPT LoRA adapter" if config.use_lora else "ArchGPT", corpus=config.train_files,
-                config=public_config(config), metrics=metrics, held_out_families=config.eval_families)
-    hub.write_model_card(output_dir, base_model=config.model_name_or_path if config.use_lora else None, **card)
-    if config.merge:
+    base_model = config.model_name_or_path if config.use_lora else None
+    card = dict(corpus=config.train_files, config=public_config(config), metrics=metrics,
+                held_out_families=config.eval_families, base_model=base_model, repo_id=config.hub_model_id)
+    if config.merge:  # before the adapter's card, which points to it
         merged = output_dir / "merged"
         unwrapped.merge_and_unload().save_pretrained(merged, safe_serialization=True)
         run.tokenizer.save_pretrained(merged)
-        hub.write_model_card(merged, **{**card, "title": "ArchGPT (LoRA merged)"})
+        hub.write_model_card(merged, title="ArchGPT (LoRA merged)", subfolder="merged", **card)
+    hub.write_model_card(output_dir, title="ArchGPT LoRA adapter" if config.use_lora else "ArchGPT",
+                         adapter=config.use_lora, **card)
     if config.use_lora:
         check_folder(output_dir, ADAPTER_FILES)
+        if hub.hub_id(base_model) is None:
+            logger.warning("base_model left out of the card's metadata: %s is a local folder, not a Hub id", base_model)
     logger.info("saved to %s; final metrics %s", output_dir, final)
     if config.push_to_hub:
-        hub.push_folder(output_dir, config.hub_model_id, token=config.hub_token)
+        hub.push_folder(output_dir, config.hub_model_id, token=config.hub_token, private=config.hub_private_repo)
