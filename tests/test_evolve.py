@@ -159,7 +159,7 @@ def test_retrain_trains_the_best_network_of_a_run(tmp_path):
 def test_multi_objective_mode_returns_a_pareto_front(tmp_path, requires_table):
     requires_table("nas-bench-macro")
     out = tmp_path / "nsga"
-    assert evolve.main(["--space", "nas-bench-macro", "--strategy", "ga", "--multi_objective", "--population", "12",
+    assert evolve.main(["--space", "nas-bench-macro", "--strategy", "ga", "--objectives", "accuracy,params", "--population", "12",
                         "--generations", "3", "--output_dir", str(out)]) == 0
     front = json.loads((out / "hall_of_fame.json").read_text())
     assert len(front) >= 2

@@ -30,6 +30,8 @@ class Evaluation:
     seconds: float  # wall time of this evaluation
     status: str = "ok"  # "ok" | "diverged" | "out_of_memory" | "failed"
     reason: str = ""  # one line, for failures
+    latency_ms: float | None = None  # forward pass at batch 1 on the evaluation device (when the search measures it)
+    latency_batch_ms: float | None = None  # ... at --latency_batch_size
 
     @property
     def ok(self) -> bool:
@@ -53,7 +55,13 @@ class Evaluation:
             seconds=float(record["seconds"]),
             status=str(record.get("status", "ok")),
             reason=str(record.get("reason", "")),
+            latency_ms=_optional_float(record.get("latency_ms")),
+            latency_batch_ms=_optional_float(record.get("latency_batch_ms")),
         )
+
+
+def _optional_float(value) -> float | None:
+    return None if value is None else float(value)
 
 
 @runtime_checkable

@@ -19,11 +19,11 @@ class Candidate:
         return hash(self.key)
 
 
-if not hasattr(creator, "GptnasFitness"):  # DEAP types live in `creator`, made once per process
-    creator.create("GptnasFitness", base.Fitness, weights=(1.0,))
-    creator.create("GptnasParetoFitness", base.Fitness, weights=(1.0, -1.0))  # accuracy up, params down
-    creator.create("GptnasCandidate", Candidate, fitness=creator.GptnasFitness)
-    creator.create("GptnasParetoCandidate", Candidate, fitness=creator.GptnasParetoFitness)
-
-SINGLE_CANDIDATE = creator.GptnasCandidate  # fitness: (accuracy,)
-PARETO_CANDIDATE = creator.GptnasParetoCandidate  # fitness: (accuracy, params), NSGA-II
+def candidate_type(objectives: int) -> type:
+    """The DEAP individual for a search with `objectives` objectives: accuracy maximised, the rest minimised.
+    DEAP types live in `creator`, made once per process."""
+    name = f"GptnasCandidate{objectives}"
+    if not hasattr(creator, name):
+        creator.create(f"GptnasFitness{objectives}", base.Fitness, weights=(1.0,) + (-1.0,) * (objectives - 1))
+        creator.create(name, Candidate, fitness=getattr(creator, f"GptnasFitness{objectives}"))
+    return getattr(creator, name)

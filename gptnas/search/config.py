@@ -11,6 +11,8 @@ from gptnas.search.strategies import get_strategy
 
 EXECUTORS = ("serial", "process", "ray")
 INITS = ("random", "gpt")
+COST_OBJECTIVES = ("params", "flops", "latency")
+TRACKERS = ("none", "tensorboard", "wandb", "all")
 
 
 @dataclass
@@ -18,8 +20,18 @@ class EvolveConfig:
     space: str = field(default="cifar", metadata={"help": "search space name"})
     strategy: str = field(default="gpt-ga", metadata={"help": "gpt-ga, ga (no GPT), regularized-evolution, random"})
     evaluator: str | None = field(default=None, metadata={"help": "benchmark, train or proxy (default: benchmark when the space has a table, else train)"})
-    dataset: str = field(default="cifar10", metadata={"help": "cifar10, cifar100, imagenet16-120 (NAS-Bench-201) or digits (offline smoke runs)"})
+    dataset: str = field(default="cifar10", metadata={"help": "cifar10, cifar100, digits (bundled, offline smoke runs), a Hub "
+                         "dataset id (owner/name), a local folder (class subfolders of images, or save_to_disk); "
+                         "the benchmark tables: cifar10, cifar100, imagenet16-120"})
     data_dir: str | None = field(default=None, metadata={"help": "local dataset folder instead of the Hub", "evaluator": "any"})
+    dataset_revision: str | None = field(default=None, metadata={"help": "Hub commit or tag of --dataset (pins the data)",
+                                         "evaluator": "any"})
+    image_column: str | None = field(default=None, metadata={"help": "the images' column (default: image or img)",
+                                     "evaluator": "any"})
+    label_column: str | None = field(default=None, metadata={"help": "the labels' column (default: label, labels or "
+                                     "fine_label)", "evaluator": "any"})
+    image_size: int | None = field(default=None, metadata={"help": "resize images to this side (default: their own, "
+                                   "when they all share one)", "evaluator": "any"})
     # the genetic algorithm (GPT-NAS defaults)
     population: int = 30
     generations: int = 20
@@ -50,7 +62,12 @@ class EvolveConfig:
     # constraints and objectives
     max_params: int | None = None
     max_flops: int | None = None
-    multi_objective: bool = field(default=False, metadata={"help": "NSGA-II on (accuracy, params): returns a Pareto front"})
+    objectives: str = field(default="accuracy", metadata={"help": "accuracy, or accuracy plus one or two of params, flops, "
+                            "latency (comma-separated): NSGA-II returns a Pareto front"})
+    max_latency_ms: float | None = field(default=None, metadata={"help": "networks slower than this at batch 1 on the "
+                                         "evaluation device are never evaluated"})
+    latency_batch_size: int | None = field(default=None, metadata={"help": "also measure latency at this batch size "
+                                           "(stored with every evaluation; the objective and limit use batch 1)"})
     # the training evaluator (GPT-NAS fitness protocol: 6 epochs, SGD, warm-up to lr 0.01, batch 512)
     epochs: int = field(default=6, metadata={"evaluator": "train"})
     batch_size: int = field(default=512, metadata={"evaluator": "train"})
@@ -62,6 +79,8 @@ class EvolveConfig:
     ray_address: str | None = None
     seed: int = field(default=0, metadata={"evaluator": "any"})
     output_dir: str | None = field(default=None, metadata={"help": "run directory (default: a new one under runs/)"})
+    report_to: str = field(default="none", metadata={"help": "live view per generation: tensorboard, wandb, all or none "
+                           "(accelerate's tracker names; logs go to RUN_DIR/tracking)"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda or cuda:N (default: cuda when available)",
                                                        "evaluator": "any"})
 
@@ -72,6 +91,9 @@ class EvolveConfig:
             self.evaluator = "benchmark" if self.space in TABLES_BY_SPACE else "train"
         if self.output_dir is None:
             self.output_dir = f"runs/{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+
+    def objective_list(self) -> list[str]:
+        return [name.strip() for name in self.objectives.split(",") if name.strip()]
 
     def evaluator_options(self) -> dict:
         """The settings of the evaluator that this config holds: fields marked for that evaluator or for
@@ -111,6 +133,17 @@ class EvolveConfig:
             raise GptnasError(f"unknown candidate_ranking {self.candidate_ranking!r}; valid: likelihood, gain")
         if self.novelty_tries < 0:
             raise GptnasError(f"novelty_tries must be >= 0, got {self.novelty_tries}")
+        objectives = self.objective_list()
+        if objectives[:1] != ["accuracy"] or len(objectives) > 3 or len(set(objectives)) < len(objectives) \
+                or not set(objectives[1:]) <= set(COST_OBJECTIVES):
+            raise GptnasError(f"objectives must be accuracy, then one or two of {', '.join(COST_OBJECTIVES)}; "
+                              f"got {self.objectives!r}")
+        if self.max_latency_ms is not None and not (math.isfinite(self.max_latency_ms) and self.max_latency_ms > 0):
+            raise GptnasError(f"max_latency_ms must be a finite number > 0, got {self.max_latency_ms}")
+        if self.latency_batch_size is not None and self.latency_batch_size < 1:
+            raise GptnasError(f"latency_batch_size must be >= 1, got {self.latency_batch_size}")
+        if self.report_to not in TRACKERS:
+            raise GptnasError(f"unknown report_to {self.report_to!r}; valid: {', '.join(TRACKERS)}")
         if self.reconstruct_candidates < 1:
             raise GptnasError(f"reconstruct_candidates must be >= 1, got {self.reconstruct_candidates}")
         if not (math.isfinite(self.temperature) and self.temperature >= 0):

@@ -21,9 +21,11 @@ from tqdm.auto import tqdm
 from gptnas.errors import GptnasError
 from gptnas.evaluators.base import WORST_FITNESS
 from gptnas.search import checkpoint
-from gptnas.search.candidate import PARETO_CANDIDATE, SINGLE_CANDIDATE
+from gptnas.search.candidate import candidate_type
 from gptnas.search.config import EvolveConfig
+from gptnas.search.costs import Costs
 from gptnas.search.store import ResultStore
+from gptnas.search.tracking import Tracker
 
 log = logging.getLogger(__name__)
 FEASIBLE_TRIES = 200
@@ -48,26 +50,27 @@ class Search:
         self.store = ResultStore(run_dir / "results.sqlite", self.identity(), must_exist=checkpoint.exists(run_dir))
         checkpoint.verify(self)  # a store that is not the checkpoint's is refused before anything is written
         self.rng = random.Random(config.seed)
-        self.pareto = config.multi_objective
-        self.make = PARETO_CANDIDATE if self.pareto else SINGLE_CANDIDATE
+        self.costs = Costs(config, space, evaluator)
+        self.pareto = len(self.costs.objectives) > 1
+        self.make = candidate_type(len(self.costs.objectives))
         self.hall_of_fame = tools.ParetoFront() if self.pareto else tools.HallOfFame(10)
         self.stats = tools.Statistics(key=lambda c: c.fitness.values[0])
         for name, fn in (("max", max), ("mean", lambda v: sum(v) / len(v)), ("min", min)):
             self.stats.register(name, fn)
         self.logbook = tools.Logbook()
         self.logbook.header = ["gen", "queries", "new", "max", "mean", "min", "rewritten"]
-        self.population: list = []
-        self.reconstruction_log: list[dict] = []  # what GPT reconstruction did, per generation
+        self.population, self.reconstruction_log = [], []  # the latter: what GPT reconstruction did, per generation
         self.gpt_seconds = 0.0  # wall time spent in the GPT (reconstruction, adaptation), not evaluating
         self.strategy = get_strategy(config.strategy)(self)
+        self.tracker = Tracker(config.report_to, run_dir, vars(config))  # live view, per generation
         self._progress, self._best = None, 0.0
 
     def identity(self) -> dict:
         """What must match for a run directory to be resumed (the rest may change)."""
         c = self.config
         return {"space": c.space, "strategy": c.strategy, "evaluator": c.evaluator, "dataset": c.dataset,
-                "seed": c.seed, "population": c.population, "multi_objective": c.multi_objective,
-                "max_params": c.max_params, "max_flops": c.max_flops}
+                "seed": c.seed, "population": c.population, "objectives": c.objectives,
+                "max_params": c.max_params, "max_flops": c.max_flops, "max_latency_ms": c.max_latency_ms}
 
     def run(self) -> list:
         """Runs (or resumes) the search; returns the final population."""
@@ -75,7 +78,7 @@ class Search:
         self._progress = tqdm(total=total, initial=len(self.store), desc="evaluations", unit="arch",
                               disable=not self.show_progress)
         self._best = max((e.fitness for *_, e in self.store.history()), default=0.0)
-        with self._progress:
+        with self._progress, self.tracker:
             try:
                 self.strategy.run()
             except BudgetSpent:
@@ -92,18 +95,14 @@ class Search:
         self.rng.seed(derived_seed(self.config.seed, "generation", generation))
         random.seed(derived_seed(self.config.seed, "deap", generation))
 
-    def feasible(self, arch) -> bool:
-        limits = {"params": self.config.max_params, "flops": self.config.max_flops}
-        cost = self.space.cost(arch) if any(v is not None for v in limits.values()) else {}
-        return all(limit is None or cost[name] <= limit for name, limit in limits.items())
-
     def make_feasible(self, arch):
         """`arch`, or a mutant (then a fresh sample) within the limits: infeasible networks are never evaluated."""
         for attempt in range(FEASIBLE_TRIES):
-            if self.feasible(arch):
+            if self.costs.feasible(arch):
                 return arch
             arch = self.space.mutate(arch, self.rng) if attempt < 20 else self.space.sample(self.rng)
-        raise GptnasError(f"no architecture within --max_params / --max_flops in {FEASIBLE_TRIES} tries; loosen them")
+        raise GptnasError(f"no architecture within --max_params/--max_flops/--max_latency_ms in {FEASIBLE_TRIES} tries; "
+                          "loosen them")
 
     def evaluate(self, archs: list, generation: int) -> list:
         """Candidates with fitness for `archs`; new unique keys are evaluated and stored first.
@@ -123,7 +122,7 @@ class Search:
         todo = [(base + 1 + i, key, arch) for i, (key, arch) in enumerate(allowed) if key not in self.store]
         for index, evaluation in self.executor.run(self.evaluator, self.space.name, [arch for *_, arch in todo]):
             query, key, arch = todo[index]
-            self.store.add(query, key, self.space.encode(arch), generation, evaluation)
+            self.store.add(query, key, self.space.encode(arch), generation, self.costs.with_latency(arch, evaluation))
             self._progress.update(1)
             self._best = max(self._best, evaluation.fitness)
             self._progress.set_postfix(best=f"{self._best:.2f}", last=f"{evaluation.fitness:.2f}")
@@ -135,7 +134,7 @@ class Search:
         evaluation = self.store.get(key)
         candidate = self.make(arch, key)
         fitness = evaluation.fitness if evaluation.ok else WORST_FITNESS
-        candidate.fitness.values = (fitness, evaluation.params) if self.pareto else (fitness,)
+        candidate.fitness.values = self.costs.fitness(evaluation, fitness)
         return candidate
 
     def record(self, generation: int, population: list, new: int, through: int | None = None) -> None:
@@ -146,4 +145,5 @@ class Search:
         self.logbook.record(gen=generation, queries=queries, new=new, **self.stats.compile(population),
                             rewritten=self.reconstruction_log[-1]["rewritten"] if self.reconstruction_log else 0)
         log.info(self.logbook.stream)
+        self.tracker.log(self, generation)
 

@@ -18,6 +18,8 @@ def _describe(space, candidate, store) -> dict:
         "test_accuracy": evaluation.test_accuracy,
         "params": evaluation.params,
         "flops": evaluation.flops,
+        "latency_ms": evaluation.latency_ms,
+        "latency_batch_ms": evaluation.latency_batch_ms,
         "status": evaluation.status,
     }
 
@@ -32,9 +34,11 @@ def write_outputs(search, run_dir: Path) -> dict:
     write_atomic(run_dir / "logbook.csv", logbook.getvalue())
     evaluations = io.StringIO()
     writer = csv.writer(evaluations)
-    writer.writerow(["query", "key", "generation", "fitness", "test_accuracy", "params", "flops", "seconds", "status", "reason"])
+    writer.writerow(["query", "key", "generation", "fitness", "test_accuracy", "params", "flops", "latency_ms",
+                     "latency_batch_ms", "seconds", "status", "reason"])
     for query, key, _, generation, e in store.history():
-        writer.writerow([query, key, generation, e.fitness, e.test_accuracy, e.params, e.flops, f"{e.seconds:.3f}", e.status, e.reason])
+        writer.writerow([query, key, generation, e.fitness, e.test_accuracy, e.params, e.flops, e.latency_ms,
+                         e.latency_batch_ms, f"{e.seconds:.3f}", e.status, e.reason])
     write_atomic(run_dir / "evaluations.csv", evaluations.getvalue())
     hall = [_describe(space, c, store) for c in search.hall_of_fame]
     write_json(run_dir / "hall_of_fame.json", hall)
@@ -51,7 +55,7 @@ def write_outputs(search, run_dir: Path) -> dict:
 
 
 def plot(search, run_dir: Path) -> None:
-    """fitness.png: every evaluation and the best so far, by query; pareto.png: fitness against parameters."""
+    """fitness.png: every evaluation and the best so far, by query; pareto.png: fitness against the costs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,26 +80,43 @@ def plot(search, run_dir: Path) -> None:
     fig.savefig(run_dir / "fitness.png", dpi=120)
     plt.close(fig)
 
-    working = [(e.params, e.fitness) for *_, e in history if not collapsed(e, search)]
+    pareto_plot(search, history, metric, title, run_dir / "pareto.png")
+
+
+def pareto_plot(search, history, metric: str, title: str, path: Path) -> None:
+    """Accuracy against each cost objective of the search (parameters when it has none), with the front."""
+    import matplotlib.pyplot as plt
+
+    from gptnas.search.costs import UNITS
+
+    working = [e for *_, e in history if not collapsed(e, search)]
     if not working:
         return
-    front, top = [], float("-inf")
-    for params, value in sorted(working, key=lambda p: (p[0], -p[1])):
-        if value > top:
-            front.append((params, value))
-            top = value
+    costs = search.costs.objectives[1:] or ["params"]
+    fig, axes = plt.subplots(1, len(costs), figsize=(7 * len(costs), 4), squeeze=False)
+    for ax, name in zip(axes[0], costs):
+        points = [(_cost(e, name), e.fitness) for e in working if _cost(e, name) is not None]
+        front, top = [], float("-inf")
+        for cost, value in sorted(points, key=lambda p: (p[0], -p[1])):
+            if value > top:
+                front.append((cost, value))
+                top = value
+        ax.scatter([c for c, _ in points], [f for _, f in points], s=8, alpha=0.5, label="evaluated")
+        ax.step([c for c, _ in front], [f for _, f in front], where="post", color="C3", label="Pareto front")
+        ax.set_xscale("log")
+        ax.set_xlabel(UNITS[name])
+        ax.set_ylabel(metric)
+        ax.legend(loc="lower right")
     hidden = len(history) - len(working)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.scatter([p for p, _ in working], [f for _, f in working], s=8, alpha=0.5, label="evaluated")
-    ax.step([p for p, _ in front], [f for _, f in front], where="post", color="C3", label="Pareto front")
-    ax.set_xscale("log")
-    ax.set_xlabel("parameters")
-    ax.set_ylabel(metric)
-    ax.set_title(f"{title}: accuracy against size" + (f"\n({hidden} failed or chance-level networks not shown)" if hidden else ""))
-    ax.legend(loc="lower right")
+    fig.suptitle(f"{title}: {metric.split(' (')[0]} against {', '.join(UNITS[c].split(' (')[0] for c in costs)}"
+                 + (f" ({hidden} failed or chance-level networks not shown)" if hidden else ""), fontsize=10)
     fig.tight_layout()
-    fig.savefig(run_dir / "pareto.png", dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _cost(evaluation, name: str):
+    return {"params": evaluation.params, "flops": evaluation.flops, "latency": evaluation.latency_ms}[name]
 
 
 def collapsed(evaluation, search) -> bool:

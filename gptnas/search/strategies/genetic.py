@@ -1,7 +1,7 @@
 """The genetic algorithm of GPT-NAS without the GPT (`ga`): the ablation, and the loop `gpt-ga` extends.
 
 Tournament selection with elites (NSGA-II on accuracy and parameters with
---multi_objective), crossover and mutation on copies of the parents (DEAP's
+--objectives accuracy,params|flops|latency), crossover and mutation on copies of the parents (DEAP's
 varAnd), then evaluation. Offspring that were already evaluated are mutated
 again (the novelty rule), so each generation spends its queries on new networks.
 """
