@@ -5,6 +5,7 @@
     python evolve.py --space nas-bench-201 --evaluator benchmark --dataset cifar10 --generations 5 --seed 0
     python evolve.py --resume runs/2026-11-22_10-00-00               # continue a killed run exactly
     python evolve.py --retrain runs/2026-11-22_10-00-00              # train the best network in full, test it once
+    python evolve.py --retrain runs/2026-11-22_10-00-00 --push_to_hub --hub_model_id org/name   # ... and publish it
     python evolve.py --config configs/evolve.yaml --workers 4         # flags override the YAML
 
 Every evaluation is stored the moment it finishes (results.sqlite in the run
@@ -30,11 +31,12 @@ logger = logging.getLogger("evolve")
 
 RETRAIN_SETTINGS = ("epochs", "lr", "batch_size", "max_train_examples")  # given as --retrain_<name>
 SHARED_WITH_RETRAIN = ("seed", "device", "data_dir")  # given as --<name>
+HUB_FLAGS = ("push_to_hub", "hub_model_id", "hub_private_repo", "hub_token")  # --retrain only
 HOW_TO_RUN = ("workers", "executor", "ray_address", "device")  # what --resume may change: how a run runs, not what
 
 
 def parse(argv: list[str] | None) -> tuple[str, tuple]:
-    """("search", (config, resuming)) or ("retrain", (run_dir, settings))."""
+    """("search", (config, resuming)) or ("retrain", (run_dir, settings, hub settings or None))."""
     parser = build_parser(EvolveConfig, __doc__)
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its saved config")
     parser.add_argument("--retrain", metavar="RUN_DIR",
@@ -42,14 +44,23 @@ def parse(argv: list[str] | None) -> tuple[str, tuple]:
                              "lr 0.01 divided by 10 every 100), test it once, save its weights; resumable")
     for name in RETRAIN_SETTINGS:
         parser.add_argument(f"--retrain_{name}", default=None, metavar=name.upper(), help=f"--retrain: {name}")
+    parser.add_argument("--push_to_hub", action="store_true", default=None,
+                        help="--retrain: publish RUN_DIR/retrain (weights, config.json, model card) to the Hub")
+    parser.add_argument("--hub_model_id", metavar="ORG/NAME", help="--push_to_hub: the Hub repository")
+    parser.add_argument("--hub_private_repo", action="store_true", default=None,
+                        help="--push_to_hub: create the repository private")
+    parser.add_argument("--hub_token", metavar="TOKEN", help="--push_to_hub: Hub token (default: `hf auth login`'s)")
     args = vars(parser.parse_args(argv))
     retrain_dir, resume, config_path = args.pop("retrain"), args.pop("resume"), args.pop("config")
     retrain = {name: args.pop(f"retrain_{name}") for name in RETRAIN_SETTINGS}
+    hub = {name: args.pop(name) for name in HUB_FLAGS}
     flags = {k: v for k, v in args.items() if v is not None}
     if retrain_dir:
-        return "retrain", (Path(retrain_dir), retrain_settings(retrain, flags))
+        return "retrain", (Path(retrain_dir), retrain_settings(retrain, flags), hub_settings(hub))
     if any(v is not None for v in retrain.values()):
         raise GptnasError("the --retrain_* flags need --retrain RUN_DIR")
+    if any(v is not None for v in hub.values()):
+        raise GptnasError("--push_to_hub and the --hub_* flags publish a retrained network: they need --retrain RUN_DIR")
     if resume:
         return "search", (resumed_config(Path(resume), flags), True)
     data = load_yaml(config_path) if config_path else {}
@@ -67,6 +78,22 @@ def retrain_settings(retrain: dict, flags: dict):
                           f"and --{', --'.join(SHARED_WITH_RETRAIN)})")
     options = {**{k: v for k, v in retrain.items() if v is not None}, **flags}
     return from_dict(RetrainSettings, options, "command line")
+
+
+def hub_settings(hub: dict) -> dict | None:
+    """The --push_to_hub settings, checked before a retraining of days; None when not publishing."""
+    repo_id = hub["hub_model_id"]
+    if not hub["push_to_hub"]:
+        given = [name for name in HUB_FLAGS if hub[name] is not None]
+        if given:
+            raise GptnasError(f"--{given[0]} only applies with --push_to_hub; add it or drop --{given[0]}")
+        return None
+    if not repo_id:
+        raise GptnasError("--push_to_hub needs --hub_model_id org/name (the Hub repository to publish to)")
+    owner, _, name = repo_id.partition("/")
+    if not owner or not name or "/" in name:
+        raise GptnasError(f"--hub_model_id must be org/name, got {repo_id!r}")
+    return {"repo_id": repo_id, "token": hub["hub_token"], "private": bool(hub["hub_private_repo"])}
 
 
 def resumed_config(run_dir: Path, flags: dict) -> EvolveConfig:
@@ -168,11 +195,18 @@ def make_run_dir(run_dir: Path) -> None:
         raise GptnasError(f"cannot write the run directory {run_dir} ({error.strerror}); pick another --output_dir") from None
 
 
-def retrain(run_dir: Path, settings) -> int:
+def retrain(run_dir: Path, settings, hub: dict | None = None) -> int:
+    from gptnas.training.retrain import RETRAIN_DIR
     from gptnas.training.retrain import retrain as train_best
 
     result = train_best(run_dir, settings)
-    print(f"test accuracy {result['test_accuracy']:.2f} %; weights in {run_dir / 'retrain' / 'model.safetensors'}")
+    out = run_dir / RETRAIN_DIR
+    print(f"test accuracy {result['test_accuracy']:.2f} %; exported to {out} (gptnas.load_network({str(out)!r}))")
+    if hub:
+        from gptnas.training.export import push_network
+
+        url = push_network(out, hub["repo_id"], token=hub["token"], private=hub["private"])
+        print(f"published: gptnas.load_network({hub['repo_id']!r}) ({url})")
     return 0
 
 

@@ -33,7 +33,7 @@ def test_retrain_writes_a_loadable_model_its_architecture_a_log_and_a_test_score
     run = finished_search(tmp_path / "run")
     result = retrain(run, QUICK)
     out = run / "retrain"
-    for name in ("model.safetensors", "architecture.json", "result.json", "log.csv"):
+    for name in ("model.safetensors", "config.json", "README.md", "result.json", "log.csv"):
         assert (out / name).is_file(), name
     assert not (out / "checkpoint.pt").exists()  # superseded by the model once finished
 
@@ -41,7 +41,7 @@ def test_retrain_writes_a_loadable_model_its_architecture_a_log_and_a_test_score
     assert result["params"] == sum(p.numel() for p in get_space("cifar").build_model(TINY, 10).parameters())
     assert json.loads((out / "result.json").read_text()) == result
 
-    architecture = json.loads((out / "architecture.json").read_text())
+    architecture = json.loads((out / "config.json").read_text())  # the export's: tests/test_export.py
     assert architecture["num_classes"] == 10 and architecture["key"] == get_space("cifar").key(TINY)
     model = gptnas.build_model(architecture["space"], architecture["key"], architecture["num_classes"])
     model.load_state_dict(load_file(out / "model.safetensors"), strict=True)

@@ -12,7 +12,8 @@ Both are "higher is better" scores, not accuracies: the fitness is the score
 and test_accuracy is None. How well they rank architectures is measured by
 benchmarks/proxy_correlation.py (docs/evaluators.md).
 
-The minibatch is `batch_size` images of the dataset's training split, or
+The minibatch is `batch_size` images of the dataset's training split (any dataset
+gptnas/training/data.py reads: a bundled name, a Hub id, a local folder), or
 N(0, 1) noise with `random_inputs` (implied by dataset "none" and by datasets
 that have no loader here, such as imagenet16-120).
 """
@@ -39,7 +40,14 @@ from gptnas.evaluators.base import (
     safe_cost,
 )
 from gptnas.spaces import SearchSpace, get_space
-from gptnas.training.data import DATASETS, dataset_source, channel_stats, load_images, normalise
+from gptnas.training.data import (
+    DATASETS,
+    ImageData,
+    check_dataset,
+    dataset_source,
+    load_images,
+    normalise,
+)
 from gptnas.training.device import free_accelerator_memory, resolve_device
 from gptnas.training.loop import without_inplace_activations
 
@@ -47,7 +55,6 @@ log = logging.getLogger(__name__)
 
 # Datasets with no loader here: noise inputs of the benchmark's shape (classes, resolution).
 NOISE_ONLY = {"none": (10, None), "imagenet16-120": (120, 16)}
-PROXY_DATASETS = (*DATASETS, *NOISE_ONLY)
 # Rectifier-like activations: output > 0 exactly when input > 0, so "output > 0" is each unit's code.
 # (Sigmoid gates are left out: always positive, they carry no code.)
 CODED_ACTIVATIONS = (
@@ -63,12 +70,18 @@ class ProxySettings:
     seed: int = 0  # initialisation and the choice of the minibatch
     device: str | None = None  # None: cuda when available
     data_dir: str | None = None  # local copy of the dataset (no Hub download)
+    dataset_revision: str | None = None  # Hub commit or tag of the dataset
+    image_column: str | None = None  # None: image or img
+    label_column: str | None = None  # None: label, labels or fine_label
+    image_size: int | None = None  # None: the images' own side (the space's input size when they differ)
 
     def __post_init__(self):
         if self.proxy not in PROXIES:
             raise GptnasError(f"unknown proxy {self.proxy!r}; valid: {', '.join(PROXIES)}")
         if self.batch_size < 2:
             raise GptnasError(f"batch_size must be >= 2, got {self.batch_size}")
+        if self.image_size is not None and self.image_size < 1:
+            raise GptnasError(f"image_size must be >= 1, got {self.image_size}")
 
 
 # ---------------------------------------------------------------- the scores
@@ -136,10 +149,7 @@ class ProxyEvaluator:
     name = "proxy"
 
     def __init__(self, space: SearchSpace | str, dataset: str, settings: ProxySettings | None = None):
-        if dataset not in PROXY_DATASETS:
-            raise GptnasError(
-                f"unknown dataset {dataset!r} for the proxy evaluator; valid: {', '.join(PROXY_DATASETS)}"
-            )
+        check_dataset(dataset, also=tuple(NOISE_ONLY))
         self.space_name = get_space(space).name
         self.dataset = dataset
         self.settings = settings or ProxySettings()
@@ -155,12 +165,18 @@ class ProxyEvaluator:
 
     @property
     def num_classes(self) -> int:
-        return NOISE_ONLY[self.dataset][0] if self.dataset in NOISE_ONLY else DATASETS[self.dataset].num_classes
+        """The dataset's class count (loads the data, once per process, unless the inputs are noise and the
+        count is known without it)."""
+        if self.dataset in NOISE_ONLY:
+            return NOISE_ONLY[self.dataset][0]
+        if self.uses_noise and self.dataset in DATASETS and self.settings.label_column is None:
+            return DATASETS[self.dataset].num_classes
+        return self.data().num_classes
 
     @property
     def input_size(self) -> int:
         size = NOISE_ONLY[self.dataset][1] if self.dataset in NOISE_ONLY else None
-        return size or get_space(self.space_name).input_size
+        return size or self.settings.image_size or get_space(self.space_name).input_size
 
     @property
     def metric(self) -> str:
@@ -169,10 +185,17 @@ class ProxyEvaluator:
     def source(self) -> dict:
         if self.uses_noise:
             return {"dataset": None, "inputs": "random normal, seeded"}
-        return dataset_source(self.dataset, self.settings.data_dir)
+        return dataset_source(self.dataset, self.settings.data_dir, self.settings.dataset_revision)
 
     def prepare(self) -> None:
         self.inputs(resolve_device(self.settings.device))
+        _ = self.num_classes  # with noise inputs, a dataset that is not bundled is still read for its class count
+
+    def data(self) -> ImageData:
+        """The whole dataset, loaded once per process (GptnasError when it cannot be had)."""
+        s = self.settings
+        return load_images(self.dataset, s.data_dir, get_space(self.space_name).input_size, revision=s.dataset_revision,
+                           image_column=s.image_column, label_column=s.label_column, image_size=s.image_size)
 
     def inputs(self, device: torch.device) -> torch.Tensor:
         """The minibatch every candidate is scored on (GptnasError when the data cannot be had)."""
@@ -182,9 +205,9 @@ class ProxyEvaluator:
             if self.uses_noise:
                 inputs = torch.randn((batch, 3, size, size), generator=generator)
             else:
-                data = load_images(self.dataset, self.settings.data_dir, size)
+                data = self.data()
                 chosen = torch.randperm(len(data.train_labels), generator=generator)[:batch]
-                inputs = normalise(data.train_images[chosen], *channel_stats(data.train_images))
+                inputs = normalise(data.train_images[chosen], *data.stats)
             self._inputs[str(device)] = inputs.to(device)
         return self._inputs[str(device)]
 

@@ -33,6 +33,7 @@ from gptnas.evaluators.base import (
 from gptnas.spaces import SearchSpace, get_space
 from gptnas.training.data import (
     DATASETS,
+    ImageData,
     Splits,
     check_dataset,
     dataset_source,
@@ -66,6 +67,10 @@ class TrainSettings:
     device: str | None = None  # None: cuda when available
     max_train_examples: int | None = None  # fewer training examples, for smoke runs
     data_dir: str | None = None  # local copy of the dataset (no Hub download)
+    dataset_revision: str | None = None  # Hub commit or tag of the dataset
+    image_column: str | None = None  # None: image or img
+    label_column: str | None = None  # None: label, labels or fine_label
+    image_size: int | None = None  # None: the images' own side (the space's input size when they differ)
     label_smoothing: float = 0.0
 
     def __post_init__(self):
@@ -79,6 +84,8 @@ class TrainSettings:
             raise GptnasError(f"val_fraction must lie strictly between 0 and 1, got {self.val_fraction}")
         if self.max_train_examples is not None and self.max_train_examples < 2:
             raise GptnasError(f"max_train_examples must be >= 2, got {self.max_train_examples}")
+        if self.image_size is not None and self.image_size < 1:
+            raise GptnasError(f"image_size must be >= 1, got {self.image_size}")
         if not 0 <= self.label_smoothing < 1:
             raise GptnasError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
 
@@ -101,20 +108,26 @@ class TrainEvaluator:
     metric = "validation accuracy (%)"
 
     def source(self) -> dict:
-        return dataset_source(self.dataset, self.settings.data_dir)
+        return dataset_source(self.dataset, self.settings.data_dir, self.settings.dataset_revision)
 
     def prepare(self) -> None:
         self.splits(resolve_device(self.settings.device))
 
     @property
     def num_classes(self) -> int:
-        return DATASETS[self.dataset].num_classes
+        """The dataset's class count (loads the data, once per process)."""
+        return self.data().num_classes
+
+    def data(self) -> ImageData:
+        """The whole dataset, loaded once per process (GptnasError when it cannot be had)."""
+        s = self.settings
+        return load_images(self.dataset, s.data_dir, get_space(self.space_name).input_size, revision=s.dataset_revision,
+                           image_column=s.image_column, label_column=s.label_column, image_size=s.image_size)
 
     def splits(self, device: torch.device) -> Splits:
         """The dataset's splits on `device` (GptnasError when the data cannot be had)."""
         if str(device) not in self._splits:
-            space = get_space(self.space_name)
-            data = load_images(self.dataset, self.settings.data_dir, space.input_size)
+            data = self.data()
             splits = make_splits(data, self.settings.val_fraction, self.settings.seed, self.settings.max_train_examples)
             self._splits[str(device)] = splits.to(device)
         return self._splits[str(device)]

@@ -6,11 +6,13 @@ search is over, so by default the network trains on the whole training set
 (no validation split) and the test split is scored once, at the end. The loop
 is candidate evaluation's (loop.py), with the learning rate stepped per epoch.
 
-Everything lands in RUN_DIR/retrain/: model.safetensors, architecture.json,
-result.json and log.csv. A retraining runs for days, so after every epoch a
-checkpoint (weights, optimizer, schedule, the generator that draws batch order
-and augmentation) is written atomically: a killed retraining continues where it
-stopped and, on a CPU, ends with exactly the weights of an uninterrupted one.
+Everything lands in RUN_DIR/retrain/: the exported network (model.safetensors,
+config.json, README.md: see export.py; `gptnas.load_network` reads it without
+the run directory), result.json (written last) and log.csv. A retraining runs
+for days, so after every epoch a checkpoint (weights, optimizer, schedule, the
+generator that draws batch order and augmentation) is written atomically: a
+killed retraining continues where it stopped and, on a CPU, ends with exactly
+the weights of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ from gptnas.config import load_yaml
 from gptnas.errors import GptnasError, one_line
 from gptnas.files import atomic_path, write_atomic, write_json
 from gptnas.spaces import SearchSpace, get_space
-from gptnas.spaces.base import count_params
-from gptnas.training.data import ImageData, Splits, load_images, make_splits
+from gptnas.training.data import ImageData, Splits, dataset_source, load_images, make_splits
 from gptnas.training.device import resolve_device
+from gptnas.training.export import export_network
 from gptnas.training.loop import Diverged, accuracy, build_network, sgd, train_epoch
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,8 @@ class Retraining:
     arch: Any
     key: str
     dataset: str
+    data_dir: str | None
+    search_config: dict[str, Any]  # the run's config.yaml, for the model card
     device: torch.device
     splits: Splits
     model: nn.Module
@@ -137,14 +141,20 @@ def _set_up(run_dir: Path, settings: RetrainSettings) -> Retraining:
     dataset = config.get("dataset", "cifar10")
     data_dir = settings.data_dir if settings.data_dir is not None else config.get("data_dir")
     device = resolve_device(settings.device)
-    splits = training_splits(load_images(dataset, data_dir, space.input_size), settings).to(device)
+    data = load_images(  # the search's dataset options; a local copy given here replaces the pinned Hub revision
+        dataset, data_dir, space.input_size, revision=config.get("dataset_revision") if settings.data_dir is None else None,
+        image_column=config.get("image_column"), label_column=config.get("label_column"),
+        image_size=config.get("image_size"),
+    )
+    splits = training_splits(data, settings).to(device)
     arch = space.from_key(key)
     model = build_network(space, arch, splits.num_classes, settings.seed, device)
     generator = torch.Generator().manual_seed(settings.seed)
     optimizer = sgd(model, settings.lr)
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, settings.lr_step_epochs, settings.lr_gamma)
     identity = {"key": key, "dataset": dataset, **{name: getattr(settings, name) for name in RESUME_IDENTITY}}
-    return Retraining(space, arch, key, dataset, device, splits, model, optimizer, schedule, generator, identity)
+    return Retraining(space, arch, key, dataset, data_dir, config, device, splits, model, optimizer, schedule,
+                      generator, identity)
 
 
 def _train_epochs(run: Retraining, settings: RetrainSettings, out: Path, stop_after_epochs: int | None) -> bool:
@@ -184,30 +194,31 @@ def _score_on_test(run: Retraining) -> float:
 
 
 def _save_results(run: Retraining, settings: RetrainSettings, out: Path, test_accuracy: float) -> dict[str, Any]:
-    """Writes the weights, how to rebuild them, and the result (last); drops the checkpoint they supersede."""
-    from safetensors.torch import save_file
-
-    space, key, num_classes = run.space, run.key, run.splits.num_classes
-    state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in run.model.state_dict().items()}
-    with atomic_path(out / "model.safetensors") as tmp:
-        save_file(state, str(tmp))
-    write_json(out / "architecture.json", {
-        "space": space.name,
-        "key": key,
-        "encoding": space.encode(run.arch),
-        "num_classes": num_classes,
-        "build": f"import gptnas; model = gptnas.build_model({space.name!r}, {key!r}, num_classes={num_classes})",
-        "load": "from safetensors.torch import load_file; model.load_state_dict(load_file('model.safetensors'))",
-    })
+    """Exports the network (weights, config.json, model card), then writes the result (last); drops the
+    checkpoint they supersede."""
+    splits, images = run.splits, run.splits.test_images
+    revision = run.search_config.get("dataset_revision") if settings.data_dir is None else None
+    source = dataset_source(run.dataset, run.data_dir, revision)
+    name = run.dataset if source["data_dir"] is None else Path(run.dataset).name  # a local path stays local
+    training = {name: getattr(settings, name) for name in RESUME_IDENTITY}
+    training.update(epochs=run.epochs_done, train_examples=len(splits.train_labels),
+                    seconds=round(run.seconds, 3), device=str(run.device))
+    exported = export_network(
+        out, run.model, space=run.space, arch=run.arch, num_classes=splits.num_classes,
+        input_shape=tuple(images.shape[1:]), mean=splits.mean.tolist(), std=splits.std.tolist(),
+        dataset={"name": name, "hub_id": source["hub_id"], "revision": source["revision"]},
+        test_accuracy=test_accuracy, latency_batch_sizes=(1, settings.batch_size),
+        training=training, search={**run.search_config, "dataset": name},
+    )
     result = {
         "test_accuracy": test_accuracy,
         "epochs": run.epochs_done,
         "seconds": round(run.seconds, 3),
-        "params": count_params(run.model),
-        "space": space.name,
-        "key": key,
+        "params": exported["results"]["params"],
+        "space": run.space.name,
+        "key": run.key,
         "dataset": run.dataset,
-        "train_examples": len(run.splits.train_labels),
+        "train_examples": len(splits.train_labels),
         "device": str(run.device),
         "settings": asdict(settings),
     }
