@@ -68,6 +68,7 @@ def _optional_float(value) -> float | None:
 class Evaluator(Protocol):
     name: str
     num_classes: int  # of the networks it evaluates (what a user must build the winner with)
+    input_size: int  # the side of the images they see
     metric: str  # what its fitness is, with the unit, for plots and reports
 
     def source(self) -> dict:

@@ -54,6 +54,10 @@ class TableEvaluator:
         load_table(self.table_name)
 
     @property
+    def input_size(self) -> int:
+        return INPUT_SIZE.get(self.dataset, get_space(self.space_name).input_size)
+
+    @property
     def num_classes(self) -> int:
         return NUM_CLASSES[self.dataset]
 

@@ -118,6 +118,11 @@ class TrainEvaluator:
         """The dataset's class count (loads the data, once per process)."""
         return self.data().num_classes
 
+    @property
+    def input_size(self) -> int:
+        """The side of the images the networks see (their FLOPs and latency are counted at it)."""
+        return self.data().train_images.shape[-1]
+
     def data(self) -> ImageData:
         """The whole dataset, loaded once per process (GptnasError when it cannot be had)."""
         s = self.settings
@@ -136,7 +141,7 @@ class TrainEvaluator:
         space = check_space(self.space_name, space)
         device = resolve_device(self.settings.device)
         splits = self.splits(device)  # a user error (no data) stops the run: every candidate would fail alike
-        cost = safe_cost(space, arch, splits.num_classes)
+        cost = safe_cost(space, arch, splits.num_classes, splits.train_images.shape[-1])
         start = time.perf_counter()
         try:
             val_accuracy, test_accuracy = train_and_score(space, arch, splits, self.settings, device)

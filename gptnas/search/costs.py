@@ -43,7 +43,7 @@ class Costs:
         key = self.space.key(arch)
         if key not in self._latency:
             model = self.space.build_model(arch, self.evaluator.num_classes)
-            size = getattr(self.evaluator, "input_size", None) or self.space.input_size
+            size = self.evaluator.input_size
             device = resolve_device(self.config.device)
             batch = self.config.latency_batch_size
             self._latency[key] = (measure_latency(model, (3, size, size), device),

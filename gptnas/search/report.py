@@ -44,6 +44,7 @@ def write_outputs(search, run_dir: Path) -> dict:
     write_json(run_dir / "hall_of_fame.json", hall)
     best = max(hall, key=lambda h: h["fitness"])
     best["build"] = f"import gptnas; model = gptnas.build_model({space.name!r}, {best['key']!r}, num_classes={search.evaluator.num_classes})"
+    best["num_classes"], best["input_size"] = search.evaluator.num_classes, search.evaluator.input_size
     best["sources"] = {"evaluator": search.evaluator.source(), "gpt": getattr(search.strategy, "gpt_source", None)}
     write_json(run_dir / "sources.json", best["sources"])  # what to fetch to repeat the run on the same bytes
     write_json(run_dir / "best.json", best)
