@@ -8,6 +8,7 @@ either the old file or the new one, and at worst a stray `.tmp` sibling.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -54,6 +55,14 @@ def write_atomic(path: str | Path, content: str | bytes) -> None:
 
 def write_json(path: str | Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _remove(path: Path) -> None:

@@ -8,7 +8,6 @@ them (laid out as below), which is how tests and CI run without a network.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -19,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from gptnas.errors import GptnasError
+from gptnas.files import file_sha256
 from gptnas.spaces import SearchSpace, get_space
 
 log = logging.getLogger(__name__)
@@ -135,12 +135,6 @@ def benchmark_dir() -> Path:
     return Path(cache) / "gptnas" / "benchmarks"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _download(source: TableSpec, target: Path) -> None:
@@ -152,7 +146,7 @@ def _download(source: TableSpec, target: Path) -> None:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(source.url, timeout=60) as response:
             while chunk := response.read(1 << 20):
                 out.write(chunk)
-        if _sha256(Path(tmp)) != source.sha256:
+        if file_sha256(Path(tmp)) != source.sha256:
             raise GptnasError(f"download of {source.url} does not match its pinned sha256; try again later")
         os.replace(tmp, target)
     finally:
@@ -174,7 +168,7 @@ def table_path(name: str) -> Path:
                 f"benchmark table {name!r} is not at {path} and could not be downloaded ({error}); "
                 f"download {source.url} to that path, or set {BENCHMARK_DIR_ENV} to a folder that has {source.path}"
             ) from None
-    if _sha256(path) != source.sha256:
+    if file_sha256(path) != source.sha256:
         raise GptnasError(
             f"benchmark table {path} is corrupt (sha256 mismatch); delete it to download it again, "
             f"or replace it with {source.url}"

@@ -30,8 +30,9 @@ from transformers import (
 )
 
 from gptnas.errors import GptnasError, one_line
-from gptnas.files import atomic_path
+from gptnas.files import atomic_path, file_sha256
 from gptnas.gpt import generate, training
+from gptnas.hub import local_folder
 from gptnas.language.tokens import BOS, EOS, PAD
 
 log = logging.getLogger(__name__)
@@ -85,12 +86,6 @@ def check_vocab(model, tokenizer) -> None:
         )
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def snapshot_revision(path: Path) -> str | None:
@@ -122,34 +117,9 @@ def new_model(tokenizer, n_layer=4, n_head=4, n_embd=128, n_positions=2048, drop
 
 def resolve(name_or_path: str | Path, revision: str | None = None, adapter: bool = False) -> Path:
     """A local folder for a path or Hub id (Hub ids come through the Hugging Face cache)."""
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return path
-    name = str(name_or_path)
-    if path.exists() or name.count("/") != 1 or name.startswith((".", "/", "~")):
-        raise GptnasError(f"no model folder at {name}: give a folder with {' and '.join(MODEL_FILES)} or a Hub id 'org/name'")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        HfHubHTTPError,
-        HFValidationError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-    )
-
-    patterns = ["*.json", "*.safetensors", "*.md", "*.txt"]
-    try:
-        return Path(snapshot_download(name, revision=revision, allow_patterns=patterns))
-    except LocalEntryNotFoundError:
-        raise GptnasError(
-            f"{'adapter' if adapter else 'model'} {name!r} is not in the local Hugging Face cache and the Hub "
-            "cannot be reached (offline?); download it once online, or give a local folder"
-        ) from None
-    except HFValidationError:
-        raise GptnasError(f"no model folder at {name}: give a folder with {' and '.join(MODEL_FILES)} or a Hub id 'org/name'") from None
-    except RepositoryNotFoundError:
-        raise GptnasError(f"no Hub repository {name!r} (or it is private: log in with `hf auth login`)") from None
-    except (HfHubHTTPError, OSError) as error:
-        raise GptnasError(f"could not fetch {name!r} from the Hub: {one_line(error)}") from None
+    missing = f"no model folder at {name_or_path}: give a folder with {' and '.join(MODEL_FILES)} or a Hub id 'org/name'"
+    return local_folder(name_or_path, revision, ["*.json", "*.safetensors", "*.md", "*.txt"],
+                        "adapter" if adapter else "model", missing)
 
 
 def lora_config(rank: int = LORA_RANK, alpha: int = LORA_ALPHA, dropout: float = LORA_DROPOUT,

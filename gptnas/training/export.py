@@ -27,6 +27,7 @@ from torch import nn
 
 from gptnas.errors import GptnasError, one_line
 from gptnas.files import atomic_path, write_atomic, write_json
+from gptnas.hub import local_folder
 from gptnas.spaces import SearchSpace, get_space
 from gptnas.spaces.base import count_macs, count_params
 from gptnas.training.latency import measure_latency
@@ -170,34 +171,8 @@ def read_config(folder: str | Path) -> dict[str, Any]:
 def resolve(name_or_path: str | Path, revision: str | None = None) -> Path:
     """A local folder for a path or Hub id (Hub ids come through the Hugging Face cache; json, safetensors
     and md files only)."""
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return path
-    name = str(name_or_path)
-    where = f"no network folder at {name}: give a folder with {CONFIG} and {WEIGHTS} or a Hub id 'org/name'"
-    if path.exists() or name.count("/") != 1 or name.startswith((".", "/", "~")):
-        raise GptnasError(where)
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        HfHubHTTPError,
-        HFValidationError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-    )
-
-    try:
-        return Path(snapshot_download(name, revision=revision, allow_patterns=HUB_PATTERNS))
-    except LocalEntryNotFoundError:
-        raise GptnasError(
-            f"network {name!r} is not in the local Hugging Face cache and the Hub cannot be reached "
-            "(offline?); download it once online, or give a local folder"
-        ) from None
-    except HFValidationError:
-        raise GptnasError(where) from None
-    except RepositoryNotFoundError:
-        raise GptnasError(f"no Hub repository {name!r} (or it is private: log in with `hf auth login`)") from None
-    except (HfHubHTTPError, OSError) as error:
-        raise GptnasError(f"could not fetch {name!r} from the Hub: {one_line(error)}") from None
+    missing = f"no network folder at {name_or_path}: give a folder with {CONFIG} and {WEIGHTS} or a Hub id 'org/name'"
+    return local_folder(name_or_path, revision, HUB_PATTERNS, "network", missing)
 
 
 # ---------------------------------------------------------------- the model card and the Hub

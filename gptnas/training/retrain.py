@@ -34,7 +34,13 @@ from gptnas.config import load_yaml
 from gptnas.errors import GptnasError, one_line
 from gptnas.files import atomic_path, write_atomic, write_json
 from gptnas.spaces import SearchSpace, get_space
-from gptnas.training.data import ImageData, Splits, dataset_source, load_images, make_splits
+from gptnas.training.data import (
+    ImageData,
+    Splits,
+    dataset_source,
+    load_images,
+    make_splits,
+)
 from gptnas.training.device import resolve_device
 from gptnas.training.export import export_network
 from gptnas.training.loop import Diverged, accuracy, build_network, sgd, train_epoch
