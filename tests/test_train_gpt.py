@@ -70,6 +70,11 @@ def test_a_two_process_run_logs_once(tmp_path):
     assert "[RANK 1] Distributed environment: DistributedType.MULTI_CPU" in log  # two processes trained
     assert log.count("***** Running training *****") == 1 and log.count(f"saved to {out}") == 1
     assert (out / "model.safetensors").is_file()
+    # the held-out tokens are counted once, however the loader pads the last batch across processes
+    single = tmp_path / "single"
+    run("--max_train_steps", 2, "--output_dir", single)
+    tokens = lambda d: json.loads((d / "metrics.json").read_text())["eval_tokens"]
+    assert tokens(out) == tokens(single) > 0
 
 
 def test_resume_continues_exactly_where_a_killed_run_stopped(tmp_path):

@@ -42,14 +42,17 @@ def evaluate(model, dataloader, accelerator=None) -> dict[str, float]:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
         labels = batch["labels"][:, 1:]
         valid = labels != -100
-        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
+        token_loss = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
         top5 = logits.topk(5, dim=-1).indices
-        hits1 = ((top5[..., 0] == labels) & valid).sum()
-        hits5 = ((top5 == labels[..., None]).any(-1) & valid).sum()
-        step = torch.stack([loss.double(), hits1.double(), hits5.double(), valid.sum().double()]).cpu()
+        hits1 = (top5[..., 0] == labels) & valid
+        hits5 = (top5 == labels[..., None]).any(-1) & valid
+        # one row per sequence, so that the examples a multi-process loader repeats to fill its last batch
+        # are dropped by gather_for_metrics instead of being counted twice
+        rows = torch.stack([token_loss.double().sum(1), hits1.sum(1).double(), hits5.sum(1).double(),
+                            valid.sum(1).double()], dim=1)
         if accelerator is not None:
-            step = accelerator.reduce(step.to(accelerator.device), reduction="sum").cpu()
-        totals += step
+            rows = accelerator.gather_for_metrics(rows)
+        totals += rows.sum(0).cpu()
     model.train()
     loss_sum, hits1, hits5, count = totals.tolist()
     loss = loss_sum / max(count, 1)
