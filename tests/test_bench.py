@@ -131,3 +131,20 @@ def test_a_missing_table_is_reported_before_any_run(tmp_path, capsys, monkeypatc
     err = capsys.readouterr().err
     assert "is not at" in err and "GPTNAS_BENCHMARK_DIR" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_one_study_process_per_folder(tmp_path, requires_table, capsys):
+    requires_table("nas-bench-macro")
+    requires_table("nas-bench-201:cifar10")
+    from gptnas.files import exclusive_lock
+
+    out = tmp_path / "study"
+    assert main([*SMALL, "--output_dir", str(out)]) == 0
+    capsys.readouterr()
+    with exclusive_lock(out):  # another process holds it: a second study on the folder is refused in one line
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(1) as pool:
+            code = pool.apply(main, ([*SMALL, "--output_dir", str(out)],))
+    assert code == 2

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from gptnas.bench import harness, report
 from gptnas.errors import GptnasError
+from gptnas.files import exclusive_lock
 
 # The study settings shipped inside the package, so the default works from any directory.
 STUDY_CONFIG = files("gptnas.bench") / "study.yaml"
@@ -35,6 +36,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     args = parse(argv)
+    command = "python -m gptnas.bench " + shlex.join(argv if argv is not None else sys.argv[1:])
     try:
         if args.seeds < 1 or args.budget < 1 or args.workers < 1:
             raise GptnasError("--seeds, --budget and --workers must be at least 1")
@@ -51,12 +53,15 @@ def main(argv: list[str] | None = None) -> int:
         identity = harness.study_identity(benchmarks, strategies, args.seeds, args.budget, study, args.gpt)
         harness.claim_output_dir(output_dir, identity)
         tasks = harness.plan(benchmarks, strategies, args.seeds, args.budget, study, output_dir, args.gpt)
-        trajectories = harness.run_all(tasks, args.workers)
-        command = "python -m gptnas.bench " + shlex.join(argv if argv is not None else sys.argv[1:])
-        text = report.write_report(trajectories, benchmarks, strategies, args.budget, output_dir, command, identity)
+        with exclusive_lock(output_dir):  # one study process per folder
+            trajectories = harness.run_all(tasks, args.workers)
+            text = report.write_report(trajectories, benchmarks, strategies, args.budget, output_dir, command, identity)
     except GptnasError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; finished runs are saved. Continue with the same command: {command}", file=sys.stderr)
+        return 130
     print(text)
     print(f"\nreport: {output_dir / 'report.md'}")
     return 0
