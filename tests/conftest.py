@@ -1,6 +1,7 @@
 """Test settings: benchmark tables come from ../shared/benchmarks when present (never the network)."""
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,16 @@ def requires_table():
             pytest.skip(f"benchmark table {name} is not in {os.environ.get(BENCHMARK_DIR_ENV)}")
 
     return check
+
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"  # the commit tests' offline Hub caches claim
+
+
+def offline_cache(tmp_path, repo_id, folder) -> Path:
+    """A Hugging Face cache laid out as huggingface_hub lays it out, holding `folder` as repo_id@main."""
+    cache = tmp_path / "hub"
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    shutil.copytree(folder, repo / "snapshots" / COMMIT)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+    return cache

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import COMMIT, offline_cache
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 from torch import nn
@@ -31,8 +32,6 @@ from gptnas.training.retrain import RetrainSettings, retrain
 # Three strided blocks first keep the network cheap: most of it runs at 4x4.
 TINY = CifarArch(16, (Block("resnet_basic", 16, 2),) * 3 + (Block("resnet_basic", 16, 1),) * 7)
 QUICK = RetrainSettings(epochs=1, batch_size=32, max_train_examples=64, device="cpu")
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
@@ -175,16 +174,6 @@ def test_bad_push_flags_are_refused_before_any_training(tmp_path, capsys, args, 
     assert len(err) == 1 and message in err[0]
     assert evolve.main(["--space", "cifar", "--push_to_hub", "--hub_model_id", "org/net"]) == 2
     assert "need --retrain RUN_DIR" in capsys.readouterr().err
-
-
-def offline_cache(tmp_path, repo_id, folder) -> Path:
-    """A Hugging Face cache laid out as huggingface_hub lays it out, holding `folder` as repo_id@main."""
-    cache = tmp_path / "hub"
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    shutil.copytree(folder, repo / "snapshots" / COMMIT)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(COMMIT)
-    return cache
 
 
 def test_a_hub_id_loads_from_the_offline_cache_and_a_missing_one_says_so_in_one_line(run, tmp_path):

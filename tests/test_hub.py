@@ -9,22 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import COMMIT, offline_cache
 
 from gptnas.errors import GptnasError
 from gptnas.gpt import hub
 from gptnas.gpt.model import ArchGPT, default_model_dir, file_sha256
-
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-def offline_cache(tmp_path, repo_id, folder) -> Path:
-    """A Hugging Face cache laid out as huggingface_hub lays it out, holding `folder` as repo_id@main."""
-    cache = tmp_path / "hub"
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    shutil.copytree(folder, repo / "snapshots" / COMMIT)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(COMMIT)
-    return cache
 
 
 def run_offline(cache, code):
