@@ -116,12 +116,18 @@ def test_constraints_are_respected(tmp_path, requires_table):
         (["--evaluator", "oracle"], "unknown evaluator 'oracle'; valid: benchmark"),
         (["--resume", "nowhere"], "nowhere is not a gptnas run directory"),
         (["--candidate_ranking", "best"], "unknown candidate_ranking 'best'; valid: likelihood, gain"),
+        (["--temperature", "nan"], "temperature must be a finite number >= 0"),
+        (["--temperature", "inf"], "temperature must be a finite number >= 0"),
+        (["--temperature", "-1"], "temperature must be a finite number >= 0"),
+        (["--top_k", "-3"], "top_k must be >= 1"),
+        (["--max_params", "-5"], "max_params must be >= 1"),
     ],
 )
 def test_bad_input_is_refused_before_any_work(tmp_path, capsys, args, message):
     assert evolve.main([*args, "--output_dir", str(tmp_path / "x")] if "--resume" not in args else args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "x").exists()  # nothing made for a run that cannot start
 
 
 @pytest.mark.parametrize("ranking", [[], ["--reconstruct_candidates", "3", "--candidate_ranking", "gain"]])

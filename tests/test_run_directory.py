@@ -219,18 +219,6 @@ def test_one_process_per_run_directory_and_the_lock_dies_with_its_holder(tmp_pat
         pass
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--temperature", "nan"], "temperature must be a finite number >= 0"),
-    (["--temperature", "inf"], "temperature must be a finite number >= 0"),
-    (["--temperature", "-1"], "temperature must be a finite number >= 0"),
-    (["--top_k", "-3"], "top_k must be >= 1"),
-    (["--max_params", "-5"], "max_params must be >= 1"),
-])
-def test_bad_numbers_are_refused_in_one_line(tmp_path, capsys, args, message):
-    refused(capsys, [*NB201, *args, "--output_dir", str(tmp_path / "x")], message)
-    assert not (tmp_path / "x").exists()
-
-
 def test_unusable_output_dirs_and_configs_are_refused_in_one_line(tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("x")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -185,10 +184,9 @@ def run_one(task: RunTask) -> dict:
 def _init_worker(parent: int) -> None:
     import torch
 
-    from gptnas.search.executors import die_with_parent
+    from gptnas.search.executors import tie_to_parent
 
-    die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the study's to handle
+    tie_to_parent(parent)
     torch.set_num_threads(1)  # one core per run: the runs themselves are the parallelism
 
 

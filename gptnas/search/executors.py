@@ -58,10 +58,15 @@ def die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
 
 
+def tie_to_parent(parent: int) -> None:
+    """A worker lives only as long as `parent` and leaves Ctrl-C to it (the parent stops the workers)."""
+    die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _start_worker(parent: int, slots) -> None:
     """Ties the worker to the search's life and gives it one GPU of its own (when there are GPUs)."""
-    die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the search's to handle, not each worker's
+    tie_to_parent(parent)
     gpu = slots.get()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
