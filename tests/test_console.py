@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import evolve
 from gptnas.config import from_dict, load_yaml
 from gptnas.evaluators import get_evaluator
@@ -37,7 +39,8 @@ def test_the_progress_bar_ends_at_100_percent_of_what_was_evaluated(tmp_path, re
     assert "100%" in bars[-1] and f"{evaluated}/{evaluated}" in bars[-1]  # ... and the bar ends full anyway
 
 
-def test_ctrl_c_prints_one_line_with_the_resume_command_and_the_run_resumes(tmp_path, requires_table):
+@pytest.mark.parametrize("moment", ["results.sqlite", "checkpoint.json"])  # while workers start; mid-run
+def test_ctrl_c_prints_one_line_with_the_resume_command_and_the_run_resumes(tmp_path, requires_table, moment):
     requires_table("nas-bench-201:cifar10")
     run = tmp_path / "run"
     process = subprocess.Popen([sys.executable, str(ROOT / "evolve.py"), *NB201, "--population", "30", "--generations",
@@ -45,7 +48,7 @@ def test_ctrl_c_prints_one_line_with_the_resume_command_and_the_run_resumes(tmp_
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
     deadline = time.time() + 120
-    while time.time() < deadline and not (run / "checkpoint.json").exists():
+    while time.time() < deadline and not (run / moment).exists():
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGINT)  # what a terminal sends to the whole process group
     _, err = process.communicate(timeout=60)

@@ -25,6 +25,7 @@ from gptnas.config import from_dict, load_yaml
 from gptnas.errors import GptnasError
 from gptnas.files import write_atomic, write_json
 from gptnas.search.config import EvolveConfig
+from gptnas.search.executors import workers_ignore_ctrl_c
 from gptnas.search.strategies import get_strategy, strategy_names
 from gptnas.tables import TABLES_BY_SPACE
 
@@ -204,7 +205,8 @@ def run_all(tasks: list[RunTask], workers: int) -> list[dict]:
         else:
             pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(os.getpid(),))
             try:
-                futures = {pool.submit(run_one, tasks[i]): i for i in order}
+                with workers_ignore_ctrl_c():  # the pool starts its workers on submit
+                    futures = {pool.submit(run_one, tasks[i]): i for i in order}
                 for future in as_completed(futures):
                     results[futures[future]] = future.result()
                     progress.update(1)

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from typing import Iterator
 
 from gptnas.errors import GptnasError
@@ -58,6 +59,21 @@ def die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
 
 
+@contextmanager
+def workers_ignore_ctrl_c():
+    """Worker processes started inside this block ignore Ctrl-C from their first instruction (an ignored
+    signal stays ignored across exec, and Python then installs no KeyboardInterrupt handler), so a
+    Ctrl-C while they start prints no traceback from them; the search handles it and stops them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def tie_to_parent(parent: int) -> None:
     """A worker lives only as long as `parent` and leaves Ctrl-C to it (the parent stops the workers)."""
     die_with_parent(parent)
@@ -85,7 +101,8 @@ class ProcessExecutor:
         self.workers = workers
 
     def run(self, evaluator, space_name: str, archs: list) -> Iterator[tuple[int, object]]:
-        futures = {self.pool.submit(evaluate_job, evaluator, space_name, arch): i for i, arch in enumerate(archs)}
+        with workers_ignore_ctrl_c():  # the pool starts its workers on submit
+            futures = {self.pool.submit(evaluate_job, evaluator, space_name, arch): i for i, arch in enumerate(archs)}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
