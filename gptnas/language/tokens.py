@@ -26,9 +26,19 @@ Structure markers
     )add )cat )mul                branches end and merge
     cell node from{j} endcell     a cell DAG: node i sums its edges from earlier nodes j
     repeat{n}                     the cell just written repeats n times
+
+Conditioning tokens (optional, in this order, before the space tag)
+    q0 .. q4                      quality: the quintile of the network's accuracy among the networks of
+                                  its own source (q4: the best fifth); absent when the quality is unknown
+    p10k p18k ... p562m p1g       cost: the parameter-count bucket, named by its upper edge (quarter
+                                  decades: 10k, 18k, 32k, 56k, 100k, ...); p10k holds everything up to
+                                  10k, p1g everything above 562m
+    A conditioned sequence reads `q4 p1m space:cifar ...`: what follows is a network of that quality
+    and size. Generation under a condition feeds these tokens as a prompt; the grammar starts after them.
 """
 
 import math
+from bisect import bisect_left, bisect_right
 
 BOS, EOS, PAD, UNK = "<bos>", "<eos>", "<pad>", "<unk>"
 SPECIAL_TOKENS = (BOS, EOS, PAD, UNK)
@@ -38,6 +48,63 @@ FORK, SPLIT, NEXT_BRANCH = "(", "(split", "|"
 MERGE_ADD, MERGE_CAT, MERGE_MUL = ")add", ")cat", ")mul"
 
 ACTIVATIONS = ("relu", "relu6", "silu", "gelu", "hswish", "hsigmoid", "sigmoid", "tanh", "lrelu", "elu")
+
+
+QUALITY_LEVELS = 5
+QUALITY_TOKENS = tuple(f"q{level}" for level in range(QUALITY_LEVELS))
+BEST_QUALITY = QUALITY_TOKENS[-1]
+# Upper edges of the parameter-count buckets: quarter decades from 10k to 1G.
+PARAM_EDGES = tuple(round(10 ** (4 + k / 4)) for k in range(21))
+
+
+def _si(count: int) -> str:
+    """10000 -> 10k, 17783 -> 18k, 1778279 -> 1.8m: two significant digits, at least the integer part."""
+    for unit, scale in (("g", 10**9), ("m", 10**6), ("k", 10**3)):
+        if count >= scale:
+            value = count / scale
+            return f"{value:.1f}".rstrip("0").rstrip(".") + unit if value < 10 else f"{round(value)}{unit}"
+    return str(count)
+
+
+PARAM_TOKENS = tuple(f"p{_si(edge)}" for edge in PARAM_EDGES)
+CONDITION_TOKENS = QUALITY_TOKENS + PARAM_TOKENS
+
+
+def quality(level: int) -> str:
+    """The quality token of a level (0: worst fifth ... 4: best fifth)."""
+    if not 0 <= level < QUALITY_LEVELS:
+        raise ValueError(f"quality level must be 0..{QUALITY_LEVELS - 1}, got {level}")
+    return QUALITY_TOKENS[level]
+
+
+def quality_levels(scores: list[float]) -> list[int]:
+    """Each score's quintile among `scores` (higher is better), from its rank; tied scores share
+    their mean rank, so the levels of a source are as even as its ties allow."""
+    n, order = len(scores), sorted(scores)
+    mean_ranks = [(bisect_left(order, s) + bisect_right(order, s) - 1) / 2 for s in scores]
+    return [min(QUALITY_LEVELS - 1, int(rank * QUALITY_LEVELS // n)) for rank in mean_ranks]
+
+
+def params_bucket(count: int) -> str:
+    """The cost token of a parameter count: the bucket whose upper edge is the first at or above it."""
+    for edge, token in zip(PARAM_EDGES, PARAM_TOKENS):
+        if count <= edge:
+            return token
+    return PARAM_TOKENS[-1]
+
+
+def condition(quality_level: int | None = None, params: int | None = None) -> list[str]:
+    """The conditioning prefix: a quality token and/or a cost token, in that order (either may be None)."""
+    out = [] if quality_level is None else [quality(quality_level)]
+    return out + ([] if params is None else [params_bucket(params)])
+
+
+def split_condition(tokens: list[str]) -> tuple[list[str], list[str]]:
+    """(the leading conditioning tokens, the rest)."""
+    n = 0
+    while n < len(tokens) and tokens[n] in CONDITION_TOKENS:
+        n += 1
+    return tokens[:n], tokens[n:]
 
 
 def space_tag(space_name: str) -> str:
@@ -112,7 +179,7 @@ _MARKERS = {BLOCK, FORK, SPLIT, NEXT_BRANCH, MERGE_ADD, MERGE_CAT, MERGE_MUL, "c
 
 def is_layer(token: str) -> bool:
     """True for tokens that are layers (conv, bn, relu, pools, ...), not properties or markers."""
-    if token in _MARKERS or token in SPECIAL_TOKENS or token.startswith("space:"):
+    if token in _MARKERS or token in SPECIAL_TOKENS or token in CONDITION_TOKENS or token.startswith("space:"):
         return False
     if token[0] in "wg" and token[1:].isdigit():  # width, groups
         return False
