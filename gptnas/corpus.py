@@ -9,8 +9,13 @@ writes
 
 Models are built on the meta device (no weights, no downloads) and written with
 gptnas.language.trace. A model the language cannot write is skipped and counted,
-never half-written. The build is deterministic: same library versions, same bytes.
-Needs the corpus extra: pip install torch==2.14.1 torchvision==0.29.1 timm
+never half-written. Every record then gets its quality and cost tokens from published
+ImageNet-1k results (gptnas.corpus_quality). The build is deterministic: same library
+versions, same bytes. Needs the corpus extra: pip install torch==2.14.1 torchvision==0.29.1 timm
+
+    python -m gptnas.corpus --annotate_only --out data
+
+redoes only the last step on the files already there (no tracing, no timm), in place.
 """
 
 import argparse
@@ -30,7 +35,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from gptnas import corpus_quality
 from gptnas.errors import GptnasError
+from gptnas.files import atomic_path, write_atomic
 from gptnas.language import tokens
 from gptnas.language.trace import encode_module
 
@@ -219,13 +226,48 @@ def timm_records(max_tokens: int) -> tuple[list[dict], Skipped]:
     return records, skipped
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as f:
+        return [json.loads(line) for line in f]
+
+
 def write_jsonl(records: list[dict], path: Path) -> None:
     lines = "".join(json.dumps(r) + "\n" for r in records).encode()
-    if path.suffix == ".gz":
-        with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
-            out.write(lines)  # no name or timestamp in the header: rebuilds are byte-identical
-    else:
-        path.write_bytes(lines)
+    with atomic_path(path) as tmp:  # files are rewritten in place: never leave half of one
+        if path.suffix == ".gz":
+            with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
+                out.write(lines)  # no name or timestamp in the header: rebuilds are byte-identical
+        else:
+            tmp.write_bytes(lines)
+
+
+def _replace_section(card: str, heading: str, body: str) -> str:
+    """The card with the body of its section `## heading` (up to the next heading) replaced."""
+    start = card.find(f"\n## {heading}\n\n")
+    if start < 0:
+        raise GptnasError(f"the data card has no section '## {heading}'; rebuild it with `python -m gptnas.corpus`")
+    start += len(f"\n## {heading}\n\n")
+    end = card.find("\n## ", start - 1)  # an empty section ends at once
+    return card[:start] + body + (card[end:] if end >= 0 else "")
+
+
+def annotate_in_place(folder: Path, timm_results: Path) -> tuple[list[dict], list[dict]]:
+    """Gives the corpus files in `folder` their quality and cost tokens again, and refreshes the data
+    card's sections that depend on them; the rest of the card (from the tracing build) stays."""
+    finetune_path, pretrain_path, card_path = folder / FINETUNE_FILE, folder / PRETRAIN_FILE, folder / "README.md"
+    for path in (finetune_path, pretrain_path, card_path):
+        if not path.is_file():
+            raise GptnasError(f"{path} does not exist; build the corpus with `python -m gptnas.corpus --out {folder}`")
+    finetune, pretrain = corpus_quality.annotate_corpora(read_jsonl(finetune_path), read_jsonl(pretrain_path),
+                                                         timm_results)
+    card = _replace_section(card_path.read_text(), "Quality and cost tokens",
+                            corpus_quality.card_section(FINETUNE_FILE, finetune, PRETRAIN_FILE, pretrain))
+    card = _replace_section(card, "Token statistics", _token_section(finetune, pretrain))
+    write_jsonl(finetune, finetune_path)
+    write_jsonl(pretrain, pretrain_path)
+    write_atomic(card_path, card)
+    return finetune, pretrain
 
 
 def _token_stats(records: list[dict]) -> str:
@@ -235,6 +277,12 @@ def _token_stats(records: list[dict]) -> str:
             f"mean {statistics.mean(lengths):.0f}, median {statistics.median(lengths):.0f}, "
             f"min {min(lengths)}, max {max(lengths)}; blocks per network: "
             f"mean {statistics.mean(r['n_blocks'] for r in records):.1f}")
+
+
+def _token_section(finetune: list[dict], pretrain: list[dict]) -> str:
+    vocab = {w for r in finetune + pretrain for w in r["text"].split()}
+    return (f"- finetune: {_token_stats(finetune)}\n- pretrain: {_token_stats(pretrain)}\n"
+            f"- both files: {len(vocab)} distinct tokens.\n")
 
 
 def _family_table(finetune: list[dict], pretrain: list[dict]) -> str:
@@ -263,20 +311,20 @@ def data_card(finetune: list[dict], pretrain: list[dict], skipped: Skipped, max_
     import timm
     import torchvision
 
-    def body(record):  # the text without its space tag
-        return record["text"].split(" ", 1)[1]
+    def body(record):  # the text without its conditioning tokens and space tag
+        return " ".join(tokens.split_condition(record["text"].split())[1][1:])
 
     finetune_bodies = {body(r): r["name"] for r in finetune}
     overlap = sorted(f"{r['name']} = {finetune_bodies[body(r)]}" for r in pretrain if body(r) in finetune_bodies)
-    vocab = sorted({w for r in finetune + pretrain for w in r["text"].split()})
     n_aliases = sum(len(r["aliases"]) for r in pretrain)
     return f"""# Architecture corpora
 
 Human-designed networks written in the gptnas architecture language
 (`gptnas/language/tokens.py`), one JSON record per network:
 `name`, `source` (torchvision or timm), `family` (hold out whole families with it),
-`text` (space-separated tokens, starting with `space:<source>`), `n_tokens`, `n_blocks`,
-`params` (parameter count), `aliases` (other model names with the identical token sequence).
+`text` (space-separated tokens: the conditioning tokens, then `space:<source>` and the layers),
+`n_tokens`, `n_blocks`, `params` (parameter count), `aliases` (other model names with the identical
+token sequence), `top1`, `quality`, `quality_source`, `pretrain` (see "Quality and cost tokens").
 
 | file | content |
 |---|---|
@@ -296,26 +344,27 @@ Only architectures are used: no weights are downloaded or stored.
 
 ## Rules
 
-- No benchmark accuracy enters the default corpus, and no random search-space samples:
-  every record is a network a person designed and published.
+- No NAS benchmark table enters these files, and no random search-space samples: every record
+  is a network a person designed and published; its only accuracy is the published ImageNet-1k
+  result behind its quality token.
 - timm models with identical token sequences are stored once, under the first name in sorted
   order; the others are listed in `aliases` ({n_aliases} aliases merged).
 - Networks longer than {max_tokens} tokens are left out.
 - A model is skipped, never partly written, when it uses a layer the language has no token for
   or its graph is not series-parallel (see below).
-- {len(overlap)} timm records have, space tag aside, exactly the tokens of a fine-tuning network
-  ({", ".join(overlap) if overlap else "none"}); hold out their families when that matters.
+- {len(overlap)} timm records have, conditioning tokens and space tag aside, exactly the tokens of a
+  fine-tuning network ({", ".join(overlap) if overlap else "none"}); hold out their families when that matters.
 
+## Quality and cost tokens
+
+{corpus_quality.card_section(FINETUNE_FILE, finetune, PRETRAIN_FILE, pretrain)}
 ## Counts per family
 
 {_family_table(finetune, pretrain)}
 
 ## Token statistics
 
-- finetune: {_token_stats(finetune)}
-- pretrain: {_token_stats(pretrain)}
-- both files: {len(vocab)} distinct tokens.
-
+{_token_section(finetune, pretrain)}
 ## Skipped timm models
 
 {skipped.count()} of {skipped.count() + len(pretrain) + n_aliases} timm candidates (the patterns in
@@ -331,6 +380,7 @@ python -m gptnas.corpus --out data
 ```
 
 The build is deterministic: the same library versions give byte-identical files.
+It reads timm's published results from `../shared/data/timm` (`--timm_results DIR`).
 """
 
 
@@ -341,6 +391,12 @@ def main(argv: list[str] | None = None) -> int:
                     "and their data card. Needs torchvision and timm (the corpus extra).",
     )
     parser.add_argument("--out", type=Path, default=Path("data"), help="output directory (default: data)")
+    parser.add_argument("--annotate_only", action="store_true",
+                        help="only give the corpus files already in --out their quality and cost tokens again "
+                             "(no tracing, needs no timm or torchvision)")
+    parser.add_argument("--timm_results", type=Path, default=corpus_quality.TIMM_RESULTS_DIR,
+                        help="folder with timm's results-imagenet.csv and model_metadata-in1k.csv "
+                             "(default: ../shared/data/timm beside the repository)")
     parser.add_argument("--max_tokens", type=int, default=MAX_TOKENS,
                         help=f"leave out networks longer than this many tokens (default: {MAX_TOKENS})")
     parser.add_argument("-v", "--verbose", action="store_true", help="also log debugging details")
@@ -348,17 +404,25 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.annotate_only:
+            finetune, pretrain = annotate_in_place(args.out, args.timm_results)
+            log.info("annotated %d torchvision and %d timm networks in %s: %d and %d with a quality token",
+                     len(finetune), len(pretrain), args.out, *(sum(r["quality"] is not None for r in records)
+                                                               for records in (finetune, pretrain)))
+            return 0
         finetune = torchvision_records()
         pretrain, skipped = timm_records(args.max_tokens)
+        corpus_quality.check_torchvision_pins()
+        finetune, pretrain = corpus_quality.annotate_corpora(finetune, pretrain, args.timm_results)
         args.out.mkdir(parents=True, exist_ok=True)
         write_jsonl(finetune, args.out / FINETUNE_FILE)
         write_jsonl(pretrain, args.out / PRETRAIN_FILE)
-        (args.out / "README.md").write_text(data_card(finetune, pretrain, skipped, args.max_tokens))
+        write_atomic(args.out / "README.md", data_card(finetune, pretrain, skipped, args.max_tokens))
     except GptnasError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     log.info("wrote %d torchvision and %d timm networks to %s (%d timm models skipped)",
-                len(finetune), len(pretrain), args.out, skipped.count())
+             len(finetune), len(pretrain), args.out, skipped.count())
     return 0
 
 

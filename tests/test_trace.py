@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gptnas.errors import GptnasError
+from gptnas.language.tokens import split_condition
 from gptnas.language.trace import encode_module
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -267,5 +268,6 @@ def test_committed_corpus_files_load_with_datasets(tmp_path):
     for record in (finetune[0], pretrain[0]):
         words = record["text"].split()
         assert record["n_tokens"] == len(words) <= 4096
-        assert words[0] == f"space:{record['source']}" and words[-1] == "classifier"
+        _, architecture = split_condition(words)
+        assert architecture[0] == f"space:{record['source']}" and words[-1] == "classifier"
         assert record["n_blocks"] == words.count("block")

@@ -1,7 +1,7 @@
 """The word-level tokenizer of the architecture language.
 
-Its vocabulary is every token any search space can write plus every token of
-the corpus, sorted, after the special tokens, so rebuilding from the same
+Its vocabulary is every token any search space can write, every token of the
+corpus and the conditioning tokens (quality, cost), sorted, after the special tokens, so rebuilding from the same
 corpus gives the same ids. Encoding adds `<bos>` in front; training appends
 `<eos>` itself, so a prefix fed to generation stays open-ended.
 
@@ -21,7 +21,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 from gptnas.errors import GptnasError
-from gptnas.language.tokens import BOS, EOS, PAD, SPECIAL_TOKENS, UNK
+from gptnas.language.tokens import BOS, CONDITION_TOKENS, EOS, PAD, SPECIAL_TOKENS, UNK
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.corpus.is_dir() or not corpus_files(args.corpus):
             raise GptnasError(f"no corpus JSONL files in {args.corpus}; build them with `python -m gptnas.corpus`")
-        words = corpus_words(args.corpus) | space_words()
+        words = corpus_words(args.corpus) | space_words() | set(CONDITION_TOKENS)
         tokenizer = build_tokenizer(words, args.max_length)
         tokenizer.save_pretrained(args.out)
     except GptnasError as error:

@@ -82,7 +82,7 @@ def quality_levels(scores: list[float]) -> list[int]:
     their mean rank, so the levels of a source are as even as its ties allow."""
     n, order = len(scores), sorted(scores)
     mean_ranks = [(bisect_left(order, s) + bisect_right(order, s) - 1) / 2 for s in scores]
-    return [min(QUALITY_LEVELS - 1, int(rank * QUALITY_LEVELS // n)) for rank in mean_ranks]
+    return [min(QUALITY_LEVELS - 1, int((rank + 0.5) * QUALITY_LEVELS / n)) for rank in mean_ranks]
 
 
 def params_bucket(count: int) -> str:
