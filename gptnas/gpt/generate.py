@@ -4,6 +4,10 @@ Batched and KV-cached: prefixes of different lengths are left-padded, and at
 every step the logits of tokens the space's grammar does not allow are set to
 -inf before sampling. Masks are cached per allowed-token set, so a step costs
 one model call plus a dictionary look-up per sequence.
+
+A condition (quality and cost tokens, gptnas/language/tokens.py) is a prompt:
+it sits between `<bos>` and the architecture's tokens, and the grammar starts
+after it.
 """
 
 from __future__ import annotations
@@ -80,11 +84,13 @@ def sample(
     generator: torch.Generator | None = None,
     masks: MaskCache | None = None,
     stop_after: list[int] | None = None,
+    conditions: list[list[str]] | None = None,
 ) -> list[Sampled]:
     """Completes each token prefix into a full architecture spelling (prefix included, no EOS).
 
     With `stop_after[row]` = k, a row stops once its k-th segment is complete (the model
     started the next one, or ended the architecture): one block regenerated in context.
+    `conditions[row]` are conditioning tokens put before the row's prefix (not in the output).
     """
     check_sampling(temperature, top_k)
     device = next(model.parameters()).device
@@ -95,7 +101,8 @@ def sample(
     outputs = [list(p) for p in prefixes]
     log_probs = [0.0] * len(prefixes)
 
-    input_ids, attention, positions = left_padded_prompts(vocab, prefixes, device)
+    prompts = prefixes if conditions is None else [c + p for c, p in zip(conditions, prefixes, strict=True)]
+    input_ids, attention, positions = left_padded_prompts(vocab, prompts, device)
     out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True)
     past, logits = out.cache, out.logits[:, -1, :]
     active = list(range(len(prefixes)))
@@ -153,7 +160,7 @@ def left_padded_prompts(vocab: dict[str, int], prefixes: list[list[str]], device
     input_ids = torch.full((len(prefixes), width), vocab[PAD], dtype=torch.long)
     attention = torch.zeros((len(prefixes), width), dtype=torch.long)
     for row, prefix in enumerate(prefixes):
-        ids = [vocab[BOS]] + [vocab[t] for t in prefix]
+        ids = [vocab[BOS]] + token_ids(vocab, prefix)
         input_ids[row, width - len(ids) :] = torch.tensor(ids)
         attention[row, width - len(ids) :] = 1
     input_ids, attention = input_ids.to(device), attention.to(device)
@@ -178,26 +185,59 @@ def choose(logits: torch.Tensor, allowed: torch.Tensor, temperature: float, top_
     return choice, chosen_log_probs
 
 
-@torch.no_grad()
-def log_likelihood(model, vocab: dict[str, int], space, sequences: list[list[str]], constrained: bool = True) -> list[float]:
-    """Log-probability of each complete spelling (and its EOS) under the model.
+def token_ids(vocab: dict[str, int], tokens: list[str]) -> list[int]:
+    """The ids of `tokens`; GptnasError naming the first the tokenizer lacks (e.g. conditioning tokens
+    given to a model trained before they existed)."""
+    missing = [t for t in tokens if t not in vocab]
+    if missing:
+        raise GptnasError(f"the model's tokenizer has no token {missing[0]!r}; use a model trained with it "
+                          "(conditioning tokens need a GPT trained on the conditioned corpus)")
+    return [vocab[t] for t in tokens]
 
-    With `constrained`, each step is renormalised over the tokens the grammar
-    allows, i.e. the probability that constrained sampling produces it.
+
+@torch.no_grad()
+def log_likelihood(model, vocab: dict[str, int], space, sequences: list[list[str]], constrained: bool = True,
+                   conditions: list[list[str]] | None = None, batch_size: int = 64) -> list[float]:
+    """Log-probability of each complete spelling (and its EOS) under the model, given its condition.
+
+    With `constrained`, each step is renormalised over the tokens the grammar allows, i.e. the
+    probability that constrained sampling produces it. `conditions[i]` (conditioning tokens) sit
+    between `<bos>` and the spelling; they are given, not scored.
     """
     device = next(model.parameters()).device
     masks = MaskCache(vocab, device)
+    conditions = conditions or [[] for _ in sequences]
     scores = []
-    for tokens in sequences:
-        ids = torch.tensor([[vocab[BOS]] + [vocab[t] for t in tokens] + [vocab[EOS]]], device=device)
-        logits = model(input_ids=ids[:, :-1]).logits[0].float()
+    for start in range(0, len(sequences), batch_size):
+        rows = list(zip(conditions[start : start + batch_size], sequences[start : start + batch_size], strict=True))
+        scores += _batch_log_likelihood(model, vocab, space, rows, constrained, masks, device)
+    return scores
+
+
+def _batch_log_likelihood(model, vocab, space, rows, constrained, masks, device) -> list[float]:
+    """`log_likelihood` of one right-padded batch of (condition, spelling) rows."""
+    ids = [[vocab[BOS]] + token_ids(vocab, c + t) + [vocab[EOS]] for c, t in rows]
+    width = max(len(i) for i in ids)
+    input_ids = torch.full((len(ids), width), vocab[PAD], dtype=torch.long)
+    for row, row_ids in enumerate(ids):
+        input_ids[row, : len(row_ids)] = torch.tensor(row_ids)
+    input_ids = input_ids.to(device)
+    attention = (torch.arange(width)[None, :] < torch.tensor([len(i) for i in ids])[:, None]).long().to(device)
+    logits = model(input_ids=input_ids[:, :-1], attention_mask=attention[:, :-1]).logits.float()
+    log_probs = logits.log_softmax(-1)
+    scores = []
+    for row, (condition, tokens) in enumerate(rows):
+        first = len(condition)  # logits at position j predict token j + 1; the spelling starts after the condition
+        targets = input_ids[row, first + 1 : first + len(tokens) + 2]
+        step_logits = logits[row, first : first + len(tokens) + 1]
         if constrained:
             state, allowed = space.start(), []
             for token in tokens:
                 allowed.append(masks(space.allowed(state)))
                 state = space.step(state, token)
             allowed.append(masks(space.allowed(state)))
-            logits = logits.masked_fill(~torch.stack(allowed), float("-inf"))
-        logp = logits.log_softmax(-1).gather(1, ids[0, 1:, None]).sum()
-        scores.append(float(logp))
+            step_log_probs = step_logits.masked_fill(~torch.stack(allowed), float("-inf")).log_softmax(-1)
+        else:
+            step_log_probs = log_probs[row, first : first + len(tokens) + 1]
+        scores.append(float(step_log_probs.gather(1, targets[:, None]).sum()))
     return scores

@@ -33,7 +33,7 @@ from gptnas.errors import GptnasError, one_line
 from gptnas.files import atomic_path, file_sha256
 from gptnas.gpt import generate, training
 from gptnas.hub import local_folder
-from gptnas.language.tokens import BOS, EOS, PAD
+from gptnas.language.tokens import BOS, EOS, PAD, QUALITY_LEVELS, condition
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,8 @@ LORA_RANK, LORA_ALPHA, LORA_DROPOUT = 8, 16, 0.05
 LORA_TARGETS = ("c_attn", "c_proj", "c_fc")  # every attention and MLP projection of a GPT-2 block
 
 VOCAB_KEY = "gptnas_vocab_sha256"  # in the model's config.json: the fingerprint of its tokenizer's vocabulary
-SHIPPED_NAME = "gptnas/default_model"  # how `ArchGPT.source` names the model shipped in the package
+SHIPPED_NAME = "gptnas/default_model"
+MAX_REDRAWS = 20  # rounds of drawing again the samples above max_params  # how `ArchGPT.source` names the model shipped in the package
 
 
 def default_model_dir() -> Path:
@@ -112,6 +113,28 @@ def new_model(tokenizer, n_layer=4, n_head=4, n_embd=128, n_positions=2048, drop
     )
     model = GPT2LMHeadModel(config)
     stamp_vocab(model, tokenizer)
+    return model
+
+
+def extend_vocabulary(model, old_tokenizer, new_tokenizer):
+    """`model` re-indexed for `new_tokenizer`: each token both vocabularies share keeps its embedding
+    (and, tied to it, its output row); tokens only the new one are drawn around the mean embedding with
+    the old embeddings' spread per dimension (seeded), so that new tokens start distinct."""
+    old_vocab, new_vocab = old_tokenizer.get_vocab(), new_tokenizer.get_vocab()
+    old = model.get_input_embeddings().weight.detach()
+    noise = torch.randn(len(new_vocab), old.shape[1], generator=torch.Generator().manual_seed(0))
+    rows = old.mean(0, keepdim=True) + noise * old.std(0, keepdim=True)
+    shared = [(new_id, old_vocab[token]) for token, new_id in new_vocab.items() if token in old_vocab]
+    new_ids, old_ids = zip(*shared)
+    rows[list(new_ids)] = old[list(old_ids)]
+    model.resize_token_embeddings(len(new_vocab), mean_resizing=False)
+    model.get_input_embeddings().weight.data.copy_(rows)
+    model.tie_weights()
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        setattr(model.config, key, new_vocab[getattr(old_tokenizer, key.removesuffix("_id"))])
+    model.config.vocab_size = len(new_vocab)
+    stamp_vocab(model, new_tokenizer)
+    log.info("extended the vocabulary from %d to %d tokens (%d shared)", len(old_vocab), len(new_vocab), len(shared))
     return model
 
 
@@ -217,9 +240,12 @@ class ArchGPT:
     # ------------------------------------------------------------ generation
 
     def complete(self, space, prefixes=("",), n: int = 1, temperature: float = 1.0, top_k: int | None = None,
-                 seed: int = 0, batch_size: int = 256) -> list[list]:
+                 seed: int = 0, batch_size: int = 256, quality: int | None = None,
+                 max_params: int | None = None) -> list[list]:
         """`n` architectures of `space` completing each prefix (an encoded-token string, possibly empty).
 
+        `quality` (0..4, 4: the best fifth) and `max_params` condition the GPT (gptnas/language/tokens.py);
+        with `max_params`, samples above it are drawn again, so none exceeds it.
         Returns one list of `n` architectures per prefix; same seed, same output.
         """
         from gptnas.spaces import get_space
@@ -229,31 +255,52 @@ class ArchGPT:
         for name, value in (("n", n), ("batch_size", batch_size)):
             if not is_int(value) or value < 1:
                 raise GptnasError(f"{name} must be an integer >= 1, got {value!r}")
+        condition = check_condition(quality, max_params)
         generate.check_sampling(temperature, top_k)
         rows = [p.split() for p in prefixes for _ in range(n)]
         generator = torch.Generator(device=self.device).manual_seed(seed)
-        spelled: list[generate.Sampled] = []
-        for start in range(0, len(rows), batch_size):
-            spelled += self.sample(space, rows[start : start + batch_size], temperature, top_k, generator)
-        archs = [space.decode(" ".join(s.tokens)) for s in spelled]
-        return [archs[i : i + n] for i in range(0, len(archs), n)]
+        archs: list = [None] * len(rows)
+        todo = list(range(len(rows)))
+        for _ in range(MAX_REDRAWS):
+            for start in range(0, len(todo), batch_size):
+                batch = todo[start : start + batch_size]
+                drawn = self.sample(space, [rows[i] for i in batch], temperature, top_k, generator,
+                                    conditions=[condition] * len(batch))
+                for i, s in zip(batch, drawn):
+                    archs[i] = space.decode(" ".join(s.tokens))
+            todo = [i for i in todo if max_params is not None and space.cost(archs[i])["params"] > max_params]
+            if not todo:
+                return [archs[i : i + n] for i in range(0, len(archs), n)]
+        raise GptnasError(f"{len(todo)} of {len(rows)} samples stayed above max_params={max_params} after "
+                          f"{MAX_REDRAWS} draws; raise max_params (space {space.name})")
 
     def sample(self, space, rows: list[list[str]], temperature: float = 1.0, top_k: int | None = None,
-               generator: torch.Generator | None = None, stop_after: list[int] | None = None) -> list[generate.Sampled]:
-        """Low-level batched sampling from token prefixes (see `generate.sample`)."""
+               generator: torch.Generator | None = None, stop_after: list[int] | None = None,
+               conditions: list[list[str]] | None = None) -> list[generate.Sampled]:
+        """Low-level batched sampling from token prefixes, each under its condition (see `generate.sample`)."""
         return generate.sample(
             self.model, self.vocab, space, rows, temperature=temperature, top_k=top_k,
-            generator=generator, masks=self._masks, stop_after=stop_after,
+            generator=generator, masks=self._masks, stop_after=stop_after, conditions=conditions,
         )
 
-    def score(self, space, archs, constrained: bool = True) -> list[float]:
-        """Log-likelihood of each architecture's spelling (renormalised over the grammar by default);
-        GptnasError naming the first one that is not an architecture of `space`."""
+    def score(self, space, archs, constrained: bool = True, quality: int | None = None,
+              max_params: int | None = None) -> list[float]:
+        """Log-likelihood of each architecture's spelling (renormalised over the grammar by default), under
+        the condition `quality` / `max_params`; GptnasError naming the first that is not one of `space`."""
         from gptnas.spaces import get_space
 
         space = get_space(space)
         sequences = spellings(space, archs)
-        return generate.log_likelihood(self.model, self.vocab, space, sequences, constrained)
+        condition = check_condition(quality, max_params)
+        return generate.log_likelihood(self.model, self.vocab, space, sequences, constrained,
+                                       conditions=[condition] * len(sequences))
+
+    def quality_ratio(self, space, archs) -> list[float]:
+        """log p(arch | best quality) - log p(arch): how much more likely the best-quality condition
+        makes each architecture. With a GPT that learned quality, it ranks without evaluating."""
+        best = self.score(space, archs, quality=QUALITY_LEVELS - 1)
+        plain = self.score(space, archs)
+        return [b - p for b, p in zip(best, plain)]
 
     # ------------------------------------------------------------ online adaptation
 
@@ -305,6 +352,15 @@ class ArchGPT:
         adapted = generate.log_likelihood(self.model, self.vocab, space, sequences, True)
         before = generate.log_likelihood(self._pristine, self.vocab, space, sequences, True)
         return [now - then for now, then in zip(adapted, before)]
+
+
+def check_condition(quality, max_params) -> list[str]:
+    """The conditioning tokens of `quality` (0..4) and `max_params`; GptnasError for anything else."""
+    if quality is not None and (not is_int(quality) or not 0 <= quality < QUALITY_LEVELS):
+        raise GptnasError(f"quality must be an integer 0..{QUALITY_LEVELS - 1} (4: the best fifth), got {quality!r}")
+    if max_params is not None and (not is_int(max_params) or max_params < 1):
+        raise GptnasError(f"max_params must be a positive integer, got {max_params!r}")
+    return condition(quality, max_params)
 
 
 def is_int(value) -> bool:

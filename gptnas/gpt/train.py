@@ -37,7 +37,7 @@ from transformers import AutoTokenizer, get_scheduler
 from gptnas.config import to_dict
 from gptnas.errors import GptnasError, one_line
 from gptnas.files import write_atomic
-from gptnas.gpt import data, hub, training
+from gptnas.gpt import data, hub, training, transfer
 from gptnas.gpt.model import (
     ADAPTER_FILES,
     LORA_ALPHA,
@@ -45,6 +45,7 @@ from gptnas.gpt.model import (
     LORA_RANK,
     LORA_TARGETS,
     check_folder,
+    extend_vocabulary,
     load_pretrained,
     lora_config,
     new_model,
@@ -79,6 +80,9 @@ class TrainConfig:
     block_size: int = field(default=2048, metadata={"help": "context length; longer architectures are truncated"})
     # model
     model_name_or_path: str | None = field(default=None, metadata={"help": "base model folder or Hub id; none: train from scratch"})
+    extend_vocabulary: bool = field(default=False, metadata={"help": "continue training the base model with the tokenizer "
+                                    "in tokenizer_name (e.g. one with new conditioning tokens): shared tokens keep their "
+                                    "embeddings, new ones start at the mean embedding"})
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
@@ -133,6 +137,8 @@ class TrainConfig:
             str(self.checkpointing_steps).isdigit() and int(self.checkpointing_steps) > 0
         ):
             raise GptnasError(f"checkpointing_steps must be a number of steps or 'epoch', got {self.checkpointing_steps!r}")
+        if self.extend_vocabulary and (self.use_lora or not self.model_name_or_path):
+            raise GptnasError("extend_vocabulary continues a base model with full training: set model_name_or_path, not use_lora")
         if self.use_lora and not self.model_name_or_path:
             raise GptnasError("use_lora needs a base model: set model_name_or_path")
         if self.push_to_hub and not self.hub_model_id:
@@ -303,11 +309,14 @@ def set_up(config: TrainConfig, accelerator: Accelerator, replace: bool = False)
 
 def load_base(config: TrainConfig):
     """(model, tokenizer): a fresh GPT from config, or the base model and its own tokenizer."""
-    if config.model_name_or_path is not None:
+    if config.model_name_or_path is not None and not config.extend_vocabulary:
         return load_pretrained(config.model_name_or_path)
     if not Path(config.tokenizer_name).is_dir():
         raise GptnasError(f"tokenizer folder {config.tokenizer_name} does not exist; build it with `python -m gptnas.language.tokenizer`")
     tokenizer = AutoTokenizer.from_pretrained(config.tokenizer_name)
+    if config.extend_vocabulary:
+        model, old_tokenizer = load_pretrained(config.model_name_or_path)
+        return extend_vocabulary(model, old_tokenizer, tokenizer), tokenizer
     model = new_model(tokenizer, config.n_layer, config.n_head, config.n_embd, config.block_size, config.dropout)
     return model, tokenizer
 
@@ -504,6 +513,13 @@ def train_loop(config: TrainConfig, run: Run, completed_steps: int) -> tuple[dic
     return metrics, summary
 
 
+def record_tables_seen(model, train_files: list[str]) -> None:
+    """The model's config lists every benchmark table it (or its base) was trained on, so that no search
+    uses it on a space whose table it saw (gptnas/gpt/transfer.py)."""
+    seen = sorted(set(transfer.tables_seen(model)) | transfer.corpus_tables(train_files))
+    setattr(model.config, transfer.TABLES_KEY, seen)
+
+
 def save(config: TrainConfig, run: Run, metrics: dict[str, float], summary: dict[str, float]) -> None:
     """metrics.json, the model (or adapter, and merged model) with its tokenizer and card; then the Hub."""
     accelerator, output_dir = run.accelerator, run.output_dir
@@ -513,6 +529,7 @@ def save(config: TrainConfig, run: Run, metrics: dict[str, float], summary: dict
     final = {**summary, **{f"eval_{k}": v for k, v in metrics.items()}}
     (output_dir / "metrics.json").write_text(json.dumps(final, indent=2))
     unwrapped = accelerator.unwrap_model(run.model)
+    record_tables_seen(unwrapped, config.train_files)
     unwrapped.save_pretrained(output_dir, safe_serialization=True)
     run.tokenizer.save_pretrained(output_dir)
     base_model = config.model_name_or_path if config.use_lora else None

@@ -1,14 +1,20 @@
 """Online adaptation, the search's side: which evaluations the GPT learns from.
 
 Only what the search itself evaluated is used (it has already been counted as
-queries), weighted by fitness rank, so the GPT drifts towards what works in
-this space without ever seeing a benchmark table. The training, saving and
-resuming of the adapter is the GPT's own (`ArchGPT.adapt`).
+queries), so the GPT drifts towards what works in this space without ever
+seeing a benchmark table. Two ways:
+- `elite`: the best evaluations, weighted by fitness rank;
+- `ranked` (online conditioning): every evaluation, good and bad, under the
+  quality token of its rank among this run's evaluations, and once more with no
+  token, so that p(arch | q4) / p(arch) tells the best fifth from the rest.
+The training, saving and resuming of the adapter is the GPT's own (`ArchGPT.adapt`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from gptnas.language.tokens import quality, quality_levels
 
 
 def elite(store, top: int) -> tuple[list[str], list[float]]:
@@ -21,9 +27,16 @@ def elite(store, top: int) -> tuple[list[str], list[float]]:
     return [enc for _, enc in done], weights
 
 
-def adapt(gpt, store, out_dir: Path, *, top: int, steps: int, lr: float, seed: int) -> bool:
-    """LoRA-adapts the GPT on the store's elite (or reloads the adapter saved in `out_dir`).
+def ranked(store) -> tuple[list[str], list[float]]:
+    """Every successful evaluation twice: under the quality token of its fitness rank, and unconditioned."""
+    done = [(e.fitness, enc) for _, _, enc, _, e in store.history() if e.ok]
+    levels = quality_levels([fitness for fitness, _ in done])
+    texts = [f"{quality(level)} {enc}" for level, (_, enc) in zip(levels, done)] + [enc for _, enc in done]
+    return texts, [1.0] * len(texts)
 
-    Returns False when there is nothing to learn from yet."""
-    texts, weights = elite(store, top)
+
+def adapt(gpt, store, out_dir: Path, *, data: str, top: int, steps: int, lr: float, seed: int) -> bool:
+    """LoRA-adapts the GPT on the store's evaluations, `elite` or `ranked` (or reloads the adapter saved
+    in `out_dir`). Returns False when there is nothing to learn from yet."""
+    texts, weights = elite(store, top) if data == "elite" else ranked(store)
     return gpt.adapt(texts, weights, out_dir, steps=steps, lr=lr, seed=seed)

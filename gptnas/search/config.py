@@ -11,6 +11,8 @@ from gptnas.search.strategies import get_strategy
 
 EXECUTORS = ("serial", "process", "ray")
 INITS = ("random", "gpt")
+CANDIDATE_RANKINGS = ("likelihood", "gain", "ratio")
+ADAPT_DATA = ("elite", "ranked")
 COST_OBJECTIVES = ("params", "flops", "latency")
 TRACKERS = ("none", "tensorboard", "wandb", "all")
 
@@ -42,6 +44,11 @@ class EvolveConfig:
     sample_size: int = field(default=5, metadata={"help": "tournament size of regularized evolution"})
     budget: int | None = field(default=None, metadata={"help": "stop after this many unique evaluations"})
     novelty_tries: int = field(default=10, metadata={"help": "GA offspring evaluated before are mutated again up to this often (0: never)"})
+    # zero-cost screening (gptnas/search/screen.py), for every strategy
+    screen: str | None = field(default=None, metadata={"help": "rank proposals with this zero-cost proxy (naswot or "
+                               "synflow) and evaluate only the best; queries are counted as before"})
+    screen_pool: int = field(default=4, metadata={"help": "--screen: the strategy proposes this many times as many "
+                             "architectures as it evaluates"})
     # the GPT
     init: str = field(default="random", metadata={"help": "initial population: random or gpt (sampled from the GPT)"})
     gpt: str | None = field(default=None, metadata={"help": "ArchGPT folder or Hub id (default: the shipped model)"})
@@ -53,9 +60,14 @@ class EvolveConfig:
     temperature: float = 1.0
     top_k: int | None = None
     reconstruct_candidates: int = field(default=1, metadata={"help": "samples per rewritten segment; one is kept by --candidate_ranking"})
-    candidate_ranking: str = field(default="likelihood", metadata={"help": "likelihood (the most likely rewrite) or gain "
-                                   "(the one online adaptation made most likely relative to the original GPT)"})
+    candidate_ranking: str = field(default="likelihood", metadata={"help": "likelihood (the most likely rewrite), gain "
+                                   "(the one online adaptation made most likely relative to the original GPT) or ratio "
+                                   "(highest p(arch | best quality) / p(arch): the GPT as a predictor)"})
+    quality: int | None = field(default=None, metadata={"help": "sample the initial population and rewrites under this "
+                                "quality token (0..4, 4: the best fifth); needs a GPT trained with quality tokens"})
     adapt_every: int = field(default=0, metadata={"help": "LoRA-adapt the GPT on the evaluated elite every K generations (0: never)"})
+    adapt_data: str = field(default="elite", metadata={"help": "what adaptation learns from: elite (the adapt_top best, "
+                            "rank-weighted) or ranked (every evaluation, under the quality token of its rank in this run)"})
     adapt_top: int = field(default=20, metadata={"help": "how many of the best evaluated architectures adaptation learns from"})
     adapt_steps: int = 30
     adapt_lr: float = 0.002
@@ -129,8 +141,12 @@ class EvolveConfig:
             raise GptnasError(f"budget must be at least 1, got {self.budget}")
         if self.adapt_every < 0 or self.adapt_top < 1 or self.adapt_steps < 1:
             raise GptnasError("adapt_every must be >= 0; adapt_top and adapt_steps >= 1")
-        if self.candidate_ranking not in ("likelihood", "gain"):
-            raise GptnasError(f"unknown candidate_ranking {self.candidate_ranking!r}; valid: likelihood, gain")
+        if self.candidate_ranking not in CANDIDATE_RANKINGS:
+            raise GptnasError(f"unknown candidate_ranking {self.candidate_ranking!r}; valid: {', '.join(CANDIDATE_RANKINGS)}")
+        if self.adapt_data not in ADAPT_DATA:
+            raise GptnasError(f"unknown adapt_data {self.adapt_data!r}; valid: {', '.join(ADAPT_DATA)}")
+        if self.quality is not None and not 0 <= self.quality <= 4:
+            raise GptnasError(f"quality must be 0..4 (4: the best fifth), got {self.quality}")
         if self.novelty_tries < 0:
             raise GptnasError(f"novelty_tries must be >= 0, got {self.novelty_tries}")
         objectives = self.objective_list()
@@ -156,3 +172,10 @@ class EvolveConfig:
                 raise GptnasError(f"{name} must be >= 1 (or unset for no limit), got {value}")
         if not (math.isfinite(self.lr) and self.lr > 0) or not math.isfinite(self.adapt_lr) or self.adapt_lr <= 0:
             raise GptnasError(f"lr and adapt_lr must be finite numbers > 0, got {self.lr} and {self.adapt_lr}")
+        # zero-cost screening
+        from gptnas.evaluators.proxy import PROXIES
+
+        if self.screen is not None and self.screen not in PROXIES:
+            raise GptnasError(f"unknown screen proxy {self.screen!r}; valid: {', '.join(PROXIES)}")
+        if self.screen_pool < 1:
+            raise GptnasError(f"screen_pool must be >= 1, got {self.screen_pool}")

@@ -38,13 +38,16 @@ def selected_segments(space, arch, rate: float, rng: random.Random) -> list[int]
 
 
 def reconstruct(gpt, space, archs: list, rate: float, rng: random.Random, *, seed: int,
-                temperature: float = 1.0, top_k: int | None = None, candidates: int = 1, ranking: str = "likelihood"):
-    """The candidates with their selected segments rewritten by the GPT; and what happened.
+                temperature: float = 1.0, top_k: int | None = None, candidates: int = 1, ranking: str = "likelihood",
+                condition: list[str] | None = None):
+    """The candidates with their selected segments rewritten by the GPT (sampled under the conditioning
+    tokens `condition`); and what happened.
 
     With several candidates per segment, `ranking` picks one: "likelihood", the rewrite the GPT finds
     most likely; "gain", the network whose log-likelihood the online adaptation raised most over the
     GPT before adaptation (what the search learned, with the prior's own preferences divided out;
-    likelihood breaks ties, so it is the rule until the first adaptation)."""
+    likelihood breaks ties, so it is the rule until the first adaptation); "ratio", the network with
+    the highest p(arch | best quality) / p(arch) (likelihood breaks ties)."""
     stats = ReconstructionStats()
     plans = [selected_segments(space, arch, rate, rng) for arch in archs]
     stats.selected = sum(len(p) for p in plans)
@@ -59,7 +62,8 @@ def reconstruct(gpt, space, archs: list, rate: float, rng: random.Random, *, see
             prefix = [space.tag] + [t for s in segments[:position] for t in s.tokens]
             rows += [prefix] * candidates
             stops += [position + 2] * candidates  # payloads counted from the space tag
-        sampled = gpt.sample(space, rows, temperature, top_k, generator, stop_after=stops)
+        sampled = gpt.sample(space, rows, temperature, top_k, generator, stop_after=stops,
+                             conditions=[condition or []] * len(rows))
         options: dict[int, list] = {}
         for n, i in enumerate(todo):
             position = plans[i][round_]
@@ -72,8 +76,8 @@ def reconstruct(gpt, space, archs: list, rate: float, rng: random.Random, *, see
                 except GptnasError:
                     continue
                 options.setdefault(i, []).append([s.log_prob, arch])
-        if ranking == "gain" and candidates > 1:
-            _rank_by_gain(gpt, space, options)
+        if candidates > 1 and ranking in RANKERS:
+            _rerank(options, RANKERS[ranking](gpt, space))
         for i, choices in options.items():
             current[i] = max(choices, key=lambda o: o[0])[1]
             stats.rewritten += 1
@@ -81,14 +85,20 @@ def reconstruct(gpt, space, archs: list, rate: float, rng: random.Random, *, see
     return current, stats
 
 
-def _rank_by_gain(gpt, space, options: dict[int, list]) -> None:
-    """Replaces each option's rank by (adapted minus original log-likelihood, log-likelihood)."""
+RANKERS = {  # ranking -> (gpt, space) -> a function of archs giving scores (None: keep the likelihood rule)
+    "gain": lambda gpt, space: lambda archs: gpt.adaptation_gain(space, archs),
+    "ratio": lambda gpt, space: lambda archs: gpt.quality_ratio(space, archs),
+}
+
+
+def _rerank(options: dict[int, list], scores_of) -> None:
+    """Replaces each option's rank by (score, log-likelihood)."""
     flat = [o for choices in options.values() for o in choices]
-    gains = gpt.adaptation_gain(space, [arch for _, arch in flat])
-    if gains is None:  # not adapted yet
+    scores = scores_of([arch for _, arch in flat])
+    if scores is None:
         return
-    for option, gain in zip(flat, gains):
-        option[0] = (gain, option[0])
+    for option, score in zip(flat, scores):
+        option[0] = (score, option[0])
 
 
 def _segment_payload(space, state, index: int):

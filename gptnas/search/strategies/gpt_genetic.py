@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from gptnas.language.tokens import condition
 from gptnas.search.core import derived_seed
 from gptnas.search.strategies.genetic import GeneticAlgorithm
 
@@ -44,7 +45,7 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
         c = self.search.config
         started = time.perf_counter()
         samples = self.gpt.complete(self.search.space, [""], n=c.population, temperature=c.temperature,
-                                    top_k=c.top_k, seed=derived_seed(c.seed, "init"))[0]
+                                    top_k=c.top_k, seed=derived_seed(c.seed, "init"), quality=c.quality)[0]
         self.search.gpt_seconds += time.perf_counter() - started
         return samples
 
@@ -70,7 +71,7 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
         if self._adapted_at == due:
             return
         started = time.perf_counter()
-        adapt(self.gpt, s.store, s.run_dir / "adapters" / f"generation_{due}", top=c.adapt_top,
+        adapt(self.gpt, s.store, s.run_dir / "adapters" / f"generation_{due}", data=c.adapt_data, top=c.adapt_top,
               steps=c.adapt_steps, lr=c.adapt_lr, seed=derived_seed(c.seed, "adapt", due))
         self._adapted_at = due
         s.gpt_seconds += time.perf_counter() - started
@@ -87,6 +88,7 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
         out, stats = reconstruct(
             self.gpt, s.space, archs, rate, s.rng, seed=derived_seed(c.seed, "reconstruct", generation),
             temperature=c.temperature, top_k=c.top_k, candidates=c.reconstruct_candidates, ranking=c.candidate_ranking,
+            condition=condition(c.quality),
         )
         seconds = time.perf_counter() - started
         s.gpt_seconds += seconds

@@ -1,0 +1,155 @@
+"""Leave-space-out transfer: the GPT that searches a space learns quality from the tables of other spaces.
+
+A benchmark table is a corpus: every canonical architecture of the table, written
+in its space's language after the quality token of its fitness rank in that
+table (`q4 space:nas-bench-201 ...`). The GPT used to search space S continues
+training on the tables of every space but S, on any dataset: it may learn what
+performs elsewhere, never here. Models record the tables they saw
+(`gptnas_tables_seen` in config.json), and the benchmark harness refuses a GPT
+that saw a table of the space it searches.
+
+    python -m gptnas.gpt.transfer --space nas-bench-macro   # builds (or finds) the model, prints its folder
+
+Models are cached under $XDG_CACHE_HOME/gptnas/transfer (or ~/.cache/...), one
+folder per (space, base model, tables, recipe), written whole or not at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from gptnas.errors import GptnasError
+from gptnas.files import atomic_path, file_sha256, write_atomic
+from gptnas.language.tokens import quality, quality_levels
+
+log = logging.getLogger(__name__)
+
+TABLES_KEY = "gptnas_tables_seen"  # in a model's config.json: the benchmark tables it was trained on
+TABLE_SOURCE = "table:"  # corpus records from a table have source "table:<table name>"
+# The recipe: a short continuation of the base model on the other spaces' tables.
+RECIPE = {"max_train_steps": 400, "learning_rate": 5e-4, "per_device_train_batch_size": 32, "num_warmup_steps": 20,
+          "seed": 0}
+
+
+def tables_seen(model) -> list[str]:
+    """The benchmark tables a model (its config) was trained on."""
+    return list(getattr(model.config, TABLES_KEY, None) or [])
+
+
+def corpus_tables(files) -> set[str]:
+    """The benchmark tables among the records of corpus files (their `source` field)."""
+    seen = set()
+    for path in files:
+        opener = gzip.open if str(path).endswith(".gz") else open
+        with opener(path, "rt") as f:
+            for line in f:
+                source = json.loads(line).get("source") or ""
+                if source.startswith(TABLE_SOURCE):
+                    seen.add(source.removeprefix(TABLE_SOURCE))
+    return seen
+
+
+def table_space(name: str) -> str:
+    from gptnas.tables import TABLES_BY_SPACE
+
+    return next(space for space, by_dataset in TABLES_BY_SPACE.items() if name in by_dataset.values())
+
+
+def leaked(tables: list[str], space: str) -> list[str]:
+    """The tables of `space` among `tables`: what a GPT searching `space` must not have seen."""
+    return [name for name in tables if table_space(name) == space]
+
+
+def transfer_tables(space: str) -> list[str]:
+    """The tables on disk a GPT searching `space` may learn from: those of every other space."""
+    from gptnas.tables import TABLES, on_disk
+
+    return [name for name in sorted(TABLES) if table_space(name) != space and on_disk(name)]
+
+
+def table_records(name: str) -> list[dict]:
+    """Every canonical architecture of a table, under the quality token of its fitness rank there."""
+    from gptnas.spaces import get_space
+    from gptnas.tables import TABLES, load_table
+
+    spec, table, space = TABLES[name], load_table(name), get_space(table_space(name))
+    rows = [(key, float(row[spec.fitness])) for key, row in sorted(table.items())
+            if space.key(space.from_key(key)) == key]
+    levels = quality_levels([fitness for _, fitness in rows])
+    return [{"name": key, "source": TABLE_SOURCE + name, "family": table_space(name),
+             "text": f"{quality(level)} {space.encode(space.from_key(key))}"}
+            for (key, _), level in zip(rows, levels)]
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gptnas" / "transfer"
+
+
+def model_for(space: str, base: str | Path | None = None, root: Path | None = None) -> Path | None:
+    """The folder of the leave-space-out GPT for searching `space`, built on first use; None when no
+    table of another space is on disk (the base model is then used as it is)."""
+    from gptnas.gpt.model import MODEL_FILES, default_model_dir, resolve
+    from gptnas.tables import TABLES
+
+    tables = transfer_tables(space)
+    if not tables:
+        log.warning("no table of a space other than %s is on disk: %s searches with the base model", space, space)
+        return None
+    base_dir = resolve(default_model_dir() if base is None else base)
+    identity = {"space": space, "base": file_sha256(base_dir / MODEL_FILES[1]), "recipe": RECIPE,
+                "tables": {name: TABLES[name].sha256 for name in tables}}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    folder = (root or cache_root()) / f"{space}-{digest}"
+    if (folder / MODEL_FILES[1]).exists():
+        return folder
+    log.info("building the leave-space-out GPT for %s from %s (once; cached in %s)", space, ", ".join(tables), folder)
+    with atomic_path(folder) as partial:
+        partial.mkdir(parents=True)
+        corpus = partial / "corpus.jsonl"
+        write_atomic(corpus, "".join(json.dumps(r) + "\n" for name in tables for r in table_records(name)))
+        train_on(corpus, base_dir, partial / "run")
+        for item in (partial / "run").iterdir():
+            if item.is_file():
+                shutil.move(item, partial / item.name)
+        shutil.rmtree(partial / "run")
+        corpus.unlink()
+        write_atomic(partial / "transfer.json", json.dumps(identity, indent=2))
+    return folder
+
+
+def train_on(corpus: Path, base_dir: Path, output_dir: Path) -> None:
+    from gptnas.gpt.train import TrainConfig, train
+
+    config = TrainConfig(train_files=[str(corpus)], model_name_or_path=str(base_dir), output_dir=str(output_dir),
+                         report_to="none", eval_steps=None, **RECIPE)
+    train(config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--space", required=True, help="the space the GPT will search")
+    parser.add_argument("--base", default=None, help="base ArchGPT folder or Hub id (default: the shipped model)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        from gptnas.spaces import get_space
+
+        get_space(args.space)
+        folder = model_for(args.space, args.base)
+    except GptnasError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(folder or "no other table on disk: use the base model")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
