@@ -1,11 +1,14 @@
-"""Does the GPT's prior know what scores well on a benchmark? (It has never seen an accuracy.)
+"""Does the GPT know what scores well on a benchmark, before the search evaluates anything?
 
-    python benchmarks/gpt_prior.py [--gpt PATH_OR_HUB_ID] [--samples 500]
+    python benchmarks/gpt_prior.py [--gpt PATH_OR_HUB_ID | --gpt transfer] [--samples 500]
 
-For each benchmark: Kendall tau between the GPT's log-likelihood and the table's
-fitness over uniform samples of the space; the mean fitness of the 10 most
-likely of those samples; and the mean / best-of-10 fitness of samples drawn from
-the GPT at temperatures 1.0 and 0.5, against uniform sampling.
+For each benchmark: Kendall tau with the table's fitness, over uniform samples of
+the space, of the GPT's log-likelihood and of its quality ratio
+log p(arch | q4) - log p(arch) (the GPT as a predictor); the mean fitness of the
+10 samples each ranks highest; and the mean / best-of-10 fitness of samples drawn
+from the GPT (T=1.0, with and without the best quality token) against uniform
+sampling. `--gpt transfer` uses, per benchmark, the leave-space-out GPT the
+benchmark harness uses (gptnas/gpt/transfer.py): it never saw a table of that space.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from scipy.stats import kendalltau
 
 from gptnas.bench.harness import DEFAULT_BENCHMARKS, Benchmark
 from gptnas.evaluators import get_evaluator
+from gptnas.gpt import transfer
 from gptnas.gpt.model import ArchGPT
 from gptnas.spaces import get_space
 
@@ -26,26 +30,38 @@ def best_of_10(values: list[float]) -> float:
     return statistics.fmean(max(values[i : i + 10]) for i in range(0, len(values) - 9, 10))
 
 
+def top_10(scores: list[float], values: list[float]) -> float:
+    return statistics.fmean(v for _, v in sorted(zip(scores, values), key=lambda p: -p[0])[:10])
+
+
+def load_gpt(name: str | None, space: str) -> ArchGPT:
+    if name == "transfer":
+        return ArchGPT.from_pretrained(transfer.model_for(space))
+    return ArchGPT.from_pretrained(name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gpt", default=None)
+    parser.add_argument("--gpt", default=None, help="folder or Hub id; 'transfer': the leave-space-out GPT per benchmark")
     parser.add_argument("--samples", type=int, default=500)
+    parser.add_argument("--benchmarks", default=",".join(DEFAULT_BENCHMARKS))
     args = parser.parse_args()
-    gpt = ArchGPT.from_pretrained(args.gpt)
-    print("| benchmark | tau(log-likelihood, fitness) | uniform: mean / best of 10 | 10 most likely: mean | GPT T=1.0: mean / best of 10 | GPT T=0.5: mean / best of 10 |")
-    print("|---|---|---|---|---|---|")
-    for name in DEFAULT_BENCHMARKS:
+    print("| benchmark | tau(log-likelihood) | tau(quality ratio) | uniform: mean / best of 10 | top 10 by likelihood "
+          "| top 10 by ratio | GPT: mean / best of 10 | GPT under q4: mean / best of 10 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in args.benchmarks.split(","):
         benchmark = Benchmark.parse(name)
         space = get_space(benchmark.space)
+        gpt = load_gpt(args.gpt, space.name)
         evaluator = get_evaluator("benchmark", space, benchmark.dataset)
         fitness = lambda archs: [evaluator.evaluate(space, a).fitness for a in archs]  # noqa: E731
         uniform = [space.sample(random.Random(seed)) for seed in range(args.samples)]
-        scores, values = gpt.score(space, uniform), fitness(uniform)
-        tau = kendalltau(scores, values)[0]
-        likely = [v for _, v in sorted(zip(scores, values), key=lambda p: -p[0])[:10]]
-        cells = [name, f"{tau:.3f}", f"{statistics.fmean(values):.2f} / {best_of_10(values):.2f}", f"{statistics.fmean(likely):.2f}"]
-        for temperature in (1.0, 0.5):
-            drawn = fitness(gpt.complete(space, [""], n=100, temperature=temperature, seed=1)[0])
+        values, likelihood, ratio = fitness(uniform), gpt.score(space, uniform), gpt.quality_ratio(space, uniform)
+        cells = [name, f"{kendalltau(likelihood, values)[0]:.3f}", f"{kendalltau(ratio, values)[0]:.3f}",
+                 f"{statistics.fmean(values):.2f} / {best_of_10(values):.2f}",
+                 f"{top_10(likelihood, values):.2f}", f"{top_10(ratio, values):.2f}"]
+        for quality in (None, 4):
+            drawn = fitness(gpt.complete(space, [""], n=100, seed=1, quality=quality)[0])
             cells.append(f"{statistics.fmean(drawn):.2f} / {best_of_10(drawn):.2f}")
         print("| " + " | ".join(cells) + " |", flush=True)
 

@@ -304,12 +304,14 @@ class ArchGPT:
 
     # ------------------------------------------------------------ online adaptation
 
-    def adapt(self, texts: list[str], weights: list[float], out_dir: str | Path, *, steps: int, lr: float, seed: int) -> bool:
+    def adapt(self, texts: list[str], weights: list[float], out_dir: str | Path, *, steps: int, lr: float, seed: int,
+              batch_size: int | None = None) -> bool:
         """Fine-tunes a fresh LoRA adapter on the weighted encodings `texts` (or loads the one saved in
         `out_dir`, so a resumed run does not train again); the GPT then generates with it merged.
 
         Every adapter starts from the weights the GPT had before its first adaptation. The adapter is
-        saved in `out_dir` whole or not at all. Returns False, changing nothing, when there is
+        saved in `out_dir` whole or not at all. Each step learns from all texts, or from a random
+        `batch_size` of them when there are more. Returns False, changing nothing, when there is
         nothing to learn from: no texts and no saved adapter."""
         out_dir = Path(out_dir)
         saved = (out_dir / ADAPTER_FILES[1]).exists()
@@ -333,7 +335,7 @@ class ArchGPT:
         rows = [{"input_ids": self.tokenizer(t)["input_ids"] + [self.tokenizer.eos_token_id], "weight": w}
                 for t, w in zip(texts, weights)]
         batch = {k: v.to(self.device) for k, v in collate(self.tokenizer.pad_token_id)(rows).items()}
-        loss = training.fit_batch(model, batch, steps, lr)
+        loss = training.fit_batch(model, batch, steps, lr, batch_size)
         with atomic_path(out_dir) as partial:  # a kill leaves no half adapter for a resumed run to load
             model.save_pretrained(partial, safe_serialization=True)
         log.info("adapted the GPT on %d architectures (final loss %.3f); adapter in %s", len(texts), loss, out_dir)

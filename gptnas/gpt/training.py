@@ -19,14 +19,23 @@ def weighted_lm_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.T
     return (token_loss * token_weight.flatten()).sum() / token_weight.sum().clamp(min=1e-8)
 
 
-def fit_batch(model, batch: dict[str, torch.Tensor], steps: int, lr: float) -> float:
-    """`steps` AdamW updates of the trainable parameters on one weighted batch; the last step's loss."""
+def fit_batch(model, batch: dict[str, torch.Tensor], steps: int, lr: float, batch_size: int | None = None) -> float:
+    """`steps` AdamW updates of the trainable parameters on one weighted batch (or, when it holds more
+    than `batch_size` rows, on a random minibatch of it per step, from torch's seeded generator);
+    the last step's loss."""
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     model.train()
     loss = torch.tensor(float("nan"))
+    rows = len(batch["input_ids"])
     for _ in range(steps):
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        loss = weighted_lm_loss(logits, batch["labels"], batch["weight"])
+        part = batch
+        if batch_size is not None and rows > batch_size:
+            chosen = torch.randperm(rows)[:batch_size]
+            part = {k: v[chosen.to(v.device)] for k, v in batch.items()}
+            width = int(part["attention_mask"].sum(1).max())  # drop the columns only padding fills
+            part = {k: v[:, :width] if v.dim() == 2 else v for k, v in part.items()}
+        logits = model(input_ids=part["input_ids"], attention_mask=part["attention_mask"]).logits
+        loss = weighted_lm_loss(logits, part["labels"], part["weight"])
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()

@@ -35,8 +35,8 @@ def ranked(store) -> tuple[list[str], list[float]]:
     return texts, [1.0] * len(texts)
 
 
-def adapt(gpt, store, out_dir: Path, *, data: str, top: int, steps: int, lr: float, seed: int) -> bool:
+def adapt(gpt, store, out_dir: Path, *, data: str, top: int, steps: int, lr: float, seed: int, batch_size: int) -> bool:
     """LoRA-adapts the GPT on the store's evaluations, `elite` or `ranked` (or reloads the adapter saved
     in `out_dir`). Returns False when there is nothing to learn from yet."""
     texts, weights = elite(store, top) if data == "elite" else ranked(store)
-    return gpt.adapt(texts, weights, out_dir, steps=steps, lr=lr, seed=seed)
+    return gpt.adapt(texts, weights, out_dir, steps=steps, lr=lr, seed=seed, batch_size=batch_size)

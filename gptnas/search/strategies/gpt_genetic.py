@@ -72,7 +72,7 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
             return
         started = time.perf_counter()
         adapt(self.gpt, s.store, s.run_dir / "adapters" / f"generation_{due}", data=c.adapt_data, top=c.adapt_top,
-              steps=c.adapt_steps, lr=c.adapt_lr, seed=derived_seed(c.seed, "adapt", due))
+              steps=c.adapt_steps, lr=c.adapt_lr, seed=derived_seed(c.seed, "adapt", due), batch_size=c.adapt_batch)
         self._adapted_at = due
         s.gpt_seconds += time.perf_counter() - started
 
