@@ -11,6 +11,13 @@ download). Candidates a proxy fails on keep WORST_FITNESS, as a search would
 see them. The parameter count is listed as a baseline. Prints a Markdown
 table; `--update-docs FILE` also writes it between the markers
 `<!-- proxy-correlation:start -->` and `<!-- proxy-correlation:end -->`.
+
+`--batch_sizes 8,16,32,64` instead measures what screening (`evolve.py --screen`)
+pays for its ranking: Kendall tau and seconds per network (building it and
+scoring it, no params/FLOPs count, as a screened candidate is timed) of naswot
+at each minibatch size, on the same architectures, beside synflow (which scores
+one all-ones input whatever the batch size). CPU seconds (median) are what a
+network costs on a machine shared with other work; wall seconds depend on it.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import argparse
 import logging
 import random
 import re
+import statistics
 import time
 from pathlib import Path
 
@@ -66,6 +74,43 @@ def measure(space_name: str, dataset: str, samples: int, seed: int, device: str 
     return row
 
 
+def measure_batch_sizes(space_name: str, dataset: str, samples: int, seed: int, device: str | None,
+                        batch_sizes: list[int]) -> list[dict]:
+    """One row per (proxy, batch size) on one seeded set of architectures."""
+    space = get_space(space_name)
+    archs = sample_archs(space, samples, seed)
+    benchmark = get_evaluator("benchmark", space, dataset)
+    fitness = [benchmark.evaluate(space, arch).fitness for arch in archs]
+    rows = []
+    for proxy, batch in [("synflow", 64)] + [("naswot", b) for b in batch_sizes]:
+        evaluator = get_evaluator("proxy", space, dataset, proxy=proxy, batch_size=batch, random_inputs=True, seed=seed,
+                                  device=device, costs=False)
+        evaluator.evaluate(space, archs[0])  # warm-up: the inputs, the first allocation
+        results, cpu = [], []
+        for arch in archs:
+            start = time.process_time()  # CPU time: what a network costs, however busy the machine is
+            results.append(evaluator.evaluate(space, arch))
+            cpu.append(time.process_time() - start)
+        rows.append({"space": space_name, "dataset": dataset, "n": len(archs), "proxy": proxy,
+                     "batch": "1 (all ones)" if proxy == "synflow" else str(batch),
+                     "tau": kendalltau([r.fitness for r in results], fitness).statistic,
+                     "cpu": statistics.median(cpu), "wall": statistics.mean(r.seconds for r in results),
+                     "failed": sum(not r.ok for r in results)})
+        log.info("%s %s %s batch %s: tau %.3f, %.3f CPU s/network", space_name, dataset, proxy, batch,
+                 rows[-1]["tau"], rows[-1]["cpu"])
+    return rows
+
+
+def markdown_batch_sizes(rows: list[dict]) -> str:
+    lines = ["| space | dataset | N | proxy | batch | Kendall tau | CPU s / network (median) | wall s / network (mean) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        failed = f" ({r['failed']} not ok)" if r["failed"] else ""
+        lines.append(f"| {r['space']} | {r['dataset']} | {r['n']} | {r['proxy']} | {r['batch']} | {r['tau']:.3f}{failed} "
+                     f"| {r['cpu']:.3f} | {r['wall']:.3f} |")
+    return "\n".join(lines)
+
+
 def markdown(rows: dict[tuple[str, str], dict]) -> str:
     lines = [
         "| space | dataset (fitness) | N | synflow tau | naswot tau | params tau (baseline) "
@@ -100,18 +145,24 @@ def main():
         "--setups", nargs="*", default=[f"{s}:{d}" for s, d in SETUPS], help="space:dataset pairs (default: all)"
     )
     parser.add_argument("--update-docs", type=Path, default=None, help="Markdown file to write the table into")
+    parser.add_argument("--batch_sizes", default=None,
+                        help="comma-separated naswot batch sizes: tau and seconds per network at each (screening cost)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    rows = {}
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")] if args.batch_sizes else None
+    rows, batch_rows = {}, []
     for setup in args.setups:
         space_name, dataset = setup.split(":", 1)
         table = TABLES_BY_SPACE[space_name][dataset]
         if not on_disk(table):
             log.info("%s: not in %s, skipped", table, benchmark_dir())
             continue
-        rows[(space_name, dataset)] = measure(space_name, dataset, args.samples, args.seed, args.device)
-    table = markdown(rows)
+        if batch_sizes:
+            batch_rows += measure_batch_sizes(space_name, dataset, args.samples, args.seed, args.device, batch_sizes)
+        else:
+            rows[(space_name, dataset)] = measure(space_name, dataset, args.samples, args.seed, args.device)
+    table = markdown_batch_sizes(batch_rows) if batch_sizes else markdown(rows)
     print(table)
     if args.update_docs:
         update_docs(args.update_docs, table)

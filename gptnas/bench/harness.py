@@ -7,6 +7,10 @@ order) is written atomically when it finishes, so a killed study re-run with
 the same command skips finished runs and resumes the one it was in.
 Runs are independent and seeded by (seed) alone, so they may run in any
 order, in any process, and give the same numbers.
+
+A strategy named `<strategy>+<proxy>` (e.g. `ga+naswot`, `gpt-ga+naswot`) is that
+strategy with zero-cost screening by the proxy (gptnas/search/screen.py): a
+row of its own in the report, beside the plain strategies of the same study.
 """
 
 from __future__ import annotations
@@ -26,13 +30,15 @@ from gptnas.errors import GptnasError
 from gptnas.files import write_atomic, write_json
 from gptnas.search.config import EvolveConfig
 from gptnas.search.executors import workers_ignore_ctrl_c
-from gptnas.search.strategies import get_strategy, strategy_names
+from gptnas.search.strategies import get_strategy
 from gptnas.tables import TABLES_BY_SPACE
 
 DEFAULT_BENCHMARKS = ("nas-bench-macro", "channel-bench-mobilenet", "nas-bench-201:cifar10", "nas-bench-201:cifar100")
 TRAJECTORY = "trajectory.json"
 # What the harness decides itself; a study config may not set these.
-HARNESS_FIELDS = ("space", "dataset", "strategy", "seed", "budget", "evaluator", "output_dir", "executor", "workers")
+HARNESS_FIELDS = ("space", "dataset", "strategy", "seed", "budget", "evaluator", "output_dir", "executor", "workers",
+                  "screen")
+SCREENED = "+"  # ga+naswot: the strategy ga, screened by naswot
 
 
 @dataclass(frozen=True)
@@ -85,15 +91,28 @@ def ensure_tables(benchmarks: list[Benchmark]) -> None:
         table_path(table_for(benchmark.space, benchmark.dataset))
 
 
+def split_variant(name: str) -> tuple[str, str | None]:
+    """'ga+naswot' -> ('ga', 'naswot'); 'ga' -> ('ga', None). GptnasError for an unknown strategy or proxy."""
+    from gptnas.evaluators.proxy import PROXIES
+
+    strategy, _, proxy = name.partition(SCREENED)
+    get_strategy(strategy)  # an unknown name is refused, listing the valid ones
+    if proxy and proxy not in PROXIES:
+        raise GptnasError(f"unknown screening proxy {proxy!r} in {name!r}; valid: {', '.join(PROXIES)} "
+                          f"(as in {strategy}{SCREENED}naswot)")
+    return strategy, proxy or None
+
+
 def parse_strategies(text: str) -> list[str]:
     strategies = [s.strip() for s in text.split(",") if s.strip()]
     for strategy in strategies:
-        get_strategy(strategy)  # an unknown name is refused, listing the valid ones
+        split_variant(strategy)
     return strategies
 
 
 def load_study_config(path: str | None) -> dict:
-    """{strategy: EvolveConfig overrides}: `common` applies to all, `strategies.<name>` to one."""
+    """{strategy: EvolveConfig overrides}: `common` applies to all, `strategies.<name>` to one (a section
+    `ga+naswot` applies on top of `ga`'s to that screened variant)."""
     if path is None:
         return {}
     data = load_yaml(path)
@@ -102,8 +121,11 @@ def load_study_config(path: str | None) -> dict:
         raise GptnasError(f"{path}: unknown section {sorted(unknown)[0]!r}; valid: common, strategies")
     sections = {"common": data.get("common") or {}, **(data.get("strategies") or {})}
     for name, overrides in sections.items():
-        if name != "common" and name not in strategy_names():
-            raise GptnasError(f"{path}: unknown strategy {name!r}; valid: {', '.join(strategy_names())}")
+        if name != "common":
+            try:
+                split_variant(name)
+            except GptnasError as error:
+                raise GptnasError(f"{path}: {error}") from None
         fixed = [k for k in overrides if k in HARNESS_FIELDS]
         if fixed:
             raise GptnasError(f"{path}: {fixed[0]!r} is set by the harness (use its command-line flags)")
@@ -114,7 +136,7 @@ def load_study_config(path: str | None) -> dict:
 @dataclass(frozen=True)
 class RunTask:
     benchmark: Benchmark
-    strategy: str
+    strategy: str  # as the study names it: ga, or ga+naswot (screened)
     seed: int
     settings: dict  # EvolveConfig fields
     run_dir: str
@@ -125,10 +147,14 @@ def plan(benchmarks: list[Benchmark], strategies: list[str], seeds: int, budget:
     tasks = []
     for benchmark in benchmarks:
         for strategy in strategies:
+            base, proxy = split_variant(strategy)
             for seed in range(seeds):
-                settings = {**study.get("common", {}), **study.get(strategy, {})}
-                settings.update(space=benchmark.space, dataset=benchmark.dataset, strategy=strategy, seed=seed,
+                variant = study.get(strategy, {}) if proxy else {}  # ga+naswot's own section, on top of ga's
+                settings = {**study.get("common", {}), **study.get(base, {}), **variant}
+                settings.update(space=benchmark.space, dataset=benchmark.dataset, strategy=base, seed=seed,
                                 budget=budget, evaluator="benchmark", generations=budget)
+                if proxy:
+                    settings["screen"] = proxy
                 if gpt is not None:
                     settings["gpt"] = gpt
                 from_dict(EvolveConfig, dict(settings), "study").validate()
@@ -169,14 +195,16 @@ def run_one(task: RunTask) -> dict:
     search = Search(config, space, evaluator, run_dir, SerialExecutor(),
                     gpt_loader=lambda: _fresh_gpt(config.gpt, config.gpt_adapter), show_progress=False)
     search.run()
-    history = search.store.history()
+    history, screened = search.store.history(), search.store.screened()
     search.store.close()
     trajectory = {
         "benchmark": task.benchmark.name, "strategy": task.strategy, "seed": task.seed,
         "keys": [key for _, key, _, _, _ in history],
         "fitness": [e.fitness for *_, e in history],
         "test": [e.test_accuracy for *_, e in history],
-        "gpt_seconds": search.gpt_seconds,  # this process's time outside evaluation (0 when resumed from finished work)
+        "gpt_seconds": search.gpt_seconds,  # this process's time in the GPT (0 when resumed from finished work)
+        "proxy_seconds": sum(seconds for *_, seconds in screened),  # the screening proxy's, over the whole run
+        "screened": len(screened),  # architectures the proxy scored
     }
     write_atomic(done, json.dumps(trajectory))
     return trajectory
@@ -195,8 +223,9 @@ def run_all(tasks: list[RunTask], workers: int) -> list[dict]:
     """Trajectories of all tasks (in task order); `workers` > 1 runs them in spawned processes."""
     results: dict[int, dict] = {}
     progress = tqdm(total=len(tasks), desc="runs", unit="run")
-    # The slowest runs (those with a GPT) go first, so the pool finishes together.
-    order = sorted(range(len(tasks)), key=lambda i: tasks[i].strategy != "gpt-ga")
+    # The slowest runs (those with a GPT, then the screened) go first, so the pool finishes together.
+    slowest_first = [(task.settings["strategy"] != "gpt-ga", "screen" not in task.settings) for task in tasks]
+    order = sorted(range(len(tasks)), key=slowest_first.__getitem__)
     try:
         if workers <= 1:
             for i in order:

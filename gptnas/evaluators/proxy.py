@@ -74,6 +74,7 @@ class ProxySettings:
     image_column: str | None = None  # None: image or img
     label_column: str | None = None  # None: label, labels or fine_label
     image_size: int | None = None  # None: the images' own side (the space's input size when they differ)
+    costs: bool = True  # count params and FLOPs (off: zeros, for screening, where only the score counts)
 
     def __post_init__(self):
         if self.proxy not in PROXIES:
@@ -215,7 +216,7 @@ class ProxyEvaluator:
         space = check_space(self.space_name, space)
         device = resolve_device(self.settings.device)
         inputs = self.inputs(device)
-        cost = self._cost(space, arch)
+        cost = self._cost(space, arch) if self.settings.costs else {"params": 0, "flops": 0}
         start = time.perf_counter()
         try:
             with torch.random.fork_rng(devices=[]):  # seeded init without resetting the caller's RNG

@@ -70,6 +70,8 @@ class EvolveConfig:
                             "rank-weighted) or ranked (every evaluation, under the quality token of its rank in this run)"})
     adapt_top: int = field(default=20, metadata={"help": "how many of the best evaluated architectures adaptation learns from"})
     adapt_steps: int = 30
+    adapt_batch: int = field(default=32, metadata={"help": "each adaptation step learns from a random minibatch of "
+                             "this many architectures when there are more"})
     adapt_lr: float = 0.002
     # constraints and objectives
     max_params: int | None = None
@@ -139,8 +141,8 @@ class EvolveConfig:
             raise GptnasError(f"elites must lie in [0, population), got {self.elites}")
         if self.budget is not None and self.budget < 1:
             raise GptnasError(f"budget must be at least 1, got {self.budget}")
-        if self.adapt_every < 0 or self.adapt_top < 1 or self.adapt_steps < 1:
-            raise GptnasError("adapt_every must be >= 0; adapt_top and adapt_steps >= 1")
+        if self.adapt_every < 0 or self.adapt_top < 1 or self.adapt_steps < 1 or self.adapt_batch < 1:
+            raise GptnasError("adapt_every must be >= 0; adapt_top, adapt_steps and adapt_batch >= 1")
         if self.candidate_ranking not in CANDIDATE_RANKINGS:
             raise GptnasError(f"unknown candidate_ranking {self.candidate_ranking!r}; valid: {', '.join(CANDIDATE_RANKINGS)}")
         if self.adapt_data not in ADAPT_DATA:

@@ -1,11 +1,11 @@
 """What every search strategy shares: evaluation through the store, the budget, constraints, records.
 
-A strategy (gptnas/search/strategies/) proposes architectures and decides what
-survives; `Search` turns architectures into evaluated candidates. Every unique
-canonical key is evaluated once, ever, and stored the moment it finishes; the
-budget counts those unique evaluations. Every generation draws from generators
-seeded by (seed, generation) alone, so with the checkpoint a strategy writes
-after each generation (gptnas/search/checkpoint.py) a resumed run continues exactly.
+A strategy (gptnas/search/strategies/) proposes architectures and decides what survives (with
+--screen, a zero-cost proxy first keeps the best of K times as many: gptnas/search/screen.py);
+`Search` turns architectures into evaluated candidates. Every unique canonical key is evaluated
+once, ever, and stored the moment it finishes; the budget counts those unique evaluations. Every
+generation draws from generators seeded by (seed, generation) alone, so with the checkpoint a
+strategy writes after each generation (gptnas/search/checkpoint.py) a resumed run continues exactly.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from gptnas.errors import GptnasError
 from gptnas.evaluators.base import WORST_FITNESS
-from gptnas.search import checkpoint
+from gptnas.search import checkpoint, screen
 from gptnas.search.candidate import candidate_type
 from gptnas.search.config import EvolveConfig
 from gptnas.search.costs import Costs
@@ -29,6 +29,9 @@ from gptnas.search.tracking import Tracker
 
 log = logging.getLogger(__name__)
 FEASIBLE_TRIES = 200
+# What must match for a run directory to be resumed (the rest may change).
+IDENTITY = ("space", "strategy", "evaluator", "dataset", "seed", "population", "objectives", "max_params",
+            "max_flops", "max_latency_ms")
 
 
 def derived_seed(*parts) -> int:
@@ -61,16 +64,13 @@ class Search:
         self.logbook.header = ["gen", "queries", "new", "max", "mean", "min", "rewritten"]
         self.population, self.reconstruction_log = [], []  # the latter: what GPT reconstruction did, per generation
         self.gpt_seconds = 0.0  # wall time spent in the GPT (reconstruction, adaptation), not evaluating
+        self.screen = screen.Screen(self) if config.screen else None  # before the strategy: it decorates with it
         self.strategy = get_strategy(config.strategy)(self)
         self.tracker = Tracker(config.report_to, run_dir, vars(config))  # live view, per generation
         self._progress, self._best = None, 0.0
 
     def identity(self) -> dict:
-        """What must match for a run directory to be resumed (the rest may change)."""
-        c = self.config
-        return {"space": c.space, "strategy": c.strategy, "evaluator": c.evaluator, "dataset": c.dataset,
-                "seed": c.seed, "population": c.population, "objectives": c.objectives,
-                "max_params": c.max_params, "max_flops": c.max_flops, "max_latency_ms": c.max_latency_ms}
+        return {name: getattr(self.config, name) for name in IDENTITY} | screen.identity(self.config)
 
     def run(self) -> list:
         """Runs (or resumes) the search; returns the final population."""

@@ -25,7 +25,8 @@ def _describe(space, candidate, store) -> dict:
 
 
 def write_outputs(search, run_dir: Path) -> dict:
-    """Writes logbook.csv, hall_of_fame.json, best.json, best_architecture.txt, evaluations.csv and plots."""
+    """Writes logbook.csv, hall_of_fame.json, best.json, best_architecture.txt, evaluations.csv, plots and,
+    with --screen, screened.csv."""
     space, store = search.space, search.store
     logbook = io.StringIO()
     writer = csv.DictWriter(logbook, fieldnames=search.logbook.header, extrasaction="ignore")
@@ -40,6 +41,8 @@ def write_outputs(search, run_dir: Path) -> dict:
         writer.writerow([query, key, generation, e.fitness, e.test_accuracy, e.params, e.flops, e.latency_ms,
                          e.latency_batch_ms, f"{e.seconds:.3f}", e.status, e.reason])
     write_atomic(run_dir / "evaluations.csv", evaluations.getvalue())
+    if search.config.screen:
+        write_screened(search, run_dir)
     hall = [_describe(space, c, store) for c in search.hall_of_fame]
     write_json(run_dir / "hall_of_fame.json", hall)
     best = max(hall, key=lambda h: h["fitness"])
@@ -53,6 +56,29 @@ def write_outputs(search, run_dir: Path) -> dict:
         write_json(run_dir / "reconstruction.json", search.reconstruction_log)
     plot(search, run_dir)
     return best
+
+
+def write_screened(search, run_dir: Path) -> None:
+    """screened.csv: every architecture the proxy scored, its score and seconds, and its query if evaluated."""
+    queries = {key: query for query, key, *_ in search.store.history()}
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["key", f"{search.config.screen}_score", "seconds", "query"])
+    for key, score, seconds in search.store.screened():
+        writer.writerow([key, "" if score is None else score, f"{seconds:.4f}", queries.get(key, "")])
+    write_atomic(run_dir / "screened.csv", out.getvalue())
+
+
+def time_spent(search) -> list[str]:
+    """Seconds outside evaluation: the GPT's (this process) and the screening proxy's (the whole run)."""
+    parts = [f"GPT {search.gpt_seconds:.1f} s"] if search.gpt_seconds else []
+    screened = search.store.screened()
+    if screened:
+        seconds = sum(s for *_, s in screened)
+        parts.append(f"screening ({search.config.screen}) {seconds:.1f} s for {len(screened)} architectures "
+                     f"({seconds / len(screened):.3f} s each, {100 * seconds / max(len(search.store), 1):.1f} s "
+                     "per 100 queries)")
+    return ["time outside evaluation: " + "; ".join(parts)] if parts else []
 
 
 def plot(search, run_dir: Path) -> None:
@@ -144,5 +170,6 @@ def summary_table(search, best: dict) -> str:
     for rank, h in enumerate(hall, 1):
         test = "-" if h["test_accuracy"] is None else f"{h['test_accuracy']:.2f}"
         lines.append(f"{rank:>4}  {h['fitness']:>8.2f}  {test:>8}  {h['params']:>10,}  {h['key']}")
+    lines += time_spent(search)
     lines.append(f"best network: {best['build']}")
     return "\n".join(lines)

@@ -4,7 +4,9 @@ One SQLite file per run directory, keyed by the space's canonical key, so no
 architecture is evaluated twice and a run killed at any moment (kill -9
 included) loses at most the evaluations still in flight. The run's identity
 (space, evaluator, dataset, seed ...) is stored with it; resuming with
-another identity is refused rather than mixing two experiments.
+another identity is refused rather than mixing two experiments. With
+zero-cost screening (gptnas/search/screen.py) it also holds the proxy score
+of every architecture screened, so a resumed run ranks from the same scores.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ CREATE TABLE IF NOT EXISTS evaluations (
     encoding TEXT NOT NULL,
     generation INTEGER NOT NULL,
     result TEXT NOT NULL            -- Evaluation as JSON
+);
+CREATE TABLE IF NOT EXISTS proxy_scores (
+    key TEXT PRIMARY KEY,           -- the space's canonical key of a screened architecture
+    score REAL,                     -- the --screen proxy's score; NULL when the network failed it
+    seconds REAL NOT NULL           -- wall time of building and scoring it
 );
 """
 FORMAT = "gptnas-results-1"
@@ -54,7 +61,8 @@ class ResultStore:
         else:
             if stored.get("format") != FORMAT:
                 raise GptnasError(f"{self.path} was not written by this version of gptnas; use a new --output_dir")
-            differ = [k for k in wanted if stored.get(k) != wanted[k]]
+            # A setting newer than the store (absent from its identity) was unset when the store was written.
+            differ = [k for k in wanted if stored.get(k, "null") != wanted[k]]
             if differ:
                 raise GptnasError(
                     f"{self.path.parent} belongs to another run ({differ[0]}: {stored.get(differ[0])} here, "
@@ -63,6 +71,7 @@ class ResultStore:
         rows = self.db.execute("SELECT key, generation, result FROM evaluations").fetchall()
         self._cache = {key: Evaluation.from_dict(json.loads(r)) for key, _, r in rows}
         self._generation = {key: generation for key, generation, _ in rows}
+        self.proxy_scores: dict[str, float | None] = dict(self.db.execute("SELECT key, score FROM proxy_scores"))
 
     def __contains__(self, key: str) -> bool:
         return key in self._cache
@@ -87,6 +96,18 @@ class ResultStore:
             )
         self._cache[key] = evaluation
         self._generation[key] = generation
+
+    def add_proxy_score(self, key: str, score: float | None, seconds: float) -> None:
+        """Commits the screening proxy's score of one architecture (None: the network failed it)."""
+        if key in self.proxy_scores:
+            return
+        with self._transaction():
+            self.db.execute("INSERT INTO proxy_scores (key, score, seconds) VALUES (?, ?, ?)", (key, score, seconds))
+        self.proxy_scores[key] = score
+
+    def screened(self) -> list[tuple[str, float | None, float]]:
+        """(key, proxy score, seconds) of every architecture screened, resumes included, in scoring order."""
+        return self.db.execute("SELECT key, score, seconds FROM proxy_scores ORDER BY rowid").fetchall()
 
     def evaluated_before(self, key: str, generation: int) -> bool:
         """Whether `key` was evaluated in an earlier generation (what a resumed run must see as the

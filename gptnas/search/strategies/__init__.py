@@ -2,6 +2,11 @@
 DEAP toolbox and runs its own loop over the shared `Search` core (gptnas/search/core.py).
 
 Adding a strategy is one new module here and one line in `_strategies`.
+
+What a strategy wants evaluated next comes from its proposal operators, `propose` (and
+`propose_initial` where the first population is made differently), each returning a list of
+architectures. With --screen the base class decorates them (gptnas/search/screen.py): they then
+propose K times as many and return only the zero-cost proxy's best, for every strategy alike.
 """
 
 from __future__ import annotations
@@ -9,6 +14,8 @@ from __future__ import annotations
 from deap import base
 
 from gptnas.errors import GptnasError
+
+PROPOSALS = ("propose_initial", "propose")  # the operators whose architectures --screen ranks
 
 
 class Strategy:
@@ -20,6 +27,10 @@ class Strategy:
         self.search = search
         self.toolbox = base.Toolbox()
         self.register(self.toolbox)
+        if search.screen is not None:
+            for alias in PROPOSALS:
+                if hasattr(self.toolbox, alias):
+                    self.toolbox.decorate(alias, search.screen.pool)
 
     def register(self, toolbox: base.Toolbox) -> None:
         raise NotImplementedError

@@ -27,6 +27,8 @@ class GeneticAlgorithm(Strategy):
         toolbox.register("mutate", s.space.mutate, rng=s.rng)
         toolbox.register("initial", lambda: [s.space.sample(s.rng) for _ in range(c.population)])
         toolbox.register("reconstruct", lambda archs, generation: archs)
+        toolbox.register("propose_initial", self.propose_initial)
+        toolbox.register("propose", self.propose)
         toolbox.register("evaluate", s.evaluate)
 
     def run(self) -> list:
@@ -34,24 +36,33 @@ class GeneticAlgorithm(Strategy):
         start = checkpoint.load(s)
         if start < 0:
             s.seed_generation(0)
-            archs = toolbox.initial()
-            if c.initial_reconstruction:
-                archs = toolbox.reconstruct(archs, 0)
-            population = toolbox.evaluate([s.make_feasible(a) for a in archs], 0)
+            population = toolbox.evaluate(toolbox.propose_initial(), 0)
             s.record(0, population, s.store.evaluated_in(0))
             checkpoint.save(s, 0)
         for generation in range(max(start, 0) + 1, c.generations + 1):  # generation 0 is the initial one
             s.seed_generation(generation)
             population = s.population
             elites = tools.selBest(population, c.elites) if c.elites and not s.pareto else []
-            parents = toolbox.select(population, len(population) - len(elites))
-            archs = toolbox.reconstruct(self.vary(parents), generation)
-            archs = self.novel([s.make_feasible(a) for a in archs], generation)
+            archs = toolbox.propose(population, len(population) - len(elites), generation)
             offspring = toolbox.evaluate(archs, generation)
             population = tools.selNSGA2(population + offspring, c.population) if s.pareto else elites + offspring
             s.record(generation, population, s.store.evaluated_in(generation))
             checkpoint.save(s, generation)
         return s.population
+
+    def propose_initial(self) -> list:
+        """The initial population: sampled, reconstructed (gpt-ga), within the limits."""
+        s, toolbox = self.search, self.toolbox
+        archs = toolbox.initial()
+        if s.config.initial_reconstruction:
+            archs = toolbox.reconstruct(archs, 0)
+        return [s.make_feasible(a) for a in archs]
+
+    def propose(self, population: list, n: int, generation: int) -> list:
+        """`n` offspring of `population`: selection, variation, reconstruction (gpt-ga), the novelty rule."""
+        s, toolbox = self.search, self.toolbox
+        archs = toolbox.reconstruct(self.vary(toolbox.select(population, n)), generation)
+        return self.novel([s.make_feasible(a) for a in archs], generation)
 
     def vary(self, parents: list) -> list:
         """Crossover of neighbouring pairs, then mutation, on the parents' architectures (DEAP's varAnd)."""

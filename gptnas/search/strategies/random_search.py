@@ -17,7 +17,7 @@ class RandomSearch(Strategy):
 
     def register(self, toolbox) -> None:
         s, c = self.search, self.search.config
-        toolbox.register("sample", lambda: [s.make_feasible(s.space.sample(s.rng)) for _ in range(c.population)])
+        toolbox.register("propose", lambda: [s.make_feasible(s.space.sample(s.rng)) for _ in range(c.population)])
         toolbox.register("select", tools.selBest, k=c.population)
         toolbox.register("evaluate", s.evaluate)
 
@@ -26,6 +26,6 @@ class RandomSearch(Strategy):
         everyone = []
         for generation in range(s.config.generations + 1):
             s.seed_generation(generation)
-            everyone += toolbox.evaluate(toolbox.sample(), generation)
+            everyone += toolbox.evaluate(toolbox.propose(), generation)
             s.record(generation, toolbox.select(everyone), s.store.evaluated_in(generation))
         return s.population

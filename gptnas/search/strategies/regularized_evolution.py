@@ -20,18 +20,22 @@ class RegularizedEvolution(Strategy):
         toolbox.register("select", lambda population: max(
             s.rng.sample(population, min(c.sample_size, len(population))), key=lambda p: p.fitness.values))
         toolbox.register("mutate", s.space.mutate, rng=s.rng)
-        toolbox.register("initial", lambda: [s.make_feasible(s.space.sample(s.rng)) for _ in range(c.population)])
+        toolbox.register("propose_initial",
+                         lambda: [s.make_feasible(s.space.sample(s.rng)) for _ in range(c.population)])
+        toolbox.register("propose", self.propose)
         toolbox.register("evaluate", s.evaluate)
+
+    def propose(self, population: list) -> list:
+        """One cycle's child: the best of `sample_size` random members, mutated."""
+        return [self.search.make_feasible(self.toolbox.mutate(self.toolbox.select(population).arch))]
 
     def run(self) -> list:
         s, c, toolbox = self.search, self.search.config, self.toolbox
         s.seed_generation(0)
-        population = deque(toolbox.evaluate(toolbox.initial(), 0))
+        population = deque(toolbox.evaluate(toolbox.propose_initial(), 0))
         s.record(0, list(population), s.store.evaluated_in(0))
         for cycle in range(1, c.population * c.generations + 1):
-            parent = toolbox.select(list(population))
-            child = s.make_feasible(toolbox.mutate(parent.arch))
-            population.append(toolbox.evaluate([child], cycle)[0])
+            population.append(toolbox.evaluate(toolbox.propose(list(population)), cycle)[0])
             population.popleft()
             if cycle % c.population == 0:
                 s.record(cycle // c.population, list(population), 0, through=cycle)
