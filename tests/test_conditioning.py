@@ -17,7 +17,8 @@ def test_quality_levels_are_even_quintiles_with_ties_sharing_their_mean_rank():
     assert T.quality_levels(list(range(10))) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
     assert T.quality_levels([7.0, 7.0, 7.0, 1.0]) == [3, 3, 3, 0]
     assert T.quality_levels([1.0, 2.0, 3.0]) == [0, 2, 4]
-    levels = T.quality_levels([random.Random(0).random() for _ in range(1000)])
+    rng = random.Random(0)
+    levels = T.quality_levels([rng.random() for _ in range(1000)])
     assert all(190 <= levels.count(level) <= 210 for level in range(5))
 
 

@@ -51,3 +51,57 @@ def test_a_trained_model_records_the_tables_it_saw(tmp_path):
     model, _ = load_pretrained(tmp_path / "first")
     assert transfer.tables_seen(model) == ["nas-bench-201:cifar10"]
     assert transfer.leaked(transfer.tables_seen(model), "nas-bench-201")
+
+
+def _model_that_saw(tmp_path, tables):
+    import shutil
+
+    from gptnas.gpt.model import default_model_dir
+
+    folder = tmp_path / "gpt"
+    shutil.copytree(default_model_dir(), folder)
+    config = json.loads((folder / "config.json").read_text())
+    config[transfer.TABLES_KEY] = tables
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def _gpt_settings(benchmarks, gpt, tmp_path):
+    from gptnas.bench.harness import plan
+
+    tasks = plan(benchmarks, ["gpt-ga", "ga"], 1, 20, {}, tmp_path / "study", gpt)
+    return {task.benchmark.space: task.settings.get("gpt") for task in tasks if task.strategy == "gpt-ga"}
+
+
+def test_every_benchmark_searches_with_a_gpt_that_never_saw_its_space(tmp_path):
+    from gptnas.bench.harness import DEFAULT_BENCHMARKS, Benchmark
+
+    benchmarks = [Benchmark.parse(name) for name in DEFAULT_BENCHMARKS]
+    for space, gpt in _gpt_settings(benchmarks, None, tmp_path).items():
+        assert not transfer.leaked(transfer.tables_seen_by(gpt), space), (space, gpt)
+
+
+def test_the_harness_refuses_a_gpt_that_saw_a_table_of_the_searched_space(tmp_path):
+    from gptnas.bench.harness import Benchmark
+    from gptnas.errors import GptnasError
+
+    folder = _model_that_saw(tmp_path, ["nas-bench-201:cifar100"])
+    with pytest.raises(GptnasError, match="trained on the table nas-bench-201:cifar100"):
+        _gpt_settings([Benchmark.parse("nas-bench-201:cifar10")], str(folder), tmp_path)
+    assert _gpt_settings([Benchmark.parse("nas-bench-macro")], str(folder), tmp_path) == {"nas-bench-macro": str(folder)}
+
+
+def test_transfer_gives_each_space_its_own_leave_space_out_gpt(tmp_path, monkeypatch):
+    from gptnas.bench.harness import Benchmark
+
+    built = {}
+
+    def fake_model_for(space, base=None, root=None):  # building a real one takes minutes: the rule is what is tested
+        built[space] = _model_that_saw(tmp_path / space, transfer.transfer_tables(space))
+        return built[space]
+
+    monkeypatch.setattr(transfer, "model_for", fake_model_for)
+    benchmarks = [Benchmark.parse(name) for name in ("nas-bench-macro", "nas-bench-201:cifar10", "nas-bench-201:cifar100")]
+    settings = _gpt_settings(benchmarks, "transfer", tmp_path)
+    assert settings == {space: str(folder) for space, folder in built.items()}
+    assert set(built) == {"nas-bench-macro", "nas-bench-201"}  # one model per space, shared by its datasets

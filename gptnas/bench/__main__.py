@@ -28,7 +28,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", default=None,
                         help="per-strategy settings (YAML: common, strategies.<name>); default: the study settings "
                              "shipped with gptnas (gptnas/bench/study.yaml); 'none' for the plain defaults")
-    parser.add_argument("--gpt", default=None, help="ArchGPT folder or Hub id for gpt-ga (default: the shipped model)")
+    parser.add_argument("--gpt", default=None, help="the GPT of gpt-ga: 'shipped' (the model shipped with gptnas), "
+                        "'transfer' (per benchmark, the shipped model trained further on the tables of every other "
+                        "space, built once and cached) or a folder / Hub id; a GPT that saw a table of the searched "
+                        f"space is refused (default: {harness.DEFAULT_GPT})")
     parser.add_argument("--output_dir", default="bench", help="study directory; an existing one is resumed")
     return parser.parse_args(argv)
 

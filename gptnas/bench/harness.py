@@ -39,6 +39,9 @@ TRAJECTORY = "trajectory.json"
 HARNESS_FIELDS = ("space", "dataset", "strategy", "seed", "budget", "evaluator", "output_dir", "executor", "workers",
                   "screen")
 SCREENED = "+"  # ga+naswot: the strategy ga, screened by naswot
+SHIPPED, TRANSFER = "shipped", "transfer"  # --gpt: the model shipped in the package / the leave-space-out GPTs
+GPT_STRATEGIES = ("gpt-ga",)  # the strategies that use a GPT
+DEFAULT_GPT = SHIPPED  # benchmarks/RESULTS.md, "Leave-space-out transfer": the ablation that chose it
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,24 @@ def split_variant(name: str) -> tuple[str, str | None]:
     return strategy, proxy or None
 
 
+def gpt_for(benchmark: Benchmark, gpt: str | None) -> str | None:
+    """The GPT gpt-ga searches `benchmark` with (None: the shipped model). `gpt` is "transfer" (the
+    leave-space-out GPT of the benchmark's space, built once and cached: gptnas/gpt/transfer.py), "shipped"
+    (None), or a folder / Hub id; any GPT that saw a table of the benchmark's space is refused."""
+    from gptnas.gpt import transfer
+
+    if gpt == TRANSFER:
+        folder = transfer.model_for(benchmark.space)
+        return None if folder is None else str(folder)
+    chosen = None if gpt in (None, SHIPPED) else gpt
+    leaks = transfer.leaked(transfer.tables_seen_by(chosen), benchmark.space)
+    if leaks:
+        raise GptnasError(f"the GPT {chosen or SHIPPED} was trained on the table {leaks[0]}: a search of "
+                          f"{benchmark.space} must not use a GPT that saw a table of its own space; use "
+                          f"--gpt {TRANSFER} (a leave-space-out GPT) or another model")
+    return chosen
+
+
 def parse_strategies(text: str) -> list[str]:
     strategies = [s.strip() for s in text.split(",") if s.strip()]
     for strategy in strategies:
@@ -144,7 +165,7 @@ class RunTask:
 
 def plan(benchmarks: list[Benchmark], strategies: list[str], seeds: int, budget: int, study: dict,
          output_dir: Path, gpt: str | None = None) -> list[RunTask]:
-    tasks = []
+    tasks, gpts = [], {}
     for benchmark in benchmarks:
         for strategy in strategies:
             base, proxy = split_variant(strategy)
@@ -155,8 +176,11 @@ def plan(benchmarks: list[Benchmark], strategies: list[str], seeds: int, budget:
                                 budget=budget, evaluator="benchmark", generations=budget)
                 if proxy:
                     settings["screen"] = proxy
-                if gpt is not None:
-                    settings["gpt"] = gpt
+                if base in GPT_STRATEGIES:
+                    option = gpt if gpt is not None else settings.get("gpt", DEFAULT_GPT)
+                    if (benchmark.space, option) not in gpts:
+                        gpts[benchmark.space, option] = gpt_for(benchmark, option)
+                    settings["gpt"] = gpts[benchmark.space, option]
                 from_dict(EvolveConfig, dict(settings), "study").validate()
                 run_dir = output_dir / "runs" / benchmark.name.replace(":", "_") / strategy / f"seed_{seed}"
                 tasks.append(RunTask(benchmark, strategy, seed, settings, str(run_dir)))
@@ -202,6 +226,7 @@ def run_one(task: RunTask) -> dict:
         "keys": [key for _, key, _, _, _ in history],
         "fitness": [e.fitness for *_, e in history],
         "test": [e.test_accuracy for *_, e in history],
+        "gpt": config.gpt if task.strategy.startswith(GPT_STRATEGIES) else None,
         "gpt_seconds": search.gpt_seconds,  # this process's time in the GPT (0 when resumed from finished work)
         "proxy_seconds": sum(seconds for *_, seconds in screened),  # the screening proxy's, over the whole run
         "screened": len(screened),  # architectures the proxy scored

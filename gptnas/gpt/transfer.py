@@ -35,13 +35,26 @@ log = logging.getLogger(__name__)
 TABLES_KEY = "gptnas_tables_seen"  # in a model's config.json: the benchmark tables it was trained on
 TABLE_SOURCE = "table:"  # corpus records from a table have source "table:<table name>"
 # The recipe: a short continuation of the base model on the other spaces' tables.
-RECIPE = {"max_train_steps": 400, "learning_rate": 5e-4, "per_device_train_batch_size": 32, "num_warmup_steps": 20,
+RECIPE = {"max_train_steps": 150, "learning_rate": 1e-3, "per_device_train_batch_size": 16, "num_warmup_steps": 10,
           "seed": 0}
 
 
 def tables_seen(model) -> list[str]:
     """The benchmark tables a model (its config) was trained on."""
     return list(getattr(model.config, TABLES_KEY, None) or [])
+
+
+def tables_seen_by(name_or_path: str | Path | None) -> list[str]:
+    """The benchmark tables a saved model (folder or Hub id; None: the shipped one) was trained on, from its
+    config.json alone."""
+    from gptnas.gpt.model import default_model_dir, resolve
+
+    folder = resolve(default_model_dir() if name_or_path is None else name_or_path)
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        raise GptnasError(f"{folder / 'config.json'} is missing or corrupt; save the model again") from None
+    return list(config.get(TABLES_KEY) or [])
 
 
 def corpus_tables(files) -> set[str]:

@@ -22,6 +22,7 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
     def __init__(self, search):
         self._gpt = None  # loaded on first use
         self._adapted_at: int | None = None  # the generation whose adapter the GPT carries
+        self._draws: dict = {}  # GPT calls so far per (purpose, generation): screening makes several per generation
         super().__init__(search)
 
     def register(self, toolbox) -> None:
@@ -45,9 +46,15 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
         c = self.search.config
         started = time.perf_counter()
         samples = self.gpt.complete(self.search.space, [""], n=c.population, temperature=c.temperature,
-                                    top_k=c.top_k, seed=derived_seed(c.seed, "init"), quality=c.quality)[0]
+                                    top_k=c.top_k, seed=self.seed_of("init"), quality=c.quality)[0]
         self.search.gpt_seconds += time.perf_counter() - started
         return samples
+
+    def seed_of(self, *purpose) -> int:
+        """The sampling seed of the next GPT call for `purpose`: the first call's as it always was, later ones
+        (a screened strategy proposes several times per generation) each their own."""
+        draw = self._draws[purpose] = self._draws.get(purpose, -1) + 1
+        return derived_seed(self.search.config.seed, *purpose, *([draw] if draw else []))
 
     def elimination_rate(self, generation: int) -> float:
         """Decays linearly over the run: over the budget when there is one, else over the generations."""
@@ -86,7 +93,7 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
         self.maybe_adapt(generation)
         started = time.perf_counter()
         out, stats = reconstruct(
-            self.gpt, s.space, archs, rate, s.rng, seed=derived_seed(c.seed, "reconstruct", generation),
+            self.gpt, s.space, archs, rate, s.rng, seed=self.seed_of("reconstruct", generation),
             temperature=c.temperature, top_k=c.top_k, candidates=c.reconstruct_candidates, ranking=c.candidate_ranking,
             condition=condition(c.quality),
         )
