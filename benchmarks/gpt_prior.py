@@ -3,7 +3,8 @@
     python benchmarks/gpt_prior.py [--gpt PATH_OR_HUB_ID | --gpt transfer] [--samples 500]
 
 For each benchmark: Kendall tau with the table's fitness, over uniform samples of
-the space, of the GPT's log-likelihood and of its quality ratio
+the space, of the GPT's log-likelihood, of its log-likelihood under the best
+quality token, log p(arch | q4), and of its quality ratio
 log p(arch | q4) - log p(arch) (the GPT as a predictor); the mean fitness of the
 10 samples each ranks highest; and the mean / best-of-10 fitness of samples drawn
 from the GPT (T=1.0, with and without the best quality token) against uniform
@@ -46,9 +47,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--benchmarks", default=",".join(DEFAULT_BENCHMARKS))
     args = parser.parse_args()
-    print("| benchmark | tau(log-likelihood) | tau(quality ratio) | uniform: mean / best of 10 | top 10 by likelihood "
+    print("| benchmark | tau(log-likelihood) | tau(log p given q4) | tau(quality ratio) | uniform: mean / best of 10 | top 10 by likelihood "
           "| top 10 by ratio | GPT: mean / best of 10 | GPT under q4: mean / best of 10 |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in args.benchmarks.split(","):
         benchmark = Benchmark.parse(name)
         space = get_space(benchmark.space)
@@ -56,8 +57,10 @@ def main() -> None:
         evaluator = get_evaluator("benchmark", space, benchmark.dataset)
         fitness = lambda archs: [evaluator.evaluate(space, a).fitness for a in archs]  # noqa: E731
         uniform = [space.sample(random.Random(seed)) for seed in range(args.samples)]
-        values, likelihood, ratio = fitness(uniform), gpt.score(space, uniform), gpt.quality_ratio(space, uniform)
-        cells = [name, f"{kendalltau(likelihood, values)[0]:.3f}", f"{kendalltau(ratio, values)[0]:.3f}",
+        values, likelihood, best = fitness(uniform), gpt.score(space, uniform), gpt.score(space, uniform, quality=4)
+        ratio = [b - p for b, p in zip(best, likelihood)]
+        cells = [name, f"{kendalltau(likelihood, values)[0]:.3f}", f"{kendalltau(best, values)[0]:.3f}",
+                 f"{kendalltau(ratio, values)[0]:.3f}",
                  f"{statistics.fmean(values):.2f} / {best_of_10(values):.2f}",
                  f"{top_10(likelihood, values):.2f}", f"{top_10(ratio, values):.2f}"]
         for quality in (None, 4):

@@ -1,0 +1,66 @@
+"""Does the cost token steer the GPT's `cifar` networks to a parameter budget?
+
+    python benchmarks/cifar_conditioning.py [--gpt PATH] [--samples 30] [--caps 1000000,5000000,20000000]
+
+For each cap: samples drawn under the best quality token and `max_params` = cap
+(`ArchGPT.complete`, which also draws again any sample above the cap) against
+uniform samples of the space under the same cap (rejection sampling). Reports
+the parameter distribution (median as a fraction of the cap, the largest), how
+many never downsample, and the NASWOT and synflow scores (random inputs, as
+screening computes them). A cap the GPT cannot meet in 20 draws is reported as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+
+from gptnas.errors import GptnasError
+from gptnas.evaluators.proxy import ProxyEvaluator, ProxySettings
+from gptnas.gpt.model import ArchGPT
+from gptnas.spaces import get_space
+
+
+def uniform_under(space, cap: int, n: int, seed: int) -> list:
+    rng, out = random.Random(seed), []
+    while len(out) < n:
+        arch = space.sample(rng)
+        if space.cost(arch)["params"] <= cap:
+            out.append(arch)
+    return out
+
+
+def describe(space, archs: list, cap: int, proxies: dict) -> list[str]:
+    params = [space.cost(a)["params"] for a in archs]
+    flat = sum(all(block.stride == 1 for block in a.blocks) for a in archs)
+    cells = [f"{statistics.median(params) / cap:.2f}", f"{max(params) / cap:.2f}", f"{flat}/{len(archs)}"]
+    for proxy in proxies.values():
+        scores = [proxy.evaluate(space, a).fitness for a in archs]
+        cells.append(f"{statistics.median(scores):.1f}")
+    return cells
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gpt", default=None)
+    parser.add_argument("--samples", type=int, default=30)
+    parser.add_argument("--caps", default="1000000,5000000,20000000")
+    args = parser.parse_args()
+    space, gpt = get_space("cifar"), ArchGPT.from_pretrained(args.gpt)
+    proxies = {name: ProxyEvaluator(space, "none", ProxySettings(proxy=name, batch_size=32, random_inputs=True,
+                                                                  costs=False)) for name in ("naswot", "synflow")}
+    print("| cap | sampler | median params / cap | max params / cap | never downsample | NASWOT (median) | synflow (median) |")
+    print("|---|---|---|---|---|---|---|")
+    for cap in (int(c) for c in args.caps.split(",")):
+        try:
+            drawn = gpt.complete(space, [""], n=args.samples, quality=4, max_params=cap, seed=0)[0]
+            print(f"| {cap:,} | GPT, q4 | " + " | ".join(describe(space, drawn, cap, proxies)) + " |", flush=True)
+        except GptnasError as error:
+            print(f"| {cap:,} | GPT, q4 | failed: {error} | | | | |", flush=True)
+        uniform = uniform_under(space, cap, args.samples, seed=0)
+        print(f"| {cap:,} | uniform | " + " | ".join(describe(space, uniform, cap, proxies)) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
