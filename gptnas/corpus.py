@@ -330,6 +330,7 @@ token sequence), `top1`, `quality`, `quality_source`, `pretrain` (see "Quality a
 |---|---|
 | `{FINETUNE_FILE}` | the {len(finetune)} torchvision networks of GPT-NAS's fine-tuning set |
 | `{PRETRAIN_FILE}` | {len(pretrain)} distinct timm CNNs for pretraining (gzip JSONL) |
+| `cifar_designs.jsonl` | classic CIFAR designs written in the `cifar` space, with their published CIFAR accuracies and citations (`CIFAR_DESIGNS.md`; built by `python -m gptnas.corpus_cifar --out data`) |
 
 Load with `datasets.load_dataset("json", data_files="data/{PRETRAIN_FILE}")`.
 
