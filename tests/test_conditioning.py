@@ -61,8 +61,16 @@ def test_generation_under_the_best_quality_is_always_valid(gpt, space):
 
 def test_max_params_conditions_and_caps_every_sample(gpt):
     space = get_space("cifar")
-    archs = gpt.complete(space, [""], n=6, quality=4, max_params=1_000_000, seed=0)[0]
-    assert all(space.cost(a)["params"] <= 1_000_000 for a in archs)
+    archs = gpt.complete(space, [""], n=6, quality=4, max_params=20_000_000, seed=0)[0]
+    assert all(space.cost(a)["params"] <= 20_000_000 for a in archs)
+
+
+def test_a_cap_no_sample_meets_is_a_one_line_error(gpt, monkeypatch):
+    import gptnas.gpt.model as model
+
+    monkeypatch.setattr(model, "MAX_REDRAWS", 2)
+    with pytest.raises(GptnasError, match="stayed above max_params=1000 after 2 draws; raise max_params"):
+        gpt.complete("cifar", [""], n=2, max_params=1000)
 
 
 def test_conditioned_scores_and_the_quality_ratio(gpt):
