@@ -152,7 +152,7 @@ def test_the_shipped_model_card_parses_with_its_held_out_results():
     training = json.loads((default_model_dir() / "gptnas_training.json").read_text())
     assert card.data.library_name == "transformers" and card.data.license == "apache-2.0"
     results = {r.metric_type: r.metric_value for r in card.data.eval_results}
-    assert results["held-out next-token top-1 (shipped)"] == training["finetune"]["eval_top1_accuracy"]
+    assert results["held-out next-token top-1 (shipped, after conditioning)"] == training["condition"]["eval_top1_accuracy"]
     assert "data/pretrain_timm.jsonl.gz" in card.text and "mnasnet" in card.text
 
 
