@@ -13,6 +13,7 @@ screening computes them). A cap the GPT cannot meet in 20 draws is reported as s
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import statistics
 
@@ -35,9 +36,10 @@ def describe(space, archs: list, cap: int, proxies: dict) -> list[str]:
     params = [space.cost(a)["params"] for a in archs]
     flat = sum(all(block.stride == 1 for block in a.blocks) for a in archs)
     cells = [f"{statistics.median(params) / cap:.2f}", f"{max(params) / cap:.2f}", f"{flat}/{len(archs)}"]
-    for proxy in proxies.values():
+    for name, proxy in proxies.items():
         scores = [proxy.evaluate(space, a).fitness for a in archs]
-        cells.append(f"{statistics.median(scores):.1f}")
+        median = statistics.median(scores)
+        cells.append(f"{math.log10(median):.1f}" if name == "synflow" else f"{median:.1f}")  # synflow spans decades
     return cells
 
 
@@ -50,7 +52,7 @@ def main() -> None:
     space, gpt = get_space("cifar"), ArchGPT.from_pretrained(args.gpt)
     proxies = {name: ProxyEvaluator(space, "none", ProxySettings(proxy=name, batch_size=32, random_inputs=True,
                                                                   costs=False)) for name in ("naswot", "synflow")}
-    print("| cap | sampler | median params / cap | max params / cap | never downsample | NASWOT (median) | synflow (median) |")
+    print("| cap | sampler | median params / cap | max params / cap | never downsample | NASWOT (median) | log10 synflow (median) |")
     print("|---|---|---|---|---|---|---|")
     for cap in (int(c) for c in args.caps.split(",")):
         try:
