@@ -66,7 +66,7 @@ def test_max_params_conditions_and_caps_every_sample(gpt):
 
 
 def test_a_cap_no_sample_meets_is_a_one_line_error(gpt, monkeypatch):
-    import gptnas.gpt.model as model
+    from gptnas.gpt import model
 
     monkeypatch.setattr(model, "MAX_REDRAWS", 2)
     with pytest.raises(GptnasError, match="stayed above max_params=1000 after 2 draws; raise max_params"):
