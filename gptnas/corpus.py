@@ -21,8 +21,6 @@ redoes only the last step on the files already there (no tracing, no timm), in p
 import argparse
 import contextlib
 import fnmatch
-import gzip
-import json
 import logging
 import re
 import statistics
@@ -37,7 +35,7 @@ from tqdm import tqdm
 
 from gptnas import corpus_quality
 from gptnas.errors import GptnasError
-from gptnas.files import atomic_path, write_atomic
+from gptnas.files import read_jsonl, write_atomic, write_jsonl
 from gptnas.language import tokens
 from gptnas.language.trace import encode_module
 
@@ -224,22 +222,6 @@ def timm_records(max_tokens: int) -> tuple[list[dict], Skipped]:
             by_text[record["text"]] = record
             records.append(record)
     return records, skipped
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt") as f:
-        return [json.loads(line) for line in f]
-
-
-def write_jsonl(records: list[dict], path: Path) -> None:
-    lines = "".join(json.dumps(r) + "\n" for r in records).encode()
-    with atomic_path(path) as tmp:  # files are rewritten in place: never leave half of one
-        if path.suffix == ".gz":
-            with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
-                out.write(lines)  # no name or timestamp in the header: rebuilds are byte-identical
-        else:
-            tmp.write_bytes(lines)
 
 
 def _replace_section(card: str, heading: str, body: str) -> str:

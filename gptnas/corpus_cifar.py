@@ -22,14 +22,13 @@ The build is deterministic: the same torch gives the same bytes.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 from typing import NamedTuple
 
 from gptnas.errors import GptnasError
-from gptnas.files import write_atomic
+from gptnas.files import write_atomic, write_jsonl
 from gptnas.language import tokens
 from gptnas.spaces import get_space
 from gptnas.spaces.cifar import Block, CifarArch
@@ -203,10 +202,6 @@ def records(designs: tuple[Design, ...] = DESIGNS) -> list[dict]:
             "note": design.note,
         })
     return out
-
-
-def write_jsonl(records: list[dict], path: Path) -> None:
-    write_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
 def _cell(value: float | None) -> str:

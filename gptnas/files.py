@@ -8,6 +8,7 @@ either the old file or the new one, and at worst a stray `.tmp` sibling.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -95,3 +96,23 @@ def exclusive_lock(folder: str | Path) -> Iterator[None]:
     finally:
         os.ftruncate(fd, 0)
         os.close(fd)  # releases the lock
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The records of a JSONL file, plain or gzipped (.gz)."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt") as f:
+        return [json.loads(line) for line in f]
+
+
+def write_jsonl(records: list[dict], path: str | Path) -> None:
+    """Writes records as JSONL (gzipped for .gz) atomically; same records, same bytes (no name or time in the
+    gzip header)."""
+    path = Path(path)
+    lines = "".join(json.dumps(r) + "\n" for r in records).encode()
+    with atomic_path(path) as tmp:
+        if path.suffix == ".gz":
+            with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
+                out.write(lines)
+        else:
+            tmp.write_bytes(lines)

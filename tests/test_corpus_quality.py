@@ -9,6 +9,7 @@ import pytest
 from gptnas import corpus
 from gptnas.corpus_quality import TIMM_RESULTS_DIR, annotate, read_timm_results
 from gptnas.errors import GptnasError
+from gptnas.files import read_jsonl
 from gptnas.language import tokens
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -87,7 +88,7 @@ def test_a_missing_results_folder_is_a_one_line_error(tmp_path, capsys):
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_shipped_texts_open_with_their_condition_tokens_then_the_space_tag(path):
-    for r in corpus.read_jsonl(path):
+    for r in read_jsonl(path):
         condition, rest = tokens.split_condition(r["text"].split())
         assert condition == tokens.condition(r["quality"], r["params"]), r["name"]
         assert rest[0] == f"space:{r['source']}" and r["n_tokens"] == len(condition) + len(rest)
@@ -96,7 +97,7 @@ def test_shipped_texts_open_with_their_condition_tokens_then_the_space_tag(path)
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_quality_levels_of_each_shipped_file_are_about_even(path):
-    levels = Counter(r["quality"] for r in corpus.read_jsonl(path) if r["quality"] is not None)
+    levels = Counter(r["quality"] for r in read_jsonl(path) if r["quality"] is not None)
     assert sorted(levels) == list(range(tokens.QUALITY_LEVELS))
     assert all(0.15 <= n / levels.total() <= 0.25 for n in levels.values()), levels
 

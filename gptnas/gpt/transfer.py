@@ -17,7 +17,6 @@ folder per (space, base model, tables, recipe), written whole or not at all.
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
 import logging
@@ -27,7 +26,7 @@ import sys
 from pathlib import Path
 
 from gptnas.errors import GptnasError
-from gptnas.files import atomic_path, file_sha256, write_atomic
+from gptnas.files import atomic_path, file_sha256, read_jsonl, write_atomic, write_jsonl
 from gptnas.language.tokens import quality, quality_levels
 
 log = logging.getLogger(__name__)
@@ -59,15 +58,8 @@ def tables_seen_by(name_or_path: str | Path | None) -> list[str]:
 
 def corpus_tables(files) -> set[str]:
     """The benchmark tables among the records of corpus files (their `source` field)."""
-    seen = set()
-    for path in files:
-        opener = gzip.open if str(path).endswith(".gz") else open
-        with opener(path, "rt") as f:
-            for line in f:
-                source = json.loads(line).get("source") or ""
-                if source.startswith(TABLE_SOURCE):
-                    seen.add(source.removeprefix(TABLE_SOURCE))
-    return seen
+    sources = {record.get("source") or "" for path in files for record in read_jsonl(path)}
+    return {source.removeprefix(TABLE_SOURCE) for source in sources if source.startswith(TABLE_SOURCE)}
 
 
 def table_space(name: str) -> str:
@@ -127,7 +119,7 @@ def model_for(space: str, base: str | Path | None = None, root: Path | None = No
     with atomic_path(folder) as partial:
         partial.mkdir(parents=True)
         corpus = partial / "corpus.jsonl"
-        write_atomic(corpus, "".join(json.dumps(r) + "\n" for name in tables for r in table_records(name)))
+        write_jsonl([record for name in tables for record in table_records(name)], corpus)
         train_on(corpus, base_dir, partial / "run")
         for item in (partial / "run").iterdir():
             if item.is_file():

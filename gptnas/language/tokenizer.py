@@ -11,8 +11,6 @@ Rebuild:  python -m gptnas.language.tokenizer --corpus data --out tokenizer
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import logging
 import sys
 from pathlib import Path
@@ -21,6 +19,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 from gptnas.errors import GptnasError
+from gptnas.files import read_jsonl
 from gptnas.language.tokens import BOS, CONDITION_TOKENS, EOS, PAD, SPECIAL_TOKENS, UNK
 
 log = logging.getLogger(__name__)
@@ -33,13 +32,7 @@ def corpus_files(corpus_dir: Path) -> list[Path]:
 
 
 def corpus_words(corpus_dir: Path) -> set[str]:
-    words: set[str] = set()
-    for path in corpus_files(corpus_dir):
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt") as f:
-            for line in f:
-                words.update(json.loads(line)["text"].split())
-    return words
+    return {word for path in corpus_files(corpus_dir) for record in read_jsonl(path) for word in record["text"].split()}
 
 
 def space_words() -> set[str]:
