@@ -130,6 +130,7 @@ def search(config: EvolveConfig, resuming: bool) -> int:
     space = get_space(config.space)
     evaluator = get_evaluator(config.evaluator, space, config.dataset, **config.evaluator_options())
     evaluator.prepare()  # missing data or tables: one line, before any folder is made
+    config.limit_flops(evaluator)
     new_dir = not run_dir.exists()
     make_run_dir(run_dir)
     try:

@@ -30,7 +30,7 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 # Three strided blocks first keep the network cheap: most of it runs at 1x1.
 TINY = CifarArch(16, (Block("resnet_basic", 16, 2),) * 3 + (Block("resnet_basic", 16, 1),) * 7)
 QUICK_SEARCH = ["--space", "cifar", "--strategy", "ga", "--population", "2", "--generations", "0", "--epochs", "1",
-                "--batch_size", "32", "--max_train_examples", "64", "--device", "cpu"]
+                "--min_steps", "0", "--batch_size", "32", "--max_train_examples", "64", "--device", "cpu"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -106,7 +106,7 @@ def test_a_three_class_folder_with_train_and_test_subfolders(tmp_path):
     write_folder(tmp_path / "abc" / "train", images[:400], labels[:400], names)
     write_folder(tmp_path / "abc" / "test", images[400:], labels[400:], names)
     folder = str(tmp_path / "abc")
-    train = get_evaluator("train", "cifar", folder, device="cpu", epochs=1)
+    train = get_evaluator("train", "cifar", folder, device="cpu", epochs=1, min_steps=0)
     proxy = get_evaluator("proxy", "cifar", folder, device="cpu")
     assert train.num_classes == proxy.num_classes == 3
     data = load_images(folder)
@@ -125,7 +125,7 @@ def test_a_save_to_disk_copy_with_its_own_columns_is_evaluated_and_retrained(tmp
     saved = tmp_path / "saved"
     datasets.DatasetDict(train=full.select(range(400)), validation=full.select(range(400, len(full)))).save_to_disk(saved)
     options = {"image_column": "pixels", "label_column": "digit"}
-    evaluator = get_evaluator("train", "cifar", str(saved), **options, epochs=1, max_train_examples=64, device="cpu")
+    evaluator = get_evaluator("train", "cifar", str(saved), **options, epochs=1, min_steps=0, max_train_examples=64, device="cpu")
     assert evaluator.num_classes == 3 and evaluator.evaluate("cifar", TINY).status == "ok"
     data = load_images(str(saved), **options)
     assert data.train_labels[:5].tolist() == [["eight", "five", "three"].index(w) for w in words[:5]]

@@ -19,7 +19,7 @@ from gptnas.training.loop import augment, lr_factor
 NB201_BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
 # Three strided blocks first keep the network cheap: most of it runs at 4x4.
 TINY = CifarArch(16, (Block("resnet_basic", 16, 2),) * 3 + (Block("resnet_basic", 16, 1),) * 7)
-TINY_TRAINING = dict(epochs=1, max_train_examples=96, device="cpu")
+TINY_TRAINING = dict(epochs=1, min_steps=0, max_train_examples=96, device="cpu")
 
 
 def wide(width: int) -> CifarArch:

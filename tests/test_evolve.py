@@ -88,7 +88,8 @@ def test_parallel_workers_and_ray_equal_the_serial_run(tmp_path, requires_table)
 def test_diverging_candidates_get_the_worst_fitness_and_the_search_goes_on(tmp_path):
     out = tmp_path / "nan"
     args = ["--space", "cifar", "--strategy", "ga", "--dataset", "digits", "--population", "3", "--generations", "1",
-            "--epochs", "1", "--batch_size", "32", "--max_train_examples", "64", "--lr", "1e30", "--output_dir", str(out)]
+            "--epochs", "1", "--min_steps", "0", "--batch_size", "32", "--max_train_examples", "64", "--lr", "1e30",
+            "--output_dir", str(out)]
     assert evolve.main(args) == 0
     with open(out / "evaluations.csv") as f:
         rows = list(csv.DictReader(f))
@@ -154,8 +155,8 @@ def test_gpt_ga_reconstructs_and_adapts_online_and_resumes_with_the_saved_adapte
 def test_retrain_trains_the_best_network_of_a_run(tmp_path):
     out = tmp_path / "run"
     assert evolve.main(["--space", "cifar", "--strategy", "ga", "--dataset", "digits", "--population", "2",
-                        "--generations", "0", "--epochs", "1", "--batch_size", "32", "--max_train_examples", "64",
-                        "--output_dir", str(out)]) == 0
+                        "--generations", "0", "--epochs", "1", "--min_steps", "0", "--batch_size", "32",
+                        "--max_train_examples", "64", "--output_dir", str(out)]) == 0
     assert evolve.main(["--retrain", str(out), "--retrain_epochs", "1", "--retrain_batch_size", "32",
                         "--retrain_max_train_examples", "64"]) == 0
     result = json.loads((out / "retrain" / "result.json").read_text())

@@ -142,9 +142,10 @@ def test_checkpoint_is_json_and_restores_population_hall_of_fame_and_logbook(tmp
 def test_shared_settings_reach_every_evaluator_and_train_settings_only_the_trainer():
     proxy = EvolveConfig(space="cifar", evaluator="proxy", dataset="digits", seed=7, device="cpu", data_dir="d")
     assert proxy.evaluator_options() == {"seed": 7, "device": "cpu", "data_dir": "d"}
-    train = EvolveConfig(space="cifar", dataset="digits", seed=3, epochs=2)
+    train = EvolveConfig(space="cifar", dataset="digits", seed=3, epochs=2, profile="gpt-nas")
     assert train.evaluator == "train"
-    assert train.evaluator_options() == {"seed": 3, "epochs": 2, "batch_size": 512, "lr": 0.01}
+    assert train.evaluator_options() == {"seed": 3, "epochs": 2, "min_steps": 300, "batch_size": 512, "lr": 0.01,
+                                         "train_fraction": 1.0, "image_scale": 1.0}
     table = EvolveConfig(space="nas-bench-201", seed=3)
     assert table.evaluator == "benchmark" and table.evaluator_options() == {}
     evaluator = get_evaluator("proxy", "cifar", "digits", **proxy.evaluator_options())

@@ -4,7 +4,13 @@ The GPT-NAS protocol: 6 epochs, SGD (momentum 0.9, Nesterov, weight decay
 5e-4), batch 512, learning rate warmed up linearly to 0.01 over the first
 epoch, then decayed (cosine by default) to zero. Fitness is accuracy (%) on a
 validation split carved from the training set; test accuracy is computed too
-but is only ever reported. The loop itself (batching, augmentation, the GPU
+but is only ever reported.
+
+The schedule fits small data (`schedule`): the batch is capped so that an
+epoch has at least MIN_STEPS_PER_EPOCH steps, and there are more epochs when
+the epochs give fewer than `min_steps` optimizer steps. On CIFAR-10 (45,000
+training images, batch 512, 6 epochs: 528 steps) neither binds; on the 1,293
+training images of digits, batch 512 would be 3 steps an epoch. The loop itself (batching, augmentation, the GPU
 path) is gptnas/training/loop.py, shared with the final retraining.
 
 A candidate that diverges, runs out of memory or breaks is recorded as such
@@ -14,6 +20,7 @@ with WORST_FITNESS; it never stops the search.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +46,7 @@ from gptnas.training.data import (
     dataset_source,
     load_images,
     make_splits,
+    scaled,
 )
 from gptnas.training.device import free_accelerator_memory, resolve_device
 from gptnas.training.loop import (
@@ -54,6 +62,8 @@ from gptnas.training.loop import (
 log = logging.getLogger(__name__)
 
 DECAYS = ("cosine", "linear")  # what lr_factor decays by after the warm-up
+MIN_STEPS_PER_EPOCH = 10  # the batch is capped at a tenth of the training images
+MIN_SCALED_SIDE = 8  # image_scale never makes images smaller than this
 
 
 @dataclass(frozen=True)
@@ -72,8 +82,14 @@ class TrainSettings:
     label_column: str | None = None  # None: label, labels or fine_label
     image_size: int | None = None  # None: the images' own side (the space's input size when they differ)
     label_smoothing: float = 0.0
+    min_steps: int = 300  # at least this many optimizer steps: more epochs on small data
+    train_fraction: float = 1.0  # share of the training split candidates train on (--fidelity)
+    image_scale: float = 1.0  # share of the images' side (--fidelity); image_size wins
 
     def __post_init__(self):
+        if self.min_steps < 0 or not 0 < self.train_fraction <= 1 or not 0 < self.image_scale <= 1:
+            raise GptnasError(f"need min_steps >= 0 and train_fraction, image_scale in (0, 1], got {self.min_steps}, "
+                              f"{self.train_fraction} and {self.image_scale}")
         if self.epochs < 1 or self.batch_size < 2:
             raise GptnasError(f"epochs must be >= 1 and batch_size >= 2, got {self.epochs} and {self.batch_size}")
         if not self.lr > 0:
@@ -126,14 +142,23 @@ class TrainEvaluator:
     def data(self) -> ImageData:
         """The whole dataset, loaded once per process (GptnasError when it cannot be had)."""
         s = self.settings
-        return load_images(self.dataset, s.data_dir, get_space(self.space_name).input_size, revision=s.dataset_revision,
+        data = load_images(self.dataset, s.data_dir, get_space(self.space_name).input_size, revision=s.dataset_revision,
                            image_column=s.image_column, label_column=s.label_column, image_size=s.image_size)
+        if s.image_size is None and s.image_scale < 1:
+            side = data.train_images.shape[-1]
+            data = scaled(data, max(min(side, MIN_SCALED_SIDE), round(side * s.image_scale)))
+        return data
 
     def splits(self, device: torch.device) -> Splits:
         """The dataset's splits on `device` (GptnasError when the data cannot be had)."""
         if str(device) not in self._splits:
             data = self.data()
-            splits = make_splits(data, self.settings.val_fraction, self.settings.seed, self.settings.max_train_examples)
+            s = self.settings
+            n_train = len(data.train_labels) - max(1, round(len(data.train_labels) * s.val_fraction))
+            limit = n_train if s.train_fraction == 1 else max(2, round(n_train * s.train_fraction))
+            if s.max_train_examples is not None:
+                limit = min(limit, s.max_train_examples)
+            splits = make_splits(data, s.val_fraction, s.seed, None if limit == n_train else limit)
             self._splits[str(device)] = splits.to(device)
         return self._splits[str(device)]
 
@@ -175,18 +200,28 @@ def train_and_score(
     """Trains a fresh network of `arch`; returns (validation accuracy, test accuracy) in %."""
     model = build_network(space, arch, splits.num_classes, settings.seed, device)
     generator = torch.Generator().manual_seed(settings.seed)  # batch order and augmentation, on the CPU
-    warmup_steps = steps_per_epoch(len(splits.train_labels), settings.batch_size)  # the whole first epoch
-    total_steps = settings.epochs * warmup_steps
+    batch_size, epochs = schedule(len(splits.train_labels), settings)
+    warmup_steps = steps_per_epoch(len(splits.train_labels), batch_size)  # the whole first epoch
+    total_steps = epochs * warmup_steps
     optimizer = sgd(model, settings.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, warmup_steps, total_steps, settings.decay)
     )
     loss_fn = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
-    for epoch in range(1, settings.epochs + 1):
-        train_epoch(model, splits, optimizer, loss_fn, generator, settings.batch_size, epoch, step_schedule=schedule)
+    for epoch in range(1, epochs + 1):
+        train_epoch(model, splits, optimizer, loss_fn, generator, batch_size, epoch, step_schedule=lr_schedule)
     val_accuracy = accuracy(model, splits.val_images, splits.val_labels, splits)
     test_accuracy = accuracy(model, splits.test_images, splits.test_labels, splits)
     return val_accuracy, test_accuracy
 
 
-__all__ = ["DATASETS", "TrainEvaluator", "TrainSettings", "train_and_score"]
+def schedule(n_train: int, settings: TrainSettings) -> tuple[int, int]:
+    """(batch size, epochs) for `n_train` training images: the batch at most `settings.batch_size` and small
+    enough for MIN_STEPS_PER_EPOCH steps an epoch; the epochs at least `settings.epochs` and enough for
+    `settings.min_steps` steps in all."""
+    batch_size = max(2, min(settings.batch_size, n_train // MIN_STEPS_PER_EPOCH))
+    per_epoch = steps_per_epoch(n_train, batch_size)
+    return batch_size, max(settings.epochs, math.ceil(settings.min_steps / per_epoch))
+
+
+__all__ = ["DATASETS", "TrainEvaluator", "TrainSettings", "schedule", "train_and_score"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field, fields
 
@@ -13,6 +14,20 @@ EXECUTORS = ("serial", "process", "ray")
 INITS = ("random", "gpt")
 CANDIDATE_RANKINGS = ("likelihood", "gain", "ratio")
 ADAPT_DATA = ("elite", "ranked")
+# Defaults by where candidates are trained; a run's config.yaml records the resolved values. "gpt-nas" is the
+# paper's protocol (its schedule keeps at least min_steps optimizer steps on a small dataset); "cpu" is the default
+# when the train evaluator runs on a CPU: a search of about 30 candidates, one worker process per core, each
+# trained for 300 steps of 64 images, with a FLOPs cap from the images' side (CPU_FLOPS_PER_PIXEL). Measured:
+# README, "On a CPU".
+PROFILES = {
+    "gpt-nas": {"population": 30, "generations": 20, "epochs": 6, "batch_size": 512, "lr": 0.01, "min_steps": 300},
+    "cpu": {"population": 8, "generations": 3, "epochs": 6, "batch_size": 64, "lr": 0.05, "min_steps": 300},
+}
+CPU_FLOPS_PER_PIXEL = 80_000  # twice ResNet-20's FLOPs per input pixel: 82 MFLOPs at 32x32, 5 MFLOPs at 8x8
+# Cheaper candidate training for a less exact ranking, on top of the profile: (share of the profile's epochs and
+# minimum steps, share of the training split, share of the image side, never below MIN_FIDELITY_SIDE pixels).
+FIDELITIES = {"high": (1.0, 1.0, 1.0), "medium": (0.5, 0.5, 1.0), "low": (0.25, 0.25, 0.5)}
+MIN_FIDELITY_SIDE = 8
 COST_OBJECTIVES = ("params", "flops", "latency")
 TRACKERS = ("none", "tensorboard", "wandb", "all")
 
@@ -34,9 +49,14 @@ class EvolveConfig:
                                      "fine_label)", "evaluator": "any"})
     image_size: int | None = field(default=None, metadata={"help": "resize images to this side (default: their own, "
                                    "when they all share one)", "evaluator": "any"})
-    # the genetic algorithm (GPT-NAS defaults)
-    population: int = 30
-    generations: int = 20
+    profile: str | None = field(default=None, metadata={"help": "defaults for population, generations and the training "
+                                "schedule: gpt-nas (the paper's) or cpu (small, fast searches); default: cpu when the "
+                                "train evaluator runs on a CPU, else gpt-nas"})
+    fidelity: str = field(default="high", metadata={"help": "candidate training: high, medium (half the epochs and "
+                          "training images) or low (a quarter, images at half their side): faster, less exact ranking"})
+    # the genetic algorithm
+    population: int | None = field(default=None, metadata={"help": "from --profile: 30 (gpt-nas) or 8 (cpu)"})
+    generations: int | None = field(default=None, metadata={"help": "from --profile: 20 (gpt-nas) or 3 (cpu)"})
     crossover_rate: float = 0.9
     mutation_rate: float = 0.3
     tournament_size: int = 3
@@ -82,13 +102,22 @@ class EvolveConfig:
                                          "evaluation device are never evaluated"})
     latency_batch_size: int | None = field(default=None, metadata={"help": "also measure latency at this batch size "
                                            "(stored with every evaluation; the objective and limit use batch 1)"})
-    # the training evaluator (GPT-NAS fitness protocol: 6 epochs, SGD, warm-up to lr 0.01, batch 512)
-    epochs: int = field(default=6, metadata={"evaluator": "train"})
-    batch_size: int = field(default=512, metadata={"evaluator": "train"})
-    lr: float = field(default=0.01, metadata={"evaluator": "train"})
+    # the training evaluator (GPT-NAS fitness protocol: 6 epochs, SGD, warm-up to lr 0.01, batch 512); unset
+    # values come from --profile and --fidelity
+    epochs: int | None = field(default=None, metadata={"evaluator": "train"})
+    min_steps: int | None = field(default=None, metadata={"evaluator": "train", "help": "train for more epochs when "
+                                  "the epochs give fewer optimizer steps than this (small datasets)"})
+    batch_size: int | None = field(default=None, metadata={"evaluator": "train", "help": "at most; capped so that an "
+                                   "epoch has at least 10 steps"})
+    lr: float | None = field(default=None, metadata={"evaluator": "train"})
     max_train_examples: int | None = field(default=None, metadata={"evaluator": "train"})
+    train_fraction: float | None = field(default=None, metadata={"evaluator": "train", "help": "train candidates on "
+                                         "this share of the training split (from --fidelity)"})
+    image_scale: float | None = field(default=None, metadata={"evaluator": "train", "help": "train candidates on "
+                                      "images scaled to this share of their side (from --fidelity; --image_size wins)"})
     # execution and bookkeeping
-    workers: int = 1
+    workers: int | None = field(default=None, metadata={"help": "evaluations in parallel, one process each "
+                                "(default: 1; the cpu profile: one per core, up to the population)"})
     executor: str = field(default="serial", metadata={"help": "serial, process (--workers) or ray"})
     ray_address: str | None = None
     seed: int = field(default=0, metadata={"evaluator": "any"})
@@ -105,6 +134,28 @@ class EvolveConfig:
             self.evaluator = "benchmark" if self.space in TABLES_BY_SPACE else "train"
         if self.output_dir is None:
             self.output_dir = f"runs/{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+        if self.profile is None:
+            self.profile = "cpu" if self.evaluator == "train" and not _trains_on_gpu(self.device) else "gpt-nas"
+        if self.profile not in PROFILES:
+            raise GptnasError(f"unknown profile {self.profile!r}; valid: {', '.join(PROFILES)}")
+        if self.fidelity not in FIDELITIES:
+            raise GptnasError(f"unknown fidelity {self.fidelity!r}; valid: {', '.join(FIDELITIES)}")
+        steps, data, side = FIDELITIES[self.fidelity]
+        scaled = {"epochs": steps, "min_steps": steps}
+        for name, value in PROFILES[self.profile].items():
+            if getattr(self, name) is None:
+                setattr(self, name, math.ceil(value * scaled[name]) if name in scaled else value)
+        if self.workers is None:
+            self.workers = min(os.cpu_count() or 1, self.population) if self.profile == "cpu" else 1
+        if self.train_fraction is None:
+            self.train_fraction = data
+        if self.image_scale is None:
+            self.image_scale = side
+
+    def limit_flops(self, evaluator) -> None:
+        """Sets the cpu profile's FLOPs cap for the images `evaluator` trains on, unless a cap is set."""
+        if self.profile == "cpu" and self.evaluator == "train" and self.max_flops is None:
+            self.max_flops = CPU_FLOPS_PER_PIXEL * evaluator.input_size ** 2
 
     def objective_list(self) -> list[str]:
         return [name.strip() for name in self.objectives.split(",") if name.strip()]
@@ -131,8 +182,11 @@ class EvolveConfig:
             raise GptnasError(f"unknown init {self.init!r}; valid: {', '.join(INITS)}")
         if self.population < 2:
             raise GptnasError(f"population must be at least 2, got {self.population}")
-        if self.generations < 0 or self.workers < 1 or self.tournament_size < 1 or self.epochs < 1:
-            raise GptnasError("generations must be >= 0; workers, tournament_size and epochs >= 1")
+        if self.generations < 0 or self.workers < 1 or self.tournament_size < 1 or self.epochs < 1 or self.min_steps < 0:
+            raise GptnasError("generations and min_steps must be >= 0; workers, tournament_size and epochs >= 1")
+        for name in ("train_fraction", "image_scale"):
+            if not 0 < getattr(self, name) <= 1:
+                raise GptnasError(f"{name} must lie in (0, 1], got {getattr(self, name)}")
         for name in ("crossover_rate", "mutation_rate", "elimination_rate", "elimination_rate_final"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
@@ -181,3 +235,11 @@ class EvolveConfig:
             raise GptnasError(f"unknown screen proxy {self.screen!r}; valid: {', '.join(PROXIES)}")
         if self.screen_pool < 1:
             raise GptnasError(f"screen_pool must be >= 1, got {self.screen_pool}")
+
+
+def _trains_on_gpu(device: str | None) -> bool:
+    if device is not None:
+        return device.startswith("cuda")
+    import torch
+
+    return torch.cuda.is_available()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from gptnas.evaluators.base import Evaluation
+from gptnas.evaluators.base import Evaluation, model_cost
 
 UNITS = {"params": "parameters", "flops": "multiply-accumulates", "latency": "latency (ms, batch 1)"}
 FAILED_COST = 1e18  # a failed network's cost: worse than any real one
@@ -30,7 +30,7 @@ class Costs:
         c = self.config
         limits = {"params": c.max_params, "flops": c.max_flops}
         if any(limit is not None for limit in limits.values()):
-            cost = self.space.cost(arch)
+            cost = model_cost(self.space, arch, self.evaluator.num_classes, self.evaluator.input_size)  # as evaluated
             if any(limit is not None and cost[name] > limit for name, limit in limits.items()):
                 return False
         return c.max_latency_ms is None or self.latency(arch)[0] <= c.max_latency_ms

@@ -80,12 +80,17 @@ def tie_to_parent(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _start_worker(parent: int, slots) -> None:
-    """Ties the worker to the search's life and gives it one GPU of its own (when there are GPUs)."""
+def _start_worker(parent: int, slots, threads: int) -> None:
+    """Ties the worker to the search's life and gives it one GPU of its own (when there are GPUs), else
+    its share of the CPU cores: small networks train faster as parallel processes than on shared threads."""
     tie_to_parent(parent)
     gpu = slots.get()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    else:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 class ProcessExecutor:
@@ -97,7 +102,8 @@ class ProcessExecutor:
         gpus = torch.cuda.device_count()
         for worker in range(workers):
             slots.put(worker % gpus if gpus else None)
-        self.pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(os.getpid(), slots))
+        self.pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                        initargs=(os.getpid(), slots, max(1, (os.cpu_count() or 1) // workers)))
         self.workers = workers
 
     def run(self, evaluator, space_name: str, archs: list) -> Iterator[tuple[int, object]]:

@@ -90,6 +90,7 @@ class ImageData:
     test_images: torch.Tensor
     test_labels: torch.Tensor
     num_classes: int
+    hflip: bool = True  # horizontal flips are a valid augmentation (not for handwritten digits)
 
     @cached_property
     def stats(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,10 +111,12 @@ class Splits:
     mean: torch.Tensor  # (3,) per-channel, pixels scaled to [0, 1]
     std: torch.Tensor
     num_classes: int
+    hflip: bool = True  # augment with horizontal flips
 
     def to(self, device: torch.device) -> Splits:
-        moved = {name: getattr(self, name).to(device) for name in self.__dataclass_fields__ if name != "num_classes"}
-        return Splits(**moved, num_classes=self.num_classes)
+        kept = ("num_classes", "hflip")
+        moved = {name: getattr(self, name).to(device) for name in self.__dataclass_fields__ if name not in kept}
+        return Splits(**moved, num_classes=self.num_classes, hflip=self.hflip)
 
 
 def check_dataset(dataset: str, also: tuple[str, ...] = ()) -> None:
@@ -201,7 +204,14 @@ def make_splits(data: ImageData, val_fraction: float, seed: int, max_train_examp
         mean,
         std,
         data.num_classes,
+        data.hflip,
     )
+
+
+def scaled(data: ImageData, side: int) -> ImageData:
+    """`data` with its images resized to `side` pixels a side (bilinear, antialiased)."""
+    return ImageData(_resize(data.train_images, side), data.train_labels, _resize(data.test_images, side),
+                     data.test_labels, data.num_classes, data.hflip)
 
 
 def channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -237,7 +247,7 @@ def _digits(image_size: int | None) -> ImageData:
         images = _resize(images, image_size)
     labels = torch.from_numpy(digits.target).long()
     test, train = hold_out(len(labels))
-    return ImageData(images[train], labels[train], images[test], labels[test], 10)
+    return ImageData(images[train], labels[train], images[test], labels[test], 10, hflip=False)  # a mirrored 2 is no 2
 
 
 def _local_folder(dataset: str) -> Path | None:

@@ -1,0 +1,77 @@
+"""The CPU path: profiles, a schedule that fits small data, --fidelity, and the digits example at CI size."""
+
+import csv
+import json
+
+import pytest
+import torch
+import yaml
+
+import evolve
+from gptnas.evaluators import get_evaluator
+from gptnas.evaluators.train import TrainSettings, schedule
+from gptnas.search.config import CPU_FLOPS_PER_PIXEL, EvolveConfig
+from gptnas.training.loop import steps_per_epoch
+
+
+def test_a_training_search_on_a_cpu_takes_the_cpu_profile_and_tables_keep_the_papers():
+    cpu = EvolveConfig(space="cifar", dataset="digits", device="cpu")
+    assert (cpu.profile, cpu.population, cpu.generations, cpu.batch_size, cpu.lr, cpu.min_steps) == \
+        ("cpu", 8, 3, 64, 0.05, 300)
+    table = EvolveConfig(space="nas-bench-201", device="cpu")
+    assert (table.profile, table.population, table.generations) == ("gpt-nas", 30, 20)
+    gpu = EvolveConfig(space="cifar", dataset="cifar10", device="cuda")
+    assert (gpu.profile, gpu.population, gpu.epochs, gpu.batch_size, gpu.lr) == ("gpt-nas", 30, 6, 512, 0.01)
+    given = EvolveConfig(space="cifar", dataset="digits", device="cpu", population=4, lr=0.1)
+    assert (given.population, given.lr, given.generations) == (4, 0.1, 3)  # what is given wins
+
+
+def test_fidelity_scales_the_profiles_schedule_but_not_what_is_given():
+    low = EvolveConfig(space="cifar", dataset="digits", device="cpu", fidelity="low")
+    assert (low.epochs, low.min_steps, low.train_fraction, low.image_scale) == (2, 75, 0.25, 0.5)
+    medium = EvolveConfig(space="cifar", dataset="digits", device="cpu", fidelity="medium", epochs=5)
+    assert (medium.epochs, medium.min_steps, medium.train_fraction) == (5, 150, 0.5)
+
+
+def test_the_schedule_gives_small_data_enough_steps_and_leaves_cifar_alone():
+    assert schedule(45_000, TrainSettings()) == (512, 6)  # CIFAR-10's training split: GPT-NAS as published
+    batch, epochs = schedule(1_293, TrainSettings())  # digits: batch 512 would be 3 steps an epoch
+    steps = epochs * steps_per_epoch(1_293, batch)
+    assert batch == 129 and steps >= 300
+    assert schedule(1_293, TrainSettings(batch_size=64, min_steps=300)) == (64, 15)
+
+
+def test_fidelity_trains_on_fewer_and_smaller_images():
+    high = get_evaluator("train", "cifar", "digits", device="cpu", image_size=16)
+    low = get_evaluator("train", "cifar", "digits", device="cpu", image_scale=0.5, train_fraction=0.25)
+    assert high.input_size == 16 and low.input_size == 8
+    cpu = torch.device("cpu")
+    assert len(low.splits(cpu).train_labels) == round(len(high.splits(cpu).train_labels) * 0.25)
+    assert get_evaluator("train", "cifar", "digits", image_scale=0.5).input_size == 8  # never below 8 pixels
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--profile", "laptop", "unknown profile 'laptop'; valid: gpt-nas, cpu"),
+    ("--fidelity", "max", "unknown fidelity 'max'; valid: high, medium, low"),
+    ("--train_fraction", "1.5", "train_fraction must lie in (0, 1]"),
+])
+def test_bad_profile_or_fidelity_is_one_line(flag, value, message, capsys, tmp_path):
+    assert evolve.main(["--space", "cifar", "--dataset", "digits", flag, value, "--output_dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1
+
+
+def test_the_digits_example_at_ci_size_finds_a_good_network_within_the_derived_cap(tmp_path):
+    """`python evolve.py --space cifar --dataset digits`, the README's CPU example, with a smaller search: the
+    same code path (gpt-ga with the shipped GPT, the cpu profile, its FLOPs cap from the 8x8 images)."""
+    out = tmp_path / "digits"
+    assert evolve.main(["--space", "cifar", "--dataset", "digits", "--population", "4", "--generations", "1",
+                        "--output_dir", str(out)]) == 0
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    cap = CPU_FLOPS_PER_PIXEL * 8 * 8
+    assert config["profile"] == "cpu" and config["max_flops"] == cap and config["min_steps"] == 300
+    with open(out / "evaluations.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) >= 6 and all(int(r["flops"]) <= cap for r in rows)
+    best = json.loads((out / "best.json").read_text())
+    assert best["test_accuracy"] >= 90
