@@ -9,7 +9,7 @@ import yaml
 
 import evolve
 from gptnas.evaluators import get_evaluator
-from gptnas.evaluators.train import TrainSettings, schedule
+from gptnas.evaluators.train import TrainSettings, schedule, validation_share
 from gptnas.search.config import CPU_FLOPS_PER_PIXEL, EvolveConfig
 from gptnas.training.loop import steps_per_epoch
 
@@ -35,10 +35,17 @@ def test_fidelity_scales_the_profiles_schedule_but_not_what_is_given():
 
 def test_the_schedule_gives_small_data_enough_steps_and_leaves_cifar_alone():
     assert schedule(45_000, TrainSettings()) == (512, 6)  # CIFAR-10's training split: GPT-NAS as published
-    batch, epochs = schedule(1_293, TrainSettings())  # digits: batch 512 would be 3 steps an epoch
-    steps = epochs * steps_per_epoch(1_293, batch)
-    assert batch == 129 and steps >= 300
-    assert schedule(1_293, TrainSettings(batch_size=64, min_steps=300)) == (64, 15)
+    batch, epochs = schedule(1_007, TrainSettings())  # digits: batch 512 would be 2 steps an epoch
+    assert batch == 100 and epochs * steps_per_epoch(1_007, batch) >= 300
+    assert schedule(1_007, TrainSettings(batch_size=64, min_steps=300)) == (64, 19)
+
+
+def test_a_small_dataset_gets_a_validation_split_that_can_rank():
+    assert validation_share(50_000, 0.1) == 0.1  # CIFAR: 5,000 images already
+    assert validation_share(3_000, 0.1) == pytest.approx(500 / 3_000)  # 500, not 300
+    assert validation_share(1_438, 0.1) == 0.3  # digits: 431, not 144; never more than 30 %
+    splits = get_evaluator("train", "cifar", "digits", device="cpu").splits(torch.device("cpu"))
+    assert (len(splits.train_labels), len(splits.val_labels)) == (1_007, 431)
 
 
 def test_fidelity_trains_on_fewer_and_smaller_images():

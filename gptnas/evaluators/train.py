@@ -9,9 +9,11 @@ but is only ever reported.
 The schedule fits small data (`schedule`): the batch is capped so that an
 epoch has at least MIN_STEPS_PER_EPOCH steps, and there are more epochs when
 the epochs give fewer than `min_steps` optimizer steps. On CIFAR-10 (45,000
-training images, batch 512, 6 epochs: 528 steps) neither binds; on the 1,293
-training images of digits, batch 512 would be 3 steps an epoch. The loop itself (batching, augmentation, the GPU
-path) is gptnas/training/loop.py, shared with the final retraining.
+training images, batch 512, 6 epochs: 528 steps) neither binds; on the 1,007
+training images of digits, batch 512 would be 2 steps an epoch. A small dataset
+also gets a larger validation split (`validation_share`). The loop itself
+(batching, augmentation, the GPU path) is gptnas/training/loop.py, shared with
+the final retraining.
 
 A candidate that diverges, runs out of memory or breaks is recorded as such
 with WORST_FITNESS; it never stops the search.
@@ -64,6 +66,7 @@ log = logging.getLogger(__name__)
 DECAYS = ("cosine", "linear")  # what lr_factor decays by after the warm-up
 MIN_STEPS_PER_EPOCH = 10  # the batch is capped at a tenth of the training images
 MIN_SCALED_SIDE = 8  # image_scale never makes images smaller than this
+MIN_VAL_EXAMPLES, MAX_VAL_SHARE = 500, 0.3  # a validation split of at least 500 images, up to 30 % of the data
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ class TrainSettings:
     batch_size: int = 512
     lr: float = 0.01  # peak, reached at the end of the first epoch
     decay: str = "cosine"  # after the warm-up: "cosine" or "linear" to zero
-    val_fraction: float = 0.1  # of the training set, held out to measure fitness
+    val_fraction: float = 0.1  # of the training set, held out to measure fitness (more on small data: validation_share)
     seed: int = 0  # initialisation, validation split, batch order and augmentation
     device: str | None = None  # None: cuda when available
     max_train_examples: int | None = None  # fewer training examples, for smoke runs
@@ -154,11 +157,12 @@ class TrainEvaluator:
         if str(device) not in self._splits:
             data = self.data()
             s = self.settings
-            n_train = len(data.train_labels) - max(1, round(len(data.train_labels) * s.val_fraction))
+            val_fraction = validation_share(len(data.train_labels), s.val_fraction)
+            n_train = len(data.train_labels) - max(1, round(len(data.train_labels) * val_fraction))
             limit = n_train if s.train_fraction == 1 else max(2, round(n_train * s.train_fraction))
             if s.max_train_examples is not None:
                 limit = min(limit, s.max_train_examples)
-            splits = make_splits(data, s.val_fraction, s.seed, None if limit == n_train else limit)
+            splits = make_splits(data, val_fraction, s.seed, None if limit == n_train else limit)
             self._splits[str(device)] = splits.to(device)
         return self._splits[str(device)]
 
@@ -215,6 +219,13 @@ def train_and_score(
     return val_accuracy, test_accuracy
 
 
+def validation_share(n: int, val_fraction: float) -> float:
+    """The share of `n` training images held out for fitness: `val_fraction`, or enough for MIN_VAL_EXAMPLES
+    images (up to MAX_VAL_SHARE) when that is more. On digits 144 images (10 %) rank networks in steps of
+    0.7 % and the best ones tie at 100 %; CIFAR-10's 5,000 stay as they are."""
+    return max(val_fraction, min(MIN_VAL_EXAMPLES / n, MAX_VAL_SHARE))
+
+
 def schedule(n_train: int, settings: TrainSettings) -> tuple[int, int]:
     """(batch size, epochs) for `n_train` training images: the batch at most `settings.batch_size` and small
     enough for MIN_STEPS_PER_EPOCH steps an epoch; the epochs at least `settings.epochs` and enough for
@@ -224,4 +235,4 @@ def schedule(n_train: int, settings: TrainSettings) -> tuple[int, int]:
     return batch_size, max(settings.epochs, math.ceil(settings.min_steps / per_epoch))
 
 
-__all__ = ["DATASETS", "TrainEvaluator", "TrainSettings", "schedule", "train_and_score"]
+__all__ = ["DATASETS", "TrainEvaluator", "TrainSettings", "schedule", "train_and_score", "validation_share"]
