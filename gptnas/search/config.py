@@ -23,11 +23,10 @@ PROFILES = {
     "gpt-nas": {"population": 30, "generations": 20, "epochs": 6, "batch_size": 512, "lr": 0.01, "min_steps": 300},
     "cpu": {"population": 8, "generations": 3, "epochs": 6, "batch_size": 64, "lr": 0.05, "min_steps": 300},
 }
-CPU_FLOPS_PER_PIXEL = 80_000  # twice ResNet-20's FLOPs per input pixel: 82 MFLOPs at 32x32, 5 MFLOPs at 8x8
+CPU_FLOPS_PER_PIXEL = 80_000  # MACs; twice ResNet-20's per input pixel: 82 M at 32x32, 5.1 M at 8x8
 # Cheaper candidate training for a less exact ranking, on top of the profile: (share of the profile's epochs and
-# minimum steps, share of the training split, share of the image side, never below MIN_FIDELITY_SIDE pixels).
+# minimum steps, share of the training split, share of the image side; the train evaluator keeps 8 pixels at least).
 FIDELITIES = {"high": (1.0, 1.0, 1.0), "medium": (0.5, 0.5, 1.0), "low": (0.25, 0.25, 0.5)}
-MIN_FIDELITY_SIDE = 8
 COST_OBJECTIVES = ("params", "flops", "latency")
 TRACKERS = ("none", "tensorboard", "wandb", "all")
 
