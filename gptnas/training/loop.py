@@ -10,8 +10,8 @@ sees exactly the training its fitness was measured with.
 On a GPU the loop borrows airbench's ideas: the whole dataset lives on the
 device as uint8, augmentation (random crop of the image reflect-padded by an
 eighth of its side, 4 pixels at 32x32; horizontal flip) is done on the batch
-with tensor ops, the model runs channels_last under
-bf16 autocast. Batch order and augmentation are drawn from a CPU generator, so
+with tensor ops, the model runs channels_last under bf16 autocast. Batch
+order and augmentation are drawn from a CPU generator, so
 they do not depend on the device; on a CPU the same code runs in fp32 and is
 deterministic for a seed.
 """
