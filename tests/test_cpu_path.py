@@ -51,7 +51,7 @@ def test_a_small_dataset_gets_a_validation_split_that_can_rank():
 def test_fidelity_trains_on_fewer_and_smaller_images():
     high = get_evaluator("train", "cifar", "digits", device="cpu", image_size=16)
     low = get_evaluator("train", "cifar", "digits", device="cpu", image_scale=0.5, train_fraction=0.25)
-    assert high.input_size == 16 and low.input_size == 8
+    assert high.input_size == 16 and low.input_size == 8  # digits are 8 pixels a side: the floor
     cpu = torch.device("cpu")
     assert len(low.splits(cpu).train_labels) == round(len(high.splits(cpu).train_labels) * 0.25)
     assert get_evaluator("train", "cifar", "digits", image_scale=0.5).input_size == 8  # never below 8 pixels
