@@ -14,6 +14,7 @@ EXECUTORS = ("serial", "process", "ray")
 INITS = ("random", "gpt")
 CANDIDATE_RANKINGS = ("likelihood", "gain", "ratio")
 ADAPT_DATA = ("elite", "ranked")
+TRUSTS = ("full", "learned")
 # Defaults by where candidates are trained; a run's config.yaml records the resolved values. "gpt-nas" is the
 # paper's protocol (its schedule keeps at least min_steps optimizer steps on a small dataset); "cpu" is the default
 # when the train evaluator runs on a CPU: a search of about 30 candidates, one worker process per core, each
@@ -78,6 +79,9 @@ class EvolveConfig:
     elimination_rate_final: float = field(default=0.0, metadata={"help": "... at the last generation (linear decay)"})
     temperature: float = 1.0
     top_k: int | None = None
+    trust: str = field(default="full", metadata={"help": "full: the GPT rewrites every offspring (GPT-NAS); learned: "
+                       "a share of them, learned from how rewritten offspring score against plain ones in this run"})
+    trust_floor: float = field(default=0.1, metadata={"help": "--trust learned: the share stays within [floor, 1 - floor]"})
     reconstruct_candidates: int = field(default=1, metadata={"help": "samples per rewritten segment; one is kept by --candidate_ranking"})
     candidate_ranking: str = field(default="likelihood", metadata={"help": "likelihood (the most likely rewrite), gain "
                                    "(the one online adaptation made most likely relative to the original GPT) or ratio "
@@ -198,6 +202,10 @@ class EvolveConfig:
             raise GptnasError("adapt_every must be >= 0; adapt_top, adapt_steps and adapt_batch >= 1")
         if self.candidate_ranking not in CANDIDATE_RANKINGS:
             raise GptnasError(f"unknown candidate_ranking {self.candidate_ranking!r}; valid: {', '.join(CANDIDATE_RANKINGS)}")
+        if self.trust not in TRUSTS:
+            raise GptnasError(f"unknown trust {self.trust!r}; valid: {', '.join(TRUSTS)}")
+        if not 0 <= self.trust_floor <= 0.5:
+            raise GptnasError(f"trust_floor must lie in [0, 0.5], got {self.trust_floor}")
         if self.adapt_data not in ADAPT_DATA:
             raise GptnasError(f"unknown adapt_data {self.adapt_data!r}; valid: {', '.join(ADAPT_DATA)}")
         if self.quality is not None and not 0 <= self.quality <= 4:

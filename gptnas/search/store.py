@@ -18,7 +18,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 from gptnas.errors import GptnasError
-from gptnas.evaluators.base import Evaluation
+from gptnas.evaluators.base import WORST_FITNESS, Evaluation
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -108,6 +108,13 @@ class ResultStore:
     def screened(self) -> list[tuple[str, float | None, float]]:
         """(key, proxy score, seconds) of every architecture screened, resumes included, in scoring order."""
         return self.db.execute("SELECT key, score, seconds FROM proxy_scores ORDER BY rowid").fetchall()
+
+    def fitness_in(self, key: str, generation: int) -> float | None:
+        """The fitness of `key` if it was first evaluated in `generation` (a failed network's is the worst), else None."""
+        if self._generation.get(key) != generation:
+            return None
+        evaluation = self._cache[key]
+        return evaluation.fitness if evaluation.ok else WORST_FITNESS
 
     def evaluated_before(self, key: str, generation: int) -> bool:
         """Whether `key` was evaluated in an earlier generation (what a resumed run must see as the

@@ -4,7 +4,9 @@ After crossover and mutation, each layer of an offspring is selected with the
 elimination rate (decaying linearly over the run) and the GPT rewrites the
 blocks holding selected layers (gptnas/search/reconstruct.py). Optionally the
 initial population is sampled from the GPT, and the GPT is LoRA-adapted on the
-search's own elite every `adapt_every` generations (gptnas/search/adapt.py).
+search's own elite every `adapt_every` generations (gptnas/search/adapt.py). With `--trust learned`
+only a share of the offspring is rewritten, learned from how they score against the rest
+(gptnas/search/trust.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from gptnas.language.tokens import condition
 from gptnas.search.core import derived_seed
 from gptnas.search.strategies.genetic import GeneticAlgorithm
+from gptnas.search.trust import gpt_share
 
 
 class GptGeneticAlgorithm(GeneticAlgorithm):
@@ -23,6 +26,7 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
         self._gpt = None  # loaded on first use
         self._adapted_at: int | None = None  # the generation whose adapter the GPT carries
         self._draws: dict = {}  # GPT calls so far per (purpose, generation): screening makes several per generation
+        self._arms: list[bool] | None = None  # --trust learned: which of the last reconstructed batch the GPT rewrote
         super().__init__(search)
 
     def register(self, toolbox) -> None:
@@ -41,6 +45,23 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
     def gpt_source(self) -> dict | None:
         """Which GPT this run used, pinned (Hub commit, file hashes); None until it is loaded."""
         return None if self._gpt is None else self._gpt.source
+
+    def propose_initial(self) -> list:
+        return self.tag_arms(super().propose_initial())
+
+    def propose(self, population: list, n: int, generation: int) -> list:
+        return self.tag_arms(super().propose(population, n, generation))
+
+    def tag_arms(self, archs: list) -> list:
+        """--trust learned: records in the reconstruction log which proposals (as they will be evaluated,
+        after the novelty rule and the limits) the GPT rewrote and which it left plain."""
+        if self._arms is not None:
+            keys = [self.search.space.key(a) for a in archs]
+            entry = self.search.reconstruction_log[-1]
+            entry["gpt"] = [k for k, rewritten in zip(keys, self._arms) if rewritten]
+            entry["plain"] = [k for k, rewritten in zip(keys, self._arms) if not rewritten]
+            self._arms = None
+        return archs
 
     def sample_initial(self) -> list:
         c = self.search.config
@@ -91,13 +112,21 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
         if rate <= 0:
             return archs
         self.maybe_adapt(generation)
+        trust = {}
+        if c.trust == "learned":
+            trust["share"] = gpt_share(s.reconstruction_log, generation, s.store.fitness_in, c.trust_floor)
+            self._arms = [s.rng.random() < trust["share"] for _ in archs]
+        chosen = archs if self._arms is None else [a for a, rewritten in zip(archs, self._arms) if rewritten]
         started = time.perf_counter()
-        out, stats = reconstruct(
-            self.gpt, s.space, archs, rate, s.rng, seed=self.seed_of("reconstruct", generation),
+        rewritten, stats = reconstruct(
+            self.gpt, s.space, chosen, rate, s.rng, seed=self.seed_of("reconstruct", generation),
             temperature=c.temperature, top_k=c.top_k, candidates=c.reconstruct_candidates, ranking=c.candidate_ranking,
             condition=condition(c.quality),
         )
         seconds = time.perf_counter() - started
         s.gpt_seconds += seconds
-        s.reconstruction_log.append({"gen": generation, "rate": rate, "seconds": round(seconds, 3), **vars(stats)})
-        return out
+        s.reconstruction_log.append({"gen": generation, "rate": rate, "seconds": round(seconds, 3), **vars(stats), **trust})
+        if self._arms is None:
+            return rewritten
+        rewrites = iter(rewritten)
+        return [next(rewrites) if gpt else arch for arch, gpt in zip(archs, self._arms)]
