@@ -1,6 +1,7 @@
 """A fixed benchmark study reproduces, query for query, the study recorded in tests/data.
 
-The recorded study was run with the shipped GPT taught the conditioning tokens (issue 13);
+The recorded study was run with the shipped GPT taught the conditioning tokens and gpt-ga's learned
+trust (issue 13);
 any change to how a strategy draws, varies, reconstructs, adapts or counts
 shows here as a different query sequence. A change that is meant to alter the
 search regenerates the files (see `regenerate` below) and says why in its commit.
@@ -42,3 +43,4 @@ def test_the_study_repeats_every_query_of_the_recorded_one(tmp_path, requires_ta
     assert not differ, f"these runs queried other architectures than the recorded study: {differ}"
     assert len(recorded) == 24
     assert (tmp_path / "runs.csv").read_text() == (DATA / "golden_study_runs.csv").read_text()
+    assert "`gpt-ga` learned how much to trust its GPT" in (tmp_path / "report.md").read_text()  # study.yaml: trust

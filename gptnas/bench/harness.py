@@ -230,6 +230,7 @@ def run_one(task: RunTask) -> dict:
         "gpt_seconds": search.gpt_seconds,  # this process's time in the GPT (0 when resumed from finished work)
         "proxy_seconds": sum(seconds for *_, seconds in screened),  # the screening proxy's, over the whole run
         "screened": len(screened),  # architectures the proxy scored
+        "gpt_share": {e["gen"]: e["share"] for e in search.reconstruction_log if "share" in e},  # --trust learned
     }
     write_atomic(done, json.dumps(trajectory))
     return trajectory

@@ -197,8 +197,27 @@ def benchmark_section(benchmark: Benchmark, groups: dict[str, list[dict]], budge
                                        + [median_queries(hits, budget), median_queries(near, budget), f"{seconds:.1f}"]
                                        + proxy_cost(runs, queries)) + " |")
     lines += comparisons(groups, figures, points)
+    lines += trust_lines(groups)
     lines += ["", f"![regret on {benchmark.name}]({png})", ""]
     return lines, figures
+
+
+def trust_lines(groups: dict[str, list[dict]]) -> list[str]:
+    """For strategies run with --trust learned: the share of offspring the GPT rewrote, over the generations."""
+    lines = []
+    for strategy, runs in groups.items():
+        shares = [[share for _, share in sorted((int(g), v) for g, v in t["gpt_share"].items())]
+                  for t in runs if t.get("gpt_share")]
+        if not shares:
+            continue
+        first = statistics.fmean(s[0] for s in shares)
+        later = [s for s in shares if len(s) > 1]
+        second = f"{statistics.fmean(s[1] for s in later):.2f}" if later else "-"
+        last = statistics.fmean(s[-1] for s in shares)
+        lines.append(f"- `{strategy}` learned how much to trust its GPT: it rewrote a share of {first:.2f} of the "
+                     f"initial population, {second} of generation 1's offspring and {last:.2f} in the last "
+                     f"generation it rewrote (mean over {len(shares)} seeds).")
+    return [""] + lines if lines else []
 
 
 def proxy_cost(runs: list[dict], queries: int) -> list[str]:
