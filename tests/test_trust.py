@@ -62,12 +62,15 @@ def reconstruction(run_dir) -> list[dict]:
             for e in json.loads((run_dir / "reconstruction.json").read_text())]
 
 
-def test_a_learned_trust_run_puts_every_proposal_in_one_arm_at_the_share_of_its_evidence(tmp_path, requires_table):
+def test_a_learned_trust_run_puts_every_proposal_in_one_arm_at_the_share_of_its_evidence(tmp_path, requires_table,
+                                                                                           capsys):
     requires_table("nas-bench-201:cifar10")
     run = tmp_path / "run"
     assert evolve.main([*NB201, "--strategy", "gpt-ga", "--trust", "learned", "--population", "10",
                         "--generations", "4", "--seed", "4", "--output_dir", str(run)]) == 0
     log = reconstruction(run)
+    shares = " ".join(f"{e['share']:.2f}" for e in log)
+    assert f"GPT trust learned by this run (share of offspring rewritten, by generation): {shares}" in capsys.readouterr().out
     with open(run / "evaluations.csv") as f:
         evaluated = {(r["key"], int(r["generation"])): float(r["fitness"]) for r in csv.DictReader(f)}
     assert log[0]["gen"] == 0 and log[0]["share"] == 0.5

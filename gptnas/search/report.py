@@ -81,6 +81,15 @@ def time_spent(search) -> list[str]:
     return ["time outside evaluation: " + "; ".join(parts)] if parts else []
 
 
+def trust_learned(search) -> list[str]:
+    """--trust learned: the share of offspring the GPT rewrote, by generation (reconstruction.json has the arms)."""
+    shares = {e["gen"]: e["share"] for e in search.reconstruction_log if "share" in e}
+    if not shares:
+        return []
+    return ["GPT trust learned by this run (share of offspring rewritten, by generation): "
+            + " ".join(f"{shares[g]:.2f}" for g in sorted(shares))]
+
+
 def plot(search, run_dir: Path) -> None:
     """fitness.png: every evaluation and the best so far, by query; pareto.png: fitness against the costs."""
     import matplotlib
@@ -170,6 +179,6 @@ def summary_table(search, best: dict) -> str:
     for rank, h in enumerate(hall, 1):
         test = "-" if h["test_accuracy"] is None else f"{h['test_accuracy']:.2f}"
         lines.append(f"{rank:>4}  {h['fitness']:>8.2f}  {test:>8}  {h['params']:>10,}  {h['key']}")
-    lines += time_spent(search)
+    lines += time_spent(search) + trust_learned(search)
     lines.append(f"best network: {best['build']}")
     return "\n".join(lines)
