@@ -6,7 +6,7 @@ randomised experiment inside itself: each offspring is rewritten by the GPT with
 left as crossover and mutation made it otherwise, and the share of the next generation is the evidence,
 so far, that rewritten offspring score better than plain ones of the same generation.
 
-The evidence is a stratified Mann-Whitney test (van Elteren): within every earlier generation, each
+The evidence is a Mann-Whitney test stratified by generation: within every earlier generation, each
 (rewritten, plain) pair of offspring evaluated in it counts 1 when the rewritten one scored higher, 1/2 on
 a tie; the sums over generations give z, and the share is Phi(z), the one-sided confidence that the GPT
 helps, kept within [floor, 1 - floor] so that neither arm stops being measured. Before any evidence (the
