@@ -58,8 +58,8 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
         if self._arms is not None:
             keys = [self.search.space.key(a) for a in archs]
             entry = self.search.reconstruction_log[-1]
-            entry["gpt"] = [k for k, rewritten in zip(keys, self._arms) if rewritten]
-            entry["plain"] = [k for k, rewritten in zip(keys, self._arms) if not rewritten]
+            entry["gpt"] = [k for k, gpt in zip(keys, self._arms) if gpt]
+            entry["plain"] = [k for k, gpt in zip(keys, self._arms) if not gpt]
             self._arms = None
         return archs
 
@@ -116,7 +116,7 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
         if c.trust == "learned":
             trust["share"] = gpt_share(s.reconstruction_log, generation, s.store.fitness_in, c.trust_floor)
             self._arms = [s.rng.random() < trust["share"] for _ in archs]
-        chosen = archs if self._arms is None else [a for a, rewritten in zip(archs, self._arms) if rewritten]
+        chosen = archs if self._arms is None else [a for a, gpt in zip(archs, self._arms) if gpt]
         started = time.perf_counter()
         rewritten, stats = reconstruct(
             self.gpt, s.space, chosen, rate, s.rng, seed=self.seed_of("reconstruct", generation),
