@@ -16,41 +16,56 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sqlite3
 import sys
 from contextlib import closing
+from dataclasses import fields
 from pathlib import Path
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from gptnas.config import build_parser, from_dict, load_yaml, save_config
+from gptnas.config import build_parser, flatten, from_dict, load_yaml
 from gptnas.errors import GptnasError
 from gptnas.files import exclusive_lock
 from gptnas.search.config import EvolveConfig
+from gptnas.search.report import summary_table, write_outputs
+from gptnas.search.run import CONFIG_FILE, RunSettings, build_search
+from gptnas.training.export import push_network
+from gptnas.training.retrain import RETRAIN_DIR, RetrainSettings
+from gptnas.training.retrain import retrain as train_best
 
 logger = logging.getLogger("evolve")
 
 RETRAIN_SETTINGS = ("epochs", "lr", "batch_size", "max_train_examples")  # given as --retrain_<name>
 SHARED_WITH_RETRAIN = ("seed", "device", "data_dir")  # given as --<name>
 HUB_FLAGS = ("push_to_hub", "hub_model_id", "hub_private_repo", "hub_token")  # --retrain only
-HOW_TO_RUN = ("workers", "executor", "ray_address", "device")  # what --resume may change: how a run runs, not what
+HOW_TO_RUN = tuple(f.name for f in fields(RunSettings) if f.name != "output_dir")  # what --resume may change
+
+
+def build_cli():
+    parser = build_parser(EvolveConfig, __doc__, usage="%(prog)s [--config FILE] [--SETTING VALUE ...] | "
+                          "--resume RUN_DIR [--RUN_SETTING VALUE ...] | --retrain RUN_DIR [--retrain_* ...]")
+    runs = parser.add_argument_group("resume, retrain and publish", "work on a run directory instead of starting "
+                                     "a search")
+    runs.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its saved config "
+                      "(only the run settings may change)")
+    runs.add_argument("--retrain", metavar="RUN_DIR",
+                      help="train the best architecture of a finished run with the full schedule (GPT-NAS: 350 "
+                           "epochs, lr 0.01 divided by 10 every 100), test it once, save its weights; resumable")
+    for name in RETRAIN_SETTINGS:
+        runs.add_argument(f"--retrain_{name}", default=None, metavar=name.upper(), help=f"--retrain: {name}")
+    runs.add_argument("--push_to_hub", action="store_true", default=None,
+                      help="--retrain: publish RUN_DIR/retrain (weights, config.json, model card) to the Hub")
+    runs.add_argument("--hub_model_id", metavar="ORG/NAME", help="--push_to_hub: the Hub repository")
+    runs.add_argument("--hub_private_repo", action="store_true", default=None,
+                      help="--push_to_hub: create the repository private")
+    runs.add_argument("--hub_token", metavar="TOKEN", help="--push_to_hub: Hub token (default: `hf auth login`'s)")
+    return parser
 
 
 def parse(argv: list[str] | None) -> tuple[str, tuple]:
     """("search", (config, resuming)) or ("retrain", (run_dir, settings, hub settings or None))."""
-    parser = build_parser(EvolveConfig, __doc__)
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its saved config")
-    parser.add_argument("--retrain", metavar="RUN_DIR",
-                        help="train the best architecture of a finished run with the full schedule (GPT-NAS: 350 epochs, "
-                             "lr 0.01 divided by 10 every 100), test it once, save its weights; resumable")
-    for name in RETRAIN_SETTINGS:
-        parser.add_argument(f"--retrain_{name}", default=None, metavar=name.upper(), help=f"--retrain: {name}")
-    parser.add_argument("--push_to_hub", action="store_true", default=None,
-                        help="--retrain: publish RUN_DIR/retrain (weights, config.json, model card) to the Hub")
-    parser.add_argument("--hub_model_id", metavar="ORG/NAME", help="--push_to_hub: the Hub repository")
-    parser.add_argument("--hub_private_repo", action="store_true", default=None,
-                        help="--push_to_hub: create the repository private")
-    parser.add_argument("--hub_token", metavar="TOKEN", help="--push_to_hub: Hub token (default: `hf auth login`'s)")
-    args = vars(parser.parse_args(argv))
+    args = vars(build_cli().parse_args(argv))
     retrain_dir, resume, config_path = args.pop("retrain"), args.pop("resume"), args.pop("config")
     retrain = {name: args.pop(f"retrain_{name}") for name in RETRAIN_SETTINGS}
     hub = {name: args.pop(name) for name in HUB_FLAGS}
@@ -63,15 +78,19 @@ def parse(argv: list[str] | None) -> tuple[str, tuple]:
         raise GptnasError("--push_to_hub and the --hub_* flags publish a retrained network: they need --retrain RUN_DIR")
     if resume:
         return "search", (resumed_config(Path(resume), flags), True)
-    data = load_yaml(config_path) if config_path else {}
+    data = flatten(load_yaml(config_path)) if config_path else {}
     if config_path:
-        from_dict(EvolveConfig, data, config_path)  # a bad file is reported as the file's fault
-    return "search", (from_dict(EvolveConfig, {**data, **flags}, config_path or "command line"), False)
+        EvolveConfig.from_flags(data, config_path)  # a bad file is reported as the file's fault
+    config = EvolveConfig.from_flags({**data, **flags}, config_path or "command line")
+    config.refuse_unused(flags)
+    unused = [name for name in data if name not in flags and config.needs(name)]
+    if unused:
+        logger.info("%s: %s %s no effect in this set-up", config_path, ", ".join(unused),
+                    "has" if len(unused) == 1 else "have")
+    return "search", (config, False)
 
 
-def retrain_settings(retrain: dict, flags: dict):
-    from gptnas.training.retrain import RetrainSettings
-
+def retrain_settings(retrain: dict, flags: dict) -> RetrainSettings:
     other = sorted(set(flags) - set(SHARED_WITH_RETRAIN))
     if other:
         raise GptnasError(f"--retrain trains what the run found; drop --{other[0]} (it takes --retrain_* flags "
@@ -97,14 +116,17 @@ def hub_settings(hub: dict) -> dict | None:
 
 
 def resumed_config(run_dir: Path, flags: dict) -> EvolveConfig:
-    saved = run_dir / "config.yaml"
+    saved = run_dir / CONFIG_FILE
     if not saved.is_file():
-        raise GptnasError(f"{run_dir} is not a gptnas run directory (no config.yaml); check the path")
+        raise GptnasError(f"{run_dir} is not a gptnas run directory (no {CONFIG_FILE}); check the path")
     changed = sorted(set(flags) - set(HOW_TO_RUN))
     if changed:
-        raise GptnasError(f"--resume continues a run as it was configured; drop --{changed[0]}")
-    data = {**load_yaml(saved), **flags, "output_dir": str(run_dir)}
-    return from_dict(EvolveConfig, data, str(saved))
+        raise GptnasError(f"--resume continues a run as it was configured; drop --{changed[0]} (it may change "
+                          f"only --{', --'.join(HOW_TO_RUN)})")
+    data = {**flatten(load_yaml(saved)), **flags, "output_dir": str(run_dir)}
+    config = EvolveConfig.from_flags(data, str(saved))
+    config.refuse_unused(flags)
+    return config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,24 +140,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def search(config: EvolveConfig, resuming: bool) -> int:
-    from gptnas.evaluators import get_evaluator
-    from gptnas.search.report import summary_table, write_outputs
-    from gptnas.spaces import get_space
-
-    run_dir = Path(config.output_dir)
+    run_dir = Path(config.run.output_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise GptnasError(f"--output_dir {run_dir} is a file; give a folder")
     if not resuming and run_dir.exists() and any(run_dir.iterdir()):
         raise GptnasError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick a new --output_dir")
-    space = get_space(config.space)
-    evaluator = get_evaluator(config.evaluator, space, config.dataset, **config.evaluator_options())
-    evaluator.prepare()  # missing data or tables: one line, before any folder is made
-    config.limit_flops(evaluator)
     new_dir = not run_dir.exists()
     make_run_dir(run_dir)
     try:
         with exclusive_lock(run_dir):
-            search = run_search(config, space, evaluator, run_dir, resuming)
+            search = build_search(config, run_dir)  # checks data, tables and a resumed store first
+            logger.info("run directory: %s (%s)", run_dir, "resumed" if resuming else "new")
+            try:
+                with logging_redirect_tqdm():  # log lines above the progress bar, not glued onto it
+                    search.run()
+            finally:
+                search.executor.close()
             best = write_outputs(search, run_dir)
     except KeyboardInterrupt:
         print(f"\ninterrupted; every finished evaluation is saved. Continue with: python evolve.py --resume {run_dir}",
@@ -150,31 +170,7 @@ def search(config: EvolveConfig, resuming: bool) -> int:
     return 0
 
 
-def run_search(config: EvolveConfig, space, evaluator, run_dir: Path, resuming: bool):
-    from gptnas.search.core import Search
-    from gptnas.search.executors import make_executor
-
-    def load_gpt():  # only gpt-ga asks, on first use
-        from gptnas.gpt.model import ArchGPT
-
-        return ArchGPT.from_pretrained(config.gpt, adapter=config.gpt_adapter, device=config.device)
-
-    if not resuming:  # first, so that a run killed at any moment can be resumed
-        save_config(config, run_dir / "config.yaml")
-    executor = make_executor(config.executor, config.workers, config.ray_address)
-    try:
-        search = Search(config, space, evaluator, run_dir, executor, gpt_loader=load_gpt)  # checks a resumed store
-        save_config(config, run_dir / "config.yaml")  # a resume may change how it runs (--workers ...)
-        with logging_redirect_tqdm():  # log lines above the progress bar, not glued onto it
-            search.run()
-    finally:
-        executor.close()
-    return search
-
-
 def _evaluations(run_dir: Path) -> int:
-    import sqlite3
-
     if not (run_dir / "results.sqlite").is_file():
         return 0
     try:
@@ -196,16 +192,11 @@ def make_run_dir(run_dir: Path) -> None:
         raise GptnasError(f"cannot write the run directory {run_dir} ({error.strerror}); pick another --output_dir") from None
 
 
-def retrain(run_dir: Path, settings, hub: dict | None = None) -> int:
-    from gptnas.training.retrain import RETRAIN_DIR
-    from gptnas.training.retrain import retrain as train_best
-
+def retrain(run_dir: Path, settings: RetrainSettings, hub: dict | None = None) -> int:
     result = train_best(run_dir, settings)
     out = run_dir / RETRAIN_DIR
     print(f"test accuracy {result['test_accuracy']:.2f} %; exported to {out} (gptnas.load_network({str(out)!r}))")
     if hub:
-        from gptnas.training.export import push_network
-
         url = push_network(out, hub["repo_id"], token=hub["token"], private=hub["private"])
         print(f"published: gptnas.load_network({hub['repo_id']!r}) ({url})")
     return 0

@@ -24,7 +24,8 @@ from scipy.stats import kendalltau
 
 from gptnas.evaluators import get_evaluator
 from gptnas.evaluators.base import model_cost
-from gptnas.search.config import FIDELITIES, EvolveConfig
+from gptnas.evaluators.train import FIDELITIES
+from gptnas.search.config import EvolveConfig
 from gptnas.spaces import get_space
 
 
@@ -53,12 +54,12 @@ def main() -> None:
     results = {}  # fidelity -> [(val, test, seconds)]
     archs = None
     for fidelity in FIDELITIES:
-        config = EvolveConfig(space=args.space, dataset=args.dataset, evaluator="train", profile=args.profile,
-                              fidelity=fidelity, device="cpu", seed=args.seed)
+        config = EvolveConfig.from_flags(dict(space=args.space, dataset=args.dataset, evaluator="train",
+                                              profile=args.profile, fidelity=fidelity, device="cpu", seed=args.seed))
         evaluator = get_evaluator("train", space, args.dataset, **config.evaluator_options())
         if archs is None:  # the cap of the full-fidelity images, as a search at `high` would have it
             config.limit_flops(evaluator)
-            archs = sample(space, config.max_flops, evaluator.input_size, evaluator.num_classes, args.samples, args.seed)
+            archs = sample(space, config.search.max_flops, evaluator.input_size, evaluator.num_classes, args.samples, args.seed)
         evaluator.prepare()
         rows = []
         for arch in archs:

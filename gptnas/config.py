@@ -7,7 +7,13 @@ converts strings from the command line to the field's type.
 names as the YAML keys, Hugging Face spelling: `--output_dir`,
 `--learning_rate` ...), reads `--config FILE` first, applies flags on top and
 validates. An unknown key or a value of the wrong type is a GptnasError that
-lists what is valid.
+lists what is valid; a `Literal` field takes only its listed values, and the
+parser offers them as choices.
+
+A config may be made of groups: a field whose type is itself a dataclass is a
+group, written as a nested mapping in YAML and shown as one section of
+`--help`. Field names are unique across the groups, so a flag names its field
+without its group, and `flatten` reads a grouped or a flat mapping alike.
 """
 
 from __future__ import annotations
@@ -35,6 +41,26 @@ def _field_type(cls, field: dataclasses.Field) -> Any:
     return hint
 
 
+def choices(cls, field: dataclasses.Field) -> tuple | None:
+    """The values a `Literal` field takes; None for any other field."""
+    kind = _field_type(cls, field)
+    return typing.get_args(kind) if typing.get_origin(kind) is typing.Literal else None
+
+
+def groups(cls) -> list[dataclasses.Field]:
+    """The fields of `cls` (a dataclass or an instance of one) that are groups (dataclasses) of settings."""
+    cls = cls if isinstance(cls, type) else type(cls)
+    return [f for f in dataclasses.fields(cls) if dataclasses.is_dataclass(_field_type(cls, f))]
+
+
+def flatten(data: dict) -> dict:
+    """{field: value} of a grouped mapping ({group: {field: value}}) or of a flat one (returned as it is)."""
+    flat = {}
+    for key, value in data.items():
+        flat.update(value if isinstance(value, dict) else {key: value})
+    return flat
+
+
 def _coerce(cls, name: str, value: Any, where: str) -> Any:
     field = {f.name: f for f in dataclasses.fields(cls)}[name]
     kind = _field_type(cls, field)
@@ -42,6 +68,11 @@ def _coerce(cls, name: str, value: Any, where: str) -> Any:
     if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
         return None
     origin = typing.get_origin(kind)
+    if origin is typing.Literal:
+        valid = typing.get_args(kind)
+        if value not in valid:
+            raise GptnasError(f"{where}: {name} must be one of {', '.join(map(str, valid))}; got {_quote(value)}")
+        return value
     try:
         if kind is bool:
             if isinstance(value, str):
@@ -58,8 +89,13 @@ def _coerce(cls, name: str, value: Any, where: str) -> Any:
                 raise ValueError(value)
             return kind(value)
     except (TypeError, ValueError):
-        raise GptnasError(f"{where}: {name} must be {getattr(kind, '__name__', kind)}, got {value!r}") from None
+        raise GptnasError(f"{where}: {name} must be {getattr(kind, '__name__', kind)}, got {_quote(value)}") from None
     return value
+
+
+def _quote(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "...'"
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -79,22 +115,52 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def from_dict(cls: type[C], data: dict, where: str = "config") -> C:
+def from_dict(cls: type[C], data: dict, where: str = "config", *, validate: bool = True) -> C:
+    """`cls` from a mapping of its fields, validated (its `validate()`, when it has one, and unless `validate`
+    is False: a config that resolves defaults first validates itself after); a group field takes a mapping of
+    its own fields and is validated with its config."""
     valid = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(data) - set(valid))
     if unknown:
-        raise GptnasError(f"{where}: unknown config key {unknown[0]!r}; valid keys: {', '.join(valid)}")
-    values = {k: _coerce(cls, k, v, where) for k, v in data.items()}
+        raise GptnasError(f"{where}: unknown config key {_quote(unknown[0])}; valid keys: {', '.join(valid)}")
+    nested = {f.name: _field_type(cls, f) for f in groups(cls)}
+    values = {}
+    for key, value in data.items():
+        if key in nested:
+            if not isinstance(value, dict):
+                raise GptnasError(f"{where}: {key} must be a mapping of its settings, got {_quote(value)}")
+            values[key] = from_dict(nested[key], value, f"{where}, {key}", validate=False)
+        else:
+            values[key] = _coerce(cls, key, value, where)
     config = cls(**values)
-    validate = getattr(config, "validate", None)
-    if validate is not None:
-        validate()
+    if validate and hasattr(config, "validate"):
+        config.validate()
     return config
 
 
-def build_parser(cls, description: str = "") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a mistake on the command line raised as a GptnasError: one line, like every other."""
+
+    def error(self, message: str):
+        raise GptnasError(f"{message} (see --help)")
+
+
+def build_parser(cls, description: str = "", usage: str | None = None) -> argparse.ArgumentParser:
+    """Flags for every field of `cls`; each group of a grouped config is a section of `--help`."""
+    parser = ArgumentParser(description=description, usage=usage, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=str, default=None, help="YAML file of settings; flags override it")
+    nested = groups(cls)
+    for group in nested:
+        kind = _field_type(cls, group)
+        section = parser.add_argument_group(group.metadata.get("title", group.name), group.metadata.get("help"))
+        add_flags(section, kind)
+    if not nested:
+        add_flags(parser, cls)
+    return parser
+
+
+def add_flags(parser, cls) -> None:
+    """One flag per field of `cls` (`--name`, or `--name/--no-name` for a bool), all defaulting to None."""
     for field in dataclasses.fields(cls):
         kind = _field_type(cls, field)
         help_text = field.metadata.get("help", "")
@@ -103,8 +169,10 @@ def build_parser(cls, description: str = "") -> argparse.ArgumentParser:
         if kind is bool:
             parser.add_argument(f"--{field.name}", action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            parser.add_argument(f"--{field.name}", type=str, default=None, help=help_text, metavar=field.name.upper())
-    return parser
+            options = choices(cls, field)
+            metavar = {int: "N", float: "X"}.get(kind, "VALUE")
+            parser.add_argument(f"--{field.name}", type=str, default=None, help=help_text, choices=options,
+                                metavar=None if options else metavar)
 
 
 def parse_config(cls: type[C], argv: list[str] | None = None, description: str = "") -> C:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import evolve
-from gptnas.config import from_dict, load_yaml
+from gptnas.config import load_yaml
 from gptnas.evaluators import get_evaluator
 from gptnas.search.config import EvolveConfig
 from gptnas.search.core import Search
@@ -56,8 +56,8 @@ def test_ctrl_c_prints_one_line_with_the_resume_command_and_the_run_resumes(tmp_
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     lines = [line for line in err.replace("\r", "\n").splitlines() if "interrupted" in line]
     assert lines == [f"interrupted; every finished evaluation is saved. Continue with: python evolve.py --resume {run}"]
-    config = from_dict(EvolveConfig, load_yaml(run / "config.yaml"))
-    space = get_space(config.space)  # the interrupted run is resumable: its store and checkpoint agree
+    config = EvolveConfig.from_flags(load_yaml(run / "config.yaml"))
+    space = get_space(config.search.space)  # the interrupted run is resumable: its store and checkpoint agree
     Search(config, space, get_evaluator("benchmark", space, "cifar10"), run, SerialExecutor(), show_progress=False)
 
 

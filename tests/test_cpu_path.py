@@ -14,23 +14,32 @@ from gptnas.search.config import CPU_FLOPS_PER_PIXEL, EvolveConfig
 from gptnas.training.loop import steps_per_epoch
 
 
+def resolved(**flags) -> dict:
+    """Every setting of the config `flags` resolve to, flat."""
+    return EvolveConfig.from_flags(flags).flat()
+
+
+def pick(settings: dict, *names) -> tuple:
+    return tuple(settings[name] for name in names)
+
+
 def test_a_training_search_on_a_cpu_takes_the_cpu_profile_and_tables_keep_the_papers():
-    cpu = EvolveConfig(space="cifar", dataset="digits", device="cpu")
-    assert (cpu.profile, cpu.population, cpu.generations, cpu.batch_size, cpu.lr, cpu.min_steps) == \
+    cpu = resolved(space="cifar", dataset="digits", device="cpu")
+    assert pick(cpu, "profile", "population", "generations", "batch_size", "lr", "min_steps") == \
         ("cpu", 8, 3, 64, 0.05, 300)
-    table = EvolveConfig(space="nas-bench-201", device="cpu")
-    assert (table.profile, table.population, table.generations) == ("gpt-nas", 30, 20)
-    gpu = EvolveConfig(space="cifar", dataset="cifar10", device="cuda")
-    assert (gpu.profile, gpu.population, gpu.epochs, gpu.batch_size, gpu.lr) == ("gpt-nas", 30, 6, 512, 0.01)
-    given = EvolveConfig(space="cifar", dataset="digits", device="cpu", population=4, lr=0.1)
-    assert (given.population, given.lr, given.generations) == (4, 0.1, 3)  # what is given wins
+    table = resolved(space="nas-bench-201", device="cpu")
+    assert pick(table, "profile", "population", "generations") == ("gpt-nas", 30, 20)
+    gpu = resolved(space="cifar", dataset="cifar10", device="cuda")
+    assert pick(gpu, "profile", "population", "epochs", "batch_size", "lr") == ("gpt-nas", 30, 6, 512, 0.01)
+    given = resolved(space="cifar", dataset="digits", device="cpu", population=4, lr=0.1)
+    assert pick(given, "population", "lr", "generations") == (4, 0.1, 3)  # what is given wins
 
 
 def test_fidelity_scales_the_profiles_schedule_but_not_what_is_given():
-    low = EvolveConfig(space="cifar", dataset="digits", device="cpu", fidelity="low")
-    assert (low.epochs, low.min_steps, low.train_fraction, low.image_scale) == (2, 75, 0.25, 0.5)
-    medium = EvolveConfig(space="cifar", dataset="digits", device="cpu", fidelity="medium", epochs=5)
-    assert (medium.epochs, medium.min_steps, medium.train_fraction) == (5, 150, 0.5)
+    low = resolved(space="cifar", dataset="digits", device="cpu", fidelity="low")
+    assert pick(low, "epochs", "min_steps", "train_fraction", "image_scale") == (2, 75, 0.25, 0.5)
+    medium = resolved(space="cifar", dataset="digits", device="cpu", fidelity="medium", epochs=5)
+    assert pick(medium, "epochs", "min_steps", "train_fraction") == (5, 150, 0.5)
 
 
 def test_the_schedule_gives_small_data_enough_steps_and_leaves_cifar_alone():
@@ -76,7 +85,8 @@ def test_the_digits_example_at_ci_size_finds_a_good_network_within_the_derived_c
                         "--output_dir", str(out)]) == 0
     config = yaml.safe_load((out / "config.yaml").read_text())
     cap = CPU_FLOPS_PER_PIXEL * 8 * 8
-    assert config["profile"] == "cpu" and config["max_flops"] == cap and config["min_steps"] == 300
+    assert config["search"]["profile"] == "cpu" and config["search"]["max_flops"] == cap
+    assert config["training"]["min_steps"] == 300
     with open(out / "evaluations.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) >= 6 and all(int(r["flops"]) <= cap for r in rows)

@@ -133,7 +133,7 @@ def test_a_save_to_disk_copy_with_its_own_columns_is_evaluated_and_retrained(tmp
 
     run = tmp_path / "run"
     run.mkdir()
-    save_config(EvolveConfig(dataset=str(saved), **options, output_dir=str(run)), run / "config.yaml")
+    save_config(EvolveConfig.from_flags(dict(dataset=str(saved), **options, output_dir=str(run))), run / "config.yaml")
     (run / "best.json").write_text(json.dumps({"key": get_space("cifar").key(TINY)}))
     result = retrain(run, RetrainSettings(epochs=1, batch_size=32, max_train_examples=64, device="cpu"))
     assert result["dataset"] == str(saved) and result["train_examples"] == 64

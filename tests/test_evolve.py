@@ -111,12 +111,13 @@ def test_constraints_are_respected(tmp_path, requires_table):
     "args, message",
     [
         (["--space", "cifar11"], "unknown search space 'cifar11'; valid: cifar"),
-        (["--strategy", "hill-climbing"], "unknown strategy 'hill-climbing'; valid: gpt-ga"),
+        (["--strategy", "hill-climbing"], "unknown strategy 'hill-climbing'; valid: ga, gpt-ga"),
         (["--population", "1"], "population must be at least 2"),
         (["--mutation_rate", "-0.1"], "mutation_rate must lie in [0, 1]"),
         (["--evaluator", "oracle"], "unknown evaluator 'oracle'; valid: benchmark"),
         (["--resume", "nowhere"], "nowhere is not a gptnas run directory"),
-        (["--candidate_ranking", "best"], "unknown candidate_ranking 'best'; valid: likelihood, gain"),
+        (["--candidate_ranking", "best"], "argument --candidate_ranking: invalid choice: 'best' (choose from 'likelihood', "
+                                         "'gain', 'ratio')"),
         (["--temperature", "nan"], "temperature must be a finite number >= 0"),
         (["--temperature", "inf"], "temperature must be a finite number >= 0"),
         (["--temperature", "-1"], "temperature must be a finite number >= 0"),

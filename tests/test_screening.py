@@ -16,7 +16,6 @@ import evolve
 from gptnas.bench.__main__ import main as bench
 from gptnas.errors import GptnasError
 from gptnas.evaluators import get_evaluator
-from gptnas.gpt.model import ArchGPT
 from gptnas.search.config import EvolveConfig
 from gptnas.search.core import Search
 from gptnas.search.executors import SerialExecutor
@@ -28,11 +27,10 @@ NB201 = ["--space", "nas-bench-201", "--evaluator", "benchmark", "--dataset", "c
 
 
 def make_search(run_dir, **settings) -> Search:
-    config = EvolveConfig(space="nas-bench-201", evaluator="benchmark", dataset="cifar10", output_dir=str(run_dir),
-                          **settings)
-    config.validate()
+    config = EvolveConfig.from_flags(dict(space="nas-bench-201", evaluator="benchmark", dataset="cifar10",
+                                          output_dir=str(run_dir), **settings))  # gpt-ga: the shipped GPT
     return Search(config, SPACE, get_evaluator("benchmark", SPACE, "cifar10"), run_dir, SerialExecutor(),
-                  gpt_loader=lambda: ArchGPT.from_pretrained(None), show_progress=False)  # the shipped GPT
+                  show_progress=False)
 
 
 @pytest.mark.parametrize("strategy", ["gpt-ga", "ga", "regularized-evolution", "random"])
@@ -119,7 +117,7 @@ def test_a_replayed_run_ranks_by_the_stored_scores(tmp_path, requires_table):
 
 
 @pytest.mark.parametrize(("flags", "message"), [
-    (["--screen", "jacov"], "unknown screen proxy 'jacov'; valid: synflow, naswot"),
+    (["--screen", "jacov"], "argument --screen: invalid choice: 'jacov' (choose from 'naswot', 'synflow')"),
     (["--screen", "naswot", "--screen_pool", "0"], "screen_pool must be >= 1, got 0"),
 ])
 def test_bad_screening_flags_get_one_line(tmp_path, capsys, flags, message):

@@ -16,15 +16,15 @@ from gptnas.search.config import EvolveConfig
 from gptnas.search.core import Search
 from gptnas.search.executors import SerialExecutor
 from gptnas.search.store import ResultStore
-from gptnas.search.strategies import get_strategy, strategy_names
+from gptnas.search.strategies.all import get_strategy, strategy_names
 from gptnas.spaces import get_space
 
 SPACE = get_space("nas-bench-macro")
 
 
 def make_search(tmp_path, **settings) -> Search:
-    config = EvolveConfig(space="nas-bench-macro", evaluator="benchmark", output_dir=str(tmp_path), **settings)
-    config.validate()
+    config = EvolveConfig.from_flags(dict(space="nas-bench-macro", evaluator="benchmark", output_dir=str(tmp_path),
+                                          **settings))
     return Search(config, SPACE, get_evaluator("benchmark", SPACE, "cifar10"), tmp_path, SerialExecutor(),
                   show_progress=False)
 
@@ -44,7 +44,7 @@ def store_some(search: Search, generation: int, count: int, rng: random.Random) 
 
 
 def test_every_strategy_is_found_by_name_and_bad_names_list_the_valid_ones():
-    assert strategy_names() == ["gpt-ga", "ga", "regularized-evolution", "random"]
+    assert strategy_names() == ["ga", "gpt-ga", "random", "regularized-evolution"]
     with pytest.raises(GptnasError, match="unknown strategy 'gpt'; valid: gpt-ga, ga, regularized-evolution, random"):
         get_strategy("gpt")
 
@@ -140,13 +140,14 @@ def test_checkpoint_is_json_and_restores_population_hall_of_fame_and_logbook(tmp
 
 
 def test_shared_settings_reach_every_evaluator_and_train_settings_only_the_trainer():
-    proxy = EvolveConfig(space="cifar", evaluator="proxy", dataset="digits", seed=7, device="cpu", data_dir="d")
+    proxy = EvolveConfig.from_flags(dict(space="cifar", evaluator="proxy", dataset="digits", seed=7, device="cpu",
+                                         data_dir="d"))
     assert proxy.evaluator_options() == {"seed": 7, "device": "cpu", "data_dir": "d"}
-    train = EvolveConfig(space="cifar", dataset="digits", seed=3, epochs=2, profile="gpt-nas")
-    assert train.evaluator == "train"
+    train = EvolveConfig.from_flags(dict(space="cifar", dataset="digits", seed=3, epochs=2, profile="gpt-nas"))
+    assert train.data.evaluator == "train"
     assert train.evaluator_options() == {"seed": 3, "epochs": 2, "min_steps": 300, "batch_size": 512, "lr": 0.01,
                                          "train_fraction": 1.0, "image_scale": 1.0}
-    table = EvolveConfig(space="nas-bench-201", seed=3)
-    assert table.evaluator == "benchmark" and table.evaluator_options() == {}
+    table = EvolveConfig.from_flags(dict(space="nas-bench-201", seed=3))
+    assert table.data.evaluator == "benchmark" and table.evaluator_options() == {}
     evaluator = get_evaluator("proxy", "cifar", "digits", **proxy.evaluator_options())
     assert (evaluator.settings.seed, evaluator.settings.device) == (7, "cpu")

@@ -96,7 +96,7 @@ def test_kill_9_then_resume_learns_the_same_shares(tmp_path, requires_table):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--trust", "always"], "unknown trust 'always'; valid: full, learned"),
+    (["--trust", "always"], "argument --trust: invalid choice: 'always' (choose from 'full', 'learned')"),
     (["--trust_floor", "0.7"], "trust_floor must lie in [0, 0.5], got 0.7"),
 ])
 def test_bad_trust_flags_get_one_line(tmp_path, capsys, flags, message):

@@ -15,7 +15,6 @@ row of its own in the report, beside the plain strategies of the same study.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -23,15 +22,19 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
-from gptnas.config import from_dict, load_yaml
+from gptnas.config import load_yaml
 from gptnas.errors import GptnasError
+from gptnas.evaluators.proxy import PROXIES
 from gptnas.files import write_atomic, write_json
+from gptnas.gpt import transfer
 from gptnas.search.config import EvolveConfig
-from gptnas.search.executors import workers_ignore_ctrl_c
-from gptnas.search.strategies import get_strategy
-from gptnas.tables import TABLES_BY_SPACE
+from gptnas.search.executors import SerialExecutor, tie_to_parent, workers_ignore_ctrl_c
+from gptnas.search.run import build_search
+from gptnas.search.strategies.all import get_strategy
+from gptnas.tables import TABLES, TABLES_BY_SPACE, benchmark_dir, table_for, table_path
 
 DEFAULT_BENCHMARKS = ("nas-bench-macro", "channel-bench-mobilenet", "nas-bench-201:cifar10", "nas-bench-201:cifar100")
 TRAJECTORY = "trajectory.json"
@@ -40,7 +43,6 @@ HARNESS_FIELDS = ("space", "dataset", "strategy", "seed", "budget", "evaluator",
                   "screen")
 SCREENED = "+"  # ga+naswot: the strategy ga, screened by naswot
 SHIPPED, TRANSFER = "shipped", "transfer"  # --gpt: the model shipped in the package / the leave-space-out GPTs
-GPT_STRATEGIES = ("gpt-ga",)  # the strategies that use a GPT
 DEFAULT_GPT = SHIPPED  # benchmarks/RESULTS.md, "Leave-space-out transfer": the ablation that chose it
 
 
@@ -70,8 +72,6 @@ class Benchmark:
 
 def available_benchmarks() -> list[Benchmark]:
     """Every benchmark whose table is in the benchmark directory (no download)."""
-    from gptnas.tables import TABLES, benchmark_dir
-
     found = []
     for space, datasets in TABLES_BY_SPACE.items():
         for dataset, table in datasets.items():
@@ -88,16 +88,12 @@ def parse_benchmarks(text: str) -> list[Benchmark]:
 
 def ensure_tables(benchmarks: list[Benchmark]) -> None:
     """Every table is on disk and verified (downloaded if needed) before any run starts."""
-    from gptnas.tables import table_for, table_path
-
     for benchmark in benchmarks:
         table_path(table_for(benchmark.space, benchmark.dataset))
 
 
 def split_variant(name: str) -> tuple[str, str | None]:
     """'ga+naswot' -> ('ga', 'naswot'); 'ga' -> ('ga', None). GptnasError for an unknown strategy or proxy."""
-    from gptnas.evaluators.proxy import PROXIES
-
     strategy, _, proxy = name.partition(SCREENED)
     get_strategy(strategy)  # an unknown name is refused, listing the valid ones
     if proxy and proxy not in PROXIES:
@@ -110,8 +106,6 @@ def gpt_for(benchmark: Benchmark, gpt: str | None) -> str | None:
     """The GPT gpt-ga searches `benchmark` with (None: the shipped model). `gpt` is "transfer" (the
     leave-space-out GPT of the benchmark's space, built once and cached: gptnas/gpt/transfer.py), "shipped"
     (None), or a folder / Hub id; any GPT that saw a table of the benchmark's space is refused."""
-    from gptnas.gpt import transfer
-
     if gpt == TRANSFER:
         folder = transfer.model_for(benchmark.space)
         return None if folder is None else str(folder)
@@ -150,7 +144,12 @@ def load_study_config(path: str | None) -> dict:
         fixed = [k for k in overrides if k in HARNESS_FIELDS]
         if fixed:
             raise GptnasError(f"{path}: {fixed[0]!r} is set by the harness (use its command-line flags)")
-        from_dict(EvolveConfig, dict(overrides), path)  # unknown keys and bad values fail here, listing valid ones
+        if name != "common":  # a strategy's own section may hold only what that strategy uses
+            strategy, proxy = split_variant(name)
+            flags = {"strategy": strategy, **({"screen": proxy} if proxy else {}), **overrides}
+            EvolveConfig.from_flags(flags, path).refuse_unused(overrides)
+        else:  # unknown keys and bad values fail here, listing valid ones
+            EvolveConfig.from_flags(dict(overrides), path)
     return sections
 
 
@@ -176,12 +175,12 @@ def plan(benchmarks: list[Benchmark], strategies: list[str], seeds: int, budget:
                                 budget=budget, evaluator="benchmark", generations=budget)
                 if proxy:
                     settings["screen"] = proxy
-                if base in GPT_STRATEGIES:
+                if get_strategy(base).uses_gpt:
                     option = gpt if gpt is not None else settings.get("gpt", DEFAULT_GPT)
                     if (benchmark.space, option) not in gpts:
                         gpts[benchmark.space, option] = gpt_for(benchmark, option)
                     settings["gpt"] = gpts[benchmark.space, option]
-                from_dict(EvolveConfig, dict(settings), "study").validate()
+                EvolveConfig.from_flags(dict(settings), "study")
                 run_dir = output_dir / "runs" / benchmark.name.replace(":", "_") / strategy / f"seed_{seed}"
                 tasks.append(RunTask(benchmark, strategy, seed, settings, str(run_dir)))
     return tasks
@@ -189,58 +188,35 @@ def plan(benchmarks: list[Benchmark], strategies: list[str], seeds: int, budget:
 
 # ---------------------------------------------------------------- one run (in any process)
 
-_pristine_gpts: dict = {}
-
-
-def _fresh_gpt(name: str | None, adapter: str | None):
-    """A private copy of the GPT per run: online adaptation changes it, and must not leak into the next run."""
-    from gptnas.gpt.model import ArchGPT
-
-    if (name, adapter) not in _pristine_gpts:
-        _pristine_gpts[name, adapter] = ArchGPT.from_pretrained(name, adapter=adapter)
-    return copy.deepcopy(_pristine_gpts[name, adapter])
-
 
 def run_one(task: RunTask) -> dict:
     """The trajectory of one search: fitness and reported accuracy of every query, in order."""
-    from gptnas.evaluators import get_evaluator
-    from gptnas.search.core import Search
-    from gptnas.search.executors import SerialExecutor
-    from gptnas.spaces import get_space
-
     run_dir = Path(task.run_dir)
     done = run_dir / TRAJECTORY
     if done.exists():
         return json.loads(done.read_text())
-    config = from_dict(EvolveConfig, dict(task.settings), "study")
-    space = get_space(config.space)
-    evaluator = get_evaluator("benchmark", space, config.dataset)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    search = Search(config, space, evaluator, run_dir, SerialExecutor(),
-                    gpt_loader=lambda: _fresh_gpt(config.gpt, config.gpt_adapter), show_progress=False)
+    config = EvolveConfig.from_flags({**task.settings, "output_dir": str(run_dir)}, "study")
+    search = build_search(config, run_dir, SerialExecutor(), show_progress=False)
     search.run()
     history, screened = search.store.history(), search.store.screened()
     search.store.close()
+    summary = search.strategy.summary()
     trajectory = {
         "benchmark": task.benchmark.name, "strategy": task.strategy, "seed": task.seed,
         "keys": [key for _, key, _, _, _ in history],
         "fitness": [e.fitness for *_, e in history],
         "test": [e.test_accuracy for *_, e in history],
-        "gpt": config.gpt if task.strategy.startswith(GPT_STRATEGIES) else None,
-        "gpt_seconds": search.gpt_seconds,  # this process's time in the GPT (0 when resumed from finished work)
+        "gpt": summary.get("gpt"),
+        "gpt_seconds": summary.get("gpt_seconds", 0.0),  # this process's time in the GPT (0 when resumed)
         "proxy_seconds": sum(seconds for *_, seconds in screened),  # the screening proxy's, over the whole run
         "screened": len(screened),  # architectures the proxy scored
-        "gpt_share": {e["gen"]: e["share"] for e in search.reconstruction_log if "share" in e},  # --trust learned
+        "gpt_share": summary.get("gpt_share", {}),  # --trust learned
     }
     write_atomic(done, json.dumps(trajectory))
     return trajectory
 
 
 def _init_worker(parent: int) -> None:
-    import torch
-
-    from gptnas.search.executors import tie_to_parent
-
     tie_to_parent(parent)
     torch.set_num_threads(1)  # one core per run: the runs themselves are the parallelism
 
@@ -250,7 +226,8 @@ def run_all(tasks: list[RunTask], workers: int) -> list[dict]:
     results: dict[int, dict] = {}
     progress = tqdm(total=len(tasks), desc="runs", unit="run")
     # The slowest runs (those with a GPT, then the screened) go first, so the pool finishes together.
-    slowest_first = [(task.settings["strategy"] != "gpt-ga", "screen" not in task.settings) for task in tasks]
+    slowest_first = [(not get_strategy(task.settings["strategy"]).uses_gpt, "screen" not in task.settings)
+                     for task in tasks]
     order = sorted(range(len(tasks)), key=slowest_first.__getitem__)
     try:
         if workers <= 1:

@@ -7,6 +7,7 @@ data and models are loaded on first use in the process that evaluates.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from gptnas.config import from_dict
@@ -23,6 +24,36 @@ _REGISTRY: dict[str, tuple[type, type | None]] = {
     "train": (TrainEvaluator, TrainSettings),
     "proxy": (ProxyEvaluator, ProxySettings),
 }
+
+
+def _reads_images(config) -> bool:
+    return config.data.evaluator in ("train", "proxy")
+
+
+@dataclass
+class DataSettings:
+    """How candidates are scored, and on which data."""
+
+    evaluator: str | None = field(default=None, metadata={"help": "benchmark (a table look-up), train or proxy "
+                                  "(default: benchmark when the space has a table, else train)"})
+    dataset: str = field(default="cifar10", metadata={"help": "cifar10, cifar100, digits (bundled, offline smoke "
+                         "runs), a Hub dataset id (owner/name), a local folder (class subfolders of images, or "
+                         "save_to_disk); the benchmark tables: cifar10, cifar100, imagenet16-120"})
+    data_dir: str | None = field(default=None, metadata={"help": "local dataset folder instead of the Hub",
+                                 "needs": (_reads_images, "--evaluator train or proxy")})
+    dataset_revision: str | None = field(default=None, metadata={"help": "Hub commit or tag of --dataset (pins the "
+                                         "data)", "needs": (_reads_images, "--evaluator train or proxy")})
+    image_column: str | None = field(default=None, metadata={"help": "the images' column (default: image or img)",
+                                     "needs": (_reads_images, "--evaluator train or proxy")})
+    label_column: str | None = field(default=None, metadata={"help": "the labels' column (default: label, labels "
+                                     "or fine_label)", "needs": (_reads_images, "--evaluator train or proxy")})
+    image_size: int | None = field(default=None, metadata={"help": "resize images to this side (default: their "
+                                   "own, when they all share one)", "needs": (_reads_images, "--evaluator train or proxy")})
+
+    def validate(self) -> None:
+        _lookup(self.evaluator)  # an unknown name is refused, listing the valid ones
+        if self.image_size is not None and self.image_size < 1:
+            raise GptnasError(f"image_size must be >= 1, got {self.image_size}")
 
 
 def evaluator_names() -> list[str]:
@@ -54,6 +85,7 @@ def _lookup(name: str) -> tuple[type, type | None]:
 
 __all__ = [
     "WORST_FITNESS",
+    "DataSettings",
     "Evaluation",
     "Evaluator",
     "ProxyEvaluator",

@@ -24,8 +24,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -67,6 +67,53 @@ DECAYS = ("cosine", "linear")  # what lr_factor decays by after the warm-up
 MIN_STEPS_PER_EPOCH = 10  # the batch is capped at a tenth of the training images
 MIN_SCALED_SIDE = 8  # image_scale never makes images smaller than this
 MIN_VAL_EXAMPLES, MAX_VAL_SHARE = 500, 0.3  # a validation split of at least 500 images, up to 30 % of the data
+
+
+# Cheaper candidate training for a less exact ranking, on top of the profile: (share of the profile's epochs and
+# minimum steps, share of the training split, share of the image side; the train evaluator keeps 8 pixels at least).
+FIDELITIES = {"high": (1.0, 1.0, 1.0), "medium": (0.5, 0.5, 1.0), "low": (0.25, 0.25, 0.5)}
+
+
+def _trains(config) -> bool:
+    return config.data.evaluator == "train"
+
+
+_NEEDS_TRAIN = (_trains, "--evaluator train")
+
+
+@dataclass
+class CandidateTraining:
+    """How the train evaluator trains each candidate (GPT-NAS: 6 epochs, SGD, warm-up to lr 0.01, batch 512);
+    unset values come from --profile and --fidelity."""
+
+    fidelity: Literal["high", "medium", "low"] = field(default="high", metadata={
+        "help": "high, medium (half the epochs and training images) or low (a quarter, images at half their side): "
+                "faster, less exact ranking", "needs": _NEEDS_TRAIN})
+    epochs: int | None = field(default=None, metadata={"help": "epochs per candidate (from --profile: 6)",
+                                                       "needs": _NEEDS_TRAIN})
+    min_steps: int | None = field(default=None, metadata={"help": "train for more epochs when the epochs give "
+                                  "fewer optimizer steps than this (small datasets)", "needs": _NEEDS_TRAIN})
+    batch_size: int | None = field(default=None, metadata={"help": "at most; capped so that an epoch has at least "
+                                   "10 steps (from --profile: 512 or 64)", "needs": _NEEDS_TRAIN})
+    lr: float | None = field(default=None, metadata={"help": "peak learning rate, reached after one epoch of "
+                             "warm-up (from --profile: 0.01 or 0.05)", "needs": _NEEDS_TRAIN})
+    max_train_examples: int | None = field(default=None, metadata={"help": "train candidates on at most this many "
+                                           "images (smoke runs)", "needs": _NEEDS_TRAIN})
+    train_fraction: float | None = field(default=None, metadata={"help": "train candidates on this share of the "
+                                         "training split (from --fidelity)", "needs": _NEEDS_TRAIN})
+    image_scale: float | None = field(default=None, metadata={"help": "train candidates on images scaled to this "
+                                      "share of their side (from --fidelity; --image_size wins)", "needs": _NEEDS_TRAIN})
+
+    def validate(self) -> None:
+        if self.epochs < 1 or self.min_steps < 0:
+            raise GptnasError(f"epochs must be >= 1 and min_steps >= 0, got {self.epochs} and {self.min_steps}")
+        for name in ("train_fraction", "image_scale"):
+            if not 0 < getattr(self, name) <= 1:
+                raise GptnasError(f"{name} must lie in (0, 1], got {getattr(self, name)}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise GptnasError(f"lr must be a finite number > 0, got {self.lr}")
+        if self.max_train_examples is not None and self.max_train_examples < 1:
+            raise GptnasError(f"max_train_examples must be >= 1 (or unset for no limit), got {self.max_train_examples}")
 
 
 @dataclass(frozen=True)

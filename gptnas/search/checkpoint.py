@@ -29,7 +29,7 @@ def save(search, generation: int) -> None:
         "population": [encode(c.arch) for c in search.population],
         "hall_of_fame": [encode(c.arch) for c in search.hall_of_fame],
         "logbook": list(search.logbook),
-        "reconstruction_log": search.reconstruction_log,
+        "strategy": search.strategy.state_dict(),
         "store": search.store.digest(generation),
     })
 
@@ -57,14 +57,15 @@ def load(search) -> int:
     path = search.run_dir / CHECKPOINT
     if not path.exists():
         return -1
-    state = _read(path)
+    state = upgrade(_read(path))
     try:
         population = [_restore(search, encoding) for encoding in state["population"]]
         hall = [_restore(search, encoding) for encoding in state["hall_of_fame"]]
-        rows, reconstruction_log, generation = state["logbook"], state["reconstruction_log"], int(state["generation"])
+        rows, generation = state["logbook"], int(state["generation"])
+        search.strategy.load_state_dict(state["strategy"])
     except (ValueError, KeyError, TypeError, GptnasError) as error:
         raise GptnasError(f"{path} is corrupt ({error}); start a new run with another --output_dir") from None
-    search.population, search.reconstruction_log = population, reconstruction_log
+    search.population = population
     # DEAP's hall of fame: items best first, keys (fitnesses) ascending
     search.hall_of_fame.items, search.hall_of_fame.keys = hall, [c.fitness for c in reversed(hall)]
     for row in rows:
@@ -72,6 +73,15 @@ def load(search) -> int:
     search.logbook.buffindex = len(search.logbook)  # already logged by the run that wrote them
     log.info("resuming after generation %d", generation)
     return generation
+
+
+def upgrade(state: dict) -> dict:
+    """A checkpoint in today's format. Checkpoints written before strategies kept their own state hold
+    gpt-ga's reconstruction log at the top level; every strategy's state now sits under "strategy"."""
+    if "strategy" in state:
+        return state
+    old = dict(state)
+    return {**old, "strategy": {"reconstruction_log": old.pop("reconstruction_log", [])}}
 
 
 def _read(path) -> dict:

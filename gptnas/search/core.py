@@ -10,10 +10,12 @@ strategy writes after each generation (gptnas/search/checkpoint.py) a resumed ru
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import math
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from deap import tools
 from tqdm.auto import tqdm
@@ -22,21 +24,87 @@ from gptnas.errors import GptnasError
 from gptnas.evaluators.base import WORST_FITNESS
 from gptnas.search import checkpoint, screen
 from gptnas.search.candidate import candidate_type
-from gptnas.search.config import EvolveConfig
-from gptnas.search.costs import Costs
+from gptnas.search.costs import COST_OBJECTIVES, Costs
+from gptnas.search.seeds import derived_seed
 from gptnas.search.store import ResultStore
+from gptnas.search.strategies import get_strategy
 from gptnas.search.tracking import Tracker
 
 log = logging.getLogger(__name__)
 FEASIBLE_TRIES = 200
-# What must match for a run directory to be resumed (the rest may change).
+# What the result store records of the run it belongs to (the rest may change); a store of another run is refused.
 IDENTITY = ("space", "strategy", "evaluator", "dataset", "seed", "population", "objectives", "max_params",
             "max_flops", "max_latency_ms")
 
 
-def derived_seed(*parts) -> int:
-    """A seed for one step of the run, independent of what ran before it (so resumes draw the same)."""
-    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little")
+@dataclass
+class SearchSettings:
+    """What is searched, how long, under which objectives and limits, and the operators' rates."""
+
+    space: str = field(default="cifar", metadata={"help": "search space: cifar, nas-bench-macro, "
+                       "channel-bench-mobilenet, channel-bench-resnet or nas-bench-201"})
+    strategy: str = field(default="gpt-ga", metadata={"help": "gpt-ga (GPT-NAS), ga (no GPT), "
+                          "regularized-evolution or random"})
+    seed: int = field(default=0, metadata={"help": "every draw of the run, and the evaluator's initialisation"})
+    profile: Literal["gpt-nas", "cpu"] | None = field(default=None, metadata={"help": "defaults for population, "
+                                                     "generations, workers and candidate training: gpt-nas (the "
+                                                     "paper's) or cpu (small, fast searches); default: cpu when the "
+                                                     "train evaluator runs on a CPU, else gpt-nas"})
+    population: int | None = field(default=None, metadata={"help": "from --profile: 30 (gpt-nas) or 8 (cpu)"})
+    generations: int | None = field(default=None, metadata={"help": "from --profile: 20 (gpt-nas) or 3 (cpu)"})
+    budget: int | None = field(default=None, metadata={"help": "stop after this many unique evaluations"})
+    objectives: str = field(default="accuracy", metadata={"help": "accuracy, or accuracy plus one or two of params, "
+                            "flops, latency (comma-separated): NSGA-II returns a Pareto front"})
+    max_params: int | None = field(default=None, metadata={"help": "networks with more parameters are never "
+                                   "evaluated"})
+    max_flops: int | None = field(default=None, metadata={"help": "networks with more multiply-accumulates (at the "
+                                  "evaluated image size) are never evaluated; the cpu profile sets one"})
+    max_latency_ms: float | None = field(default=None, metadata={"help": "networks slower than this at batch 1 on the "
+                                         "evaluation device are never evaluated"})
+    latency_batch_size: int | None = field(default=None, metadata={"help": "also measure latency at this batch size "
+                                           "(stored with every evaluation; the objective and limit use batch 1)"})
+    screen: Literal["naswot", "synflow"] | None = field(default=None, metadata={"help": "rank proposals with this "
+                                                        "zero-cost proxy and evaluate only the best; queries are "
+                                                        "counted as before"})
+    screen_pool: int = field(default=4, metadata={"help": "--screen: the strategy proposes this many times as many "
+                             "architectures as it evaluates"})
+    crossover_rate: float = field(default=0.9, metadata={"help": "ga, gpt-ga: probability that a pair of parents "
+                                  "is crossed"})
+    mutation_rate: float = field(default=0.3, metadata={"help": "ga, gpt-ga: probability that an offspring is "
+                                 "mutated"})
+    tournament_size: int = field(default=3, metadata={"help": "ga, gpt-ga: parents are the best of this many"})
+    elites: int = field(default=1, metadata={"help": "ga, gpt-ga: the best this many survive unchanged"})
+    novelty_tries: int = field(default=10, metadata={"help": "ga, gpt-ga: offspring evaluated before are mutated "
+                               "again up to this often (0: never)"})
+    sample_size: int = field(default=5, metadata={"help": "regularized-evolution: parents are the best of this many"})
+
+    def objective_list(self) -> list[str]:
+        return [name.strip() for name in self.objectives.split(",") if name.strip()]
+
+    def validate(self) -> None:
+        if self.population < 2:
+            raise GptnasError(f"population must be at least 2, got {self.population}")
+        if not 0 <= self.elites < self.population:
+            raise GptnasError(f"elites must lie in [0, population), got {self.elites}")
+        if self.generations < 0 or self.tournament_size < 1 or self.sample_size < 1 or self.novelty_tries < 0:
+            raise GptnasError("generations and novelty_tries must be >= 0; tournament_size and sample_size >= 1")
+        if self.budget is not None and self.budget < 1:
+            raise GptnasError(f"budget must be at least 1, got {self.budget}")
+        for name in ("crossover_rate", "mutation_rate"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise GptnasError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        objectives = self.objective_list()
+        if objectives[:1] != ["accuracy"] or len(objectives) > 3 or len(set(objectives)) < len(objectives) \
+                or not set(objectives[1:]) <= set(COST_OBJECTIVES):
+            raise GptnasError(f"objectives must be accuracy, then one or two of {', '.join(COST_OBJECTIVES)}; "
+                              f"got {self.objectives!r}")
+        for name in ("max_params", "max_flops", "latency_batch_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise GptnasError(f"{name} must be >= 1 (or unset for no limit), got {getattr(self, name)}")
+        if self.max_latency_ms is not None and not (math.isfinite(self.max_latency_ms) and self.max_latency_ms > 0):
+            raise GptnasError(f"max_latency_ms must be a finite number > 0, got {self.max_latency_ms}")
+        if self.screen_pool < 1:
+            raise GptnasError(f"screen_pool must be >= 1, got {self.screen_pool}")
 
 
 class BudgetSpent(Exception):
@@ -44,37 +112,40 @@ class BudgetSpent(Exception):
 
 
 class Search:
-    def __init__(self, config: EvolveConfig, space, evaluator, run_dir: Path, executor, gpt_loader=None,
-                 show_progress: bool = True):
-        from gptnas.search.strategies import get_strategy
+    """One search run: `config` is the run's EvolveConfig (gptnas/search/config.py), whose groups it hands on:
+    the search settings to itself and the strategy, the strategy's own group (gpt-ga's GPT) to the strategy."""
 
-        self.config, self.space, self.evaluator, self.executor = config, space, evaluator, executor
-        self.run_dir, self.gpt_loader, self.show_progress = run_dir, gpt_loader, show_progress
+    def __init__(self, config, space, evaluator, run_dir: Path, executor, show_progress: bool = True):
+        self.config, self.settings, self.device = config, config.search, config.run.device
+        self.space, self.evaluator, self.executor = space, evaluator, executor
+        self.run_dir, self.show_progress = run_dir, show_progress
         self.store = ResultStore(run_dir / "results.sqlite", self.identity(), must_exist=checkpoint.exists(run_dir))
         checkpoint.verify(self)  # a store that is not the checkpoint's is refused before anything is written
-        self.rng = random.Random(config.seed)
-        self.costs = Costs(config, space, evaluator)
+        self.rng = random.Random(self.settings.seed)
+        self.costs = Costs(self.settings, space, evaluator, self.device)
         self.pareto = len(self.costs.objectives) > 1
         self.make = candidate_type(len(self.costs.objectives))
         self.hall_of_fame = tools.ParetoFront() if self.pareto else tools.HallOfFame(10)
         self.stats = tools.Statistics(key=lambda c: c.fitness.values[0])
         for name, fn in (("max", max), ("mean", lambda v: sum(v) / len(v)), ("min", min)):
             self.stats.register(name, fn)
+        self.population = []
+        self.screen = screen.Screen(self) if self.settings.screen else None  # before the strategy: it decorates with it
+        strategy = get_strategy(self.settings.strategy)
+        self.strategy = strategy(self, config.group(strategy.settings_type))
         self.logbook = tools.Logbook()
-        self.logbook.header = ["gen", "queries", "new", "max", "mean", "min", "rewritten"]
-        self.population, self.reconstruction_log = [], []  # the latter: what GPT reconstruction did, per generation
-        self.gpt_seconds = 0.0  # wall time spent in the GPT (reconstruction, adaptation), not evaluating
-        self.screen = screen.Screen(self) if config.screen else None  # before the strategy: it decorates with it
-        self.strategy = get_strategy(config.strategy)(self)
-        self.tracker = Tracker(config.report_to, run_dir, vars(config))  # live view, per generation
+        self.logbook.header = ["gen", "queries", "new", "max", "mean", "min", *self.strategy.logbook_columns()]
+        self.tracker = Tracker(config.run.report_to, run_dir, config.flat())  # live view, per generation
         self._progress, self._best = None, 0.0
 
     def identity(self) -> dict:
-        return {name: getattr(self.config, name) for name in IDENTITY} | screen.identity(self.config)
+        data = {"evaluator": self.config.data.evaluator, "dataset": self.config.data.dataset}
+        return {name: data[name] if name in data else getattr(self.settings, name) for name in IDENTITY} \
+            | screen.identity(self.settings)
 
     def run(self) -> list:
         """Runs (or resumes) the search; returns the final population."""
-        total = self.config.budget or self.config.population * (self.config.generations + 1)
+        total = self.settings.budget or self.settings.population * (self.settings.generations + 1)
         self._progress = tqdm(total=total, initial=len(self.store), desc="evaluations", unit="arch",
                               disable=not self.show_progress)
         self._best = max((e.fitness for *_, e in self.store.history()), default=0.0)
@@ -82,7 +153,7 @@ class Search:
             try:
                 self.strategy.run()
             except BudgetSpent:
-                log.info("budget of %d unique evaluations spent", self.config.budget)
+                log.info("budget of %d unique evaluations spent", self.settings.budget)
                 # The last, partial generation counts too: everything evaluated may enter the hall of fame.
                 evaluated = [self.candidate(self.space.decode(enc), key) for _, key, enc, _, _ in self.store.history()]
                 self.hall_of_fame.update(evaluated)
@@ -92,8 +163,8 @@ class Search:
 
     def seed_generation(self, generation: int) -> None:
         """Seeds this generation's draws by (seed, generation) alone; DEAP's selection uses the global `random`."""
-        self.rng.seed(derived_seed(self.config.seed, "generation", generation))
-        random.seed(derived_seed(self.config.seed, "deap", generation))
+        self.rng.seed(derived_seed(self.settings.seed, "generation", generation))
+        random.seed(derived_seed(self.settings.seed, "deap", generation))
 
     def make_feasible(self, arch):
         """`arch`, or a mutant (then a fresh sample) within the limits: infeasible networks are never evaluated."""
@@ -117,7 +188,7 @@ class Search:
                 seen.add(key)
                 new.append((key, arch))
         base = self.store.evaluated_through(generation - 1)
-        budget = self.config.budget
+        budget = self.settings.budget
         allowed = new if budget is None else new[: max(budget - base, 0)]
         todo = [(base + 1 + i, key, arch) for i, (key, arch) in enumerate(allowed) if key not in self.store]
         for index, evaluation in self.executor.run(self.evaluator, self.space.name, [arch for *_, arch in todo]):
@@ -143,7 +214,7 @@ class Search:
         self.hall_of_fame.update(population)
         queries = self.store.evaluated_through(generation if through is None else through)
         self.logbook.record(gen=generation, queries=queries, new=new, **self.stats.compile(population),
-                            rewritten=self.reconstruction_log[-1]["rewritten"] if self.reconstruction_log else 0)
+                            **self.strategy.generation_record(generation))
         log.info(self.logbook.stream)
         self.tracker.log(self, generation)
 

@@ -16,14 +16,16 @@ import dataclasses
 from gptnas.evaluators.base import Evaluation, model_cost
 
 UNITS = {"params": "parameters", "flops": "multiply-accumulates", "latency": "latency (ms, batch 1)"}
+COST_OBJECTIVES = tuple(UNITS)
 FAILED_COST = 1e18  # a failed network's cost: worse than any real one
 
 
 class Costs:
-    def __init__(self, config, space, evaluator):
-        self.config, self.space, self.evaluator = config, space, evaluator
-        self.objectives = config.objective_list()
-        self.measures_latency = "latency" in self.objectives or config.max_latency_ms is not None
+    def __init__(self, settings, space, evaluator, device: str | None):
+        """`settings`: the run's SearchSettings (objectives, limits); `device`: where latency is measured."""
+        self.config, self.space, self.evaluator, self.device = settings, space, evaluator, device
+        self.objectives = settings.objective_list()
+        self.measures_latency = "latency" in self.objectives or settings.max_latency_ms is not None
         self._latency: dict[str, tuple[float, float]] = {}  # key -> (batch 1, batch N) ms, this process
 
     def feasible(self, arch) -> bool:
@@ -44,7 +46,7 @@ class Costs:
         if key not in self._latency:
             model = self.space.build_model(arch, self.evaluator.num_classes)
             size = self.evaluator.input_size
-            device = resolve_device(self.config.device)
+            device = resolve_device(self.device)
             batch = self.config.latency_batch_size
             self._latency[key] = (measure_latency(model, (3, size, size), device),
                                   batch and measure_latency(model, (3, size, size), device, batch, warmup=2, repeats=5))

@@ -41,19 +41,19 @@ def write_outputs(search, run_dir: Path) -> dict:
         writer.writerow([query, key, generation, e.fitness, e.test_accuracy, e.params, e.flops, e.latency_ms,
                          e.latency_batch_ms, f"{e.seconds:.3f}", e.status, e.reason])
     write_atomic(run_dir / "evaluations.csv", evaluations.getvalue())
-    if search.config.screen:
+    if search.settings.screen:
         write_screened(search, run_dir)
     hall = [_describe(space, c, store) for c in search.hall_of_fame]
     write_json(run_dir / "hall_of_fame.json", hall)
     best = max(hall, key=lambda h: h["fitness"])
     best["build"] = f"import gptnas; model = gptnas.build_model({space.name!r}, {best['key']!r}, num_classes={search.evaluator.num_classes})"
     best["num_classes"], best["input_size"] = search.evaluator.num_classes, search.evaluator.input_size
-    best["sources"] = {"evaluator": search.evaluator.source(), "gpt": getattr(search.strategy, "gpt_source", None)}
+    best["sources"] = {"evaluator": search.evaluator.source(), "gpt": search.strategy.summary().get("gpt_source")}
     write_json(run_dir / "sources.json", best["sources"])  # what to fetch to repeat the run on the same bytes
     write_json(run_dir / "best.json", best)
     write_atomic(run_dir / "best_architecture.txt", best["encoding"] + "\n")
-    if search.reconstruction_log:
-        write_json(run_dir / "reconstruction.json", search.reconstruction_log)
+    for name, content in search.strategy.files().items():
+        write_json(run_dir / name, content)
     plot(search, run_dir)
     return best
 
@@ -63,7 +63,7 @@ def write_screened(search, run_dir: Path) -> None:
     queries = {key: query for query, key, *_ in search.store.history()}
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["key", f"{search.config.screen}_score", "seconds", "query"])
+    writer.writerow(["key", f"{search.settings.screen}_score", "seconds", "query"])
     for key, score, seconds in search.store.screened():
         writer.writerow([key, "" if score is None else score, f"{seconds:.4f}", queries.get(key, "")])
     write_atomic(run_dir / "screened.csv", out.getvalue())
@@ -71,11 +71,12 @@ def write_screened(search, run_dir: Path) -> None:
 
 def time_spent(search) -> list[str]:
     """Seconds outside evaluation: the GPT's (this process) and the screening proxy's (the whole run)."""
-    parts = [f"GPT {search.gpt_seconds:.1f} s"] if search.gpt_seconds else []
+    gpt_seconds = search.strategy.summary().get("gpt_seconds")
+    parts = [f"GPT {gpt_seconds:.1f} s"] if gpt_seconds else []
     screened = search.store.screened()
     if screened:
         seconds = sum(s for *_, s in screened)
-        parts.append(f"screening ({search.config.screen}) {seconds:.1f} s for {len(screened)} architectures "
+        parts.append(f"screening ({search.settings.screen}) {seconds:.1f} s for {len(screened)} architectures "
                      f"({seconds / len(screened):.3f} s each, {100 * seconds / max(len(search.store), 1):.1f} s "
                      "per 100 queries)")
     return ["time outside evaluation: " + "; ".join(parts)] if parts else []
@@ -83,7 +84,7 @@ def time_spent(search) -> list[str]:
 
 def trust_learned(search) -> list[str]:
     """--trust learned: the share of offspring the GPT rewrote, by generation (reconstruction.json has the arms)."""
-    shares = {e["gen"]: e["share"] for e in search.reconstruction_log if "share" in e}
+    shares = search.strategy.summary().get("gpt_share")
     if not shares:
         return []
     return ["GPT trust learned by this run (share of offspring rewritten, by generation): "
@@ -98,7 +99,7 @@ def plot(search, run_dir: Path) -> None:
     import matplotlib.pyplot as plt
 
     history = search.store.history()
-    metric, title = search.evaluator.metric, f"{search.config.strategy} on {search.space.name} ({search.config.dataset})"
+    metric, title = search.evaluator.metric, f"{search.settings.strategy} on {search.space.name} ({search.config.data.dataset})"
     queries = [query for query, *_ in history]
     fitness = [e.fitness for *_, e in history]
     best = [max(fitness[: i + 1]) for i in range(len(fitness))]
@@ -172,7 +173,7 @@ def summary_table(search, best: dict) -> str:
     """The final table printed to the terminal."""
     hall = [_describe(search.space, c, search.store) for c in list(search.hall_of_fame)[:5]]
     lines = [
-        f"{search.config.strategy} on {search.space.name} ({search.config.evaluator}, {search.config.dataset}): "
+        f"{search.settings.strategy} on {search.space.name} ({search.config.data.evaluator}, {search.config.data.dataset}): "
         f"{len(search.store)} unique architectures evaluated",
         f"{'rank':>4}  {'fitness':>8}  {'test acc':>8}  {'params':>10}  key",
     ]

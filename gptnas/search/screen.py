@@ -28,17 +28,17 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 32
 
 
-def identity(config) -> dict:
-    """What screening adds to a run's identity (unset when it is off, as in stores older than screening)."""
-    return {"screen": config.screen, "screen_pool": config.screen_pool if config.screen else None}
+def identity(settings) -> dict:
+    """What screening adds to a run's identity (`settings`: SearchSettings; unset when screening is off)."""
+    return {"screen": settings.screen, "screen_pool": settings.screen_pool if settings.screen else None}
 
 
 class Screen:
     def __init__(self, search):
-        c = search.config
+        c = search.settings
         self.search, self.pool_size = search, c.screen_pool
         settings = ProxySettings(proxy=c.screen, batch_size=BATCH_SIZE, random_inputs=True, seed=c.seed,
-                                 device=c.device, image_size=search.evaluator.input_size, costs=False)
+                                 device=search.device, image_size=search.evaluator.input_size, costs=False)
         self.proxy = ProxyEvaluator(search.space, "none", settings)
 
     def pool(self, propose):

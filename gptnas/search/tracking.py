@@ -2,8 +2,8 @@
 
 It uses accelerate's trackers, as train_gpt.py does, so the same flag names
 the same tools. Logged per generation: best and mean fitness, queries, the
-seconds spent in the GPT and in evaluation, the best architecture as text and,
-in a multi-objective search, the Pareto front as a table.
+seconds spent in evaluation, the strategy's own figures (gpt-ga: `strategy/gpt_seconds`),
+the best architecture as text and, in a multi-objective search, the Pareto front as a table.
 """
 
 from __future__ import annotations
@@ -28,10 +28,11 @@ class Tracker:
             "fitness/best": best.fitness.values[0],
             "fitness/mean": search.logbook[-1]["mean"],
             "queries": len(history),
-            "seconds/gpt": search.gpt_seconds,
             "seconds/evaluation": sum(e.seconds for *_, e in history),
             "best_architecture": search.space.encode(best.arch),
         }
+        values |= {f"strategy/{name}": value for name, value in search.strategy.summary().items()
+                   if isinstance(value, (int, float)) and not isinstance(value, bool)}
         if search.pareto:
             names = " | ".join(search.costs.objectives)
             rows = [" | ".join(f"{v:.6g}" for v in c.fitness.values) for c in search.hall_of_fame]

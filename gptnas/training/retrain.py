@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from gptnas.config import load_yaml
+from gptnas.config import flatten, load_yaml
 from gptnas.errors import GptnasError, one_line
 from gptnas.files import atomic_path, write_atomic, write_json
 from gptnas.spaces import SearchSpace, get_space
@@ -245,7 +245,7 @@ def read_run(run_dir: Path) -> tuple[SearchSpace, str, dict[str, Any]]:
             f"{run_dir} is not a finished gptnas search (no {missing}); "
             f"finish it with `python evolve.py --resume {run_dir}` or pass the right run directory"
         )
-    config = load_yaml(config_path)
+    config = flatten(load_yaml(config_path))
     best = _read_json(best_path, "rerun or resume the search")
     if "space" not in config or not isinstance(best, dict) or not isinstance(best.get("key"), str):
         raise GptnasError(f"{run_dir}: config.yaml needs a space and best.json a key; is this a gptnas run?")

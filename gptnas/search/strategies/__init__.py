@@ -1,7 +1,12 @@
 """Search strategies, found by name: each is one small class that registers its operators on a
 DEAP toolbox and runs its own loop over the shared `Search` core (gptnas/search/core.py).
 
-Adding a strategy is one new module here and one line in `_strategies`.
+Adding a strategy is one new module here, its class decorated with `@register`, and its import in
+`gptnas/search/strategies/all.py`. What the core needs of a strategy is on `Strategy`: its loop, its state
+for the checkpoint, a summary for the report and trackers, its own logbook columns and files; the core never
+names a strategy. A strategy with settings of its own (gpt-ga's GPT) declares their dataclass as
+`settings_type`; `reads` names the shared search settings only it (and its subclasses) uses, so a flag that
+the chosen strategy would ignore is refused.
 
 What a strategy wants evaluated next comes from its proposal operators, `propose` (and
 `propose_initial` where the first population is made differently), each returning a list of
@@ -16,14 +21,18 @@ from deap import base
 from gptnas.errors import GptnasError
 
 PROPOSALS = ("propose_initial", "propose")  # the operators whose architectures --screen ranks
+_REGISTRY: dict[str, type[Strategy]] = {}
 
 
 class Strategy:
     """A search algorithm over the shared core: `register` fills the toolbox, `run` is the loop."""
 
     name = ""
+    uses_gpt = False  # it loads a GPT (the benchmark harness picks which, and refuses one that saw the table)
+    settings_type: type | None = None  # the dataclass of its own settings (a group of EvolveConfig), if any
+    reads: tuple[str, ...] = ()  # SearchSettings fields that only this strategy (and its subclasses) uses
 
-    def __init__(self, search):
+    def __init__(self, search, settings=None):
         self.search = search
         self.toolbox = base.Toolbox()
         self.register(self.toolbox)
@@ -32,6 +41,10 @@ class Strategy:
                 if hasattr(self.toolbox, alias):
                     self.toolbox.decorate(alias, search.screen.pool)
 
+    @classmethod
+    def uses(cls, setting: str) -> bool:
+        return setting in cls.reads
+
     def register(self, toolbox: base.Toolbox) -> None:
         raise NotImplementedError
 
@@ -39,22 +52,47 @@ class Strategy:
         """Runs (or resumes) the search; returns the final population."""
         raise NotImplementedError
 
+    def state_dict(self) -> dict:
+        """What the checkpoint keeps of this strategy beyond the population (plain JSON)."""
+        return {}
 
-def _strategies() -> dict[str, type[Strategy]]:
-    from gptnas.search.strategies.genetic import GeneticAlgorithm
-    from gptnas.search.strategies.gpt_genetic import GptGeneticAlgorithm
-    from gptnas.search.strategies.random_search import RandomSearch
-    from gptnas.search.strategies.regularized_evolution import RegularizedEvolution
+    def load_state_dict(self, state: dict) -> None:
+        """Restores `state_dict()`; ValueError, KeyError or TypeError when it is malformed."""
 
-    return {s.name: s for s in (GptGeneticAlgorithm, GeneticAlgorithm, RegularizedEvolution, RandomSearch)}
+    def summary(self) -> dict:
+        """Figures of this run for the report, the trackers and the benchmark harness (JSON values)."""
+        return {}
+
+    def logbook_columns(self) -> dict[str, str]:
+        """Columns this strategy adds to the logbook: name -> what it counts."""
+        return {}
+
+    def generation_record(self, generation: int) -> dict:
+        """This strategy's logbook columns for `generation`."""
+        return {}
+
+    def files(self) -> dict:
+        """Extra JSON files for the run directory: file name -> content."""
+        return {}
+
+
+def register(cls: type[Strategy]) -> type[Strategy]:
+    """Class decorator: makes a strategy findable by its `name`."""
+    if not cls.name or cls.name in _REGISTRY:
+        raise ValueError(f"strategy {cls.__name__} needs a unique name, got {cls.name!r}")
+    _REGISTRY[cls.name] = cls
+    return cls
 
 
 def strategy_names() -> list[str]:
-    return list(_strategies())
+    return list(_REGISTRY)
+
+
+def strategies() -> list[type[Strategy]]:
+    return list(_REGISTRY.values())
 
 
 def get_strategy(name: str) -> type[Strategy]:
-    strategies = _strategies()
-    if name not in strategies:
-        raise GptnasError(f"unknown strategy {name!r}; valid: {', '.join(strategies)}")
-    return strategies[name]
+    if name not in _REGISTRY:
+        raise GptnasError(f"unknown strategy {name!r}; valid: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]

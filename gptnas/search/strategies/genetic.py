@@ -11,14 +11,16 @@ from __future__ import annotations
 from deap import tools
 
 from gptnas.search import checkpoint
-from gptnas.search.strategies import Strategy
+from gptnas.search.strategies import Strategy, register
 
 
+@register
 class GeneticAlgorithm(Strategy):
     name = "ga"
+    reads = ("crossover_rate", "mutation_rate", "tournament_size", "elites", "novelty_tries")
 
     def register(self, toolbox) -> None:
-        s, c = self.search, self.search.config
+        s, c = self.search, self.search.settings
         if s.pareto:
             toolbox.register("select", tools.selNSGA2)
         else:
@@ -27,12 +29,13 @@ class GeneticAlgorithm(Strategy):
         toolbox.register("mutate", s.space.mutate, rng=s.rng)
         toolbox.register("initial", lambda: [s.space.sample(s.rng) for _ in range(c.population)])
         toolbox.register("reconstruct", lambda archs, generation: archs)
+        toolbox.register("reconstruct_initial", lambda archs: archs)
         toolbox.register("propose_initial", self.propose_initial)
         toolbox.register("propose", self.propose)
         toolbox.register("evaluate", s.evaluate)
 
     def run(self) -> list:
-        s, c, toolbox = self.search, self.search.config, self.toolbox
+        s, c, toolbox = self.search, self.search.settings, self.toolbox
         start = checkpoint.load(s)
         if start < 0:
             s.seed_generation(0)
@@ -53,9 +56,7 @@ class GeneticAlgorithm(Strategy):
     def propose_initial(self) -> list:
         """The initial population: sampled, reconstructed (gpt-ga), within the limits."""
         s, toolbox = self.search, self.toolbox
-        archs = toolbox.initial()
-        if s.config.initial_reconstruction:
-            archs = toolbox.reconstruct(archs, 0)
+        archs = toolbox.reconstruct_initial(toolbox.initial())
         return [s.make_feasible(a) for a in archs]
 
     def propose(self, population: list, n: int, generation: int) -> list:
@@ -66,7 +67,7 @@ class GeneticAlgorithm(Strategy):
 
     def vary(self, parents: list) -> list:
         """Crossover of neighbouring pairs, then mutation, on the parents' architectures (DEAP's varAnd)."""
-        rng, c = self.search.rng, self.search.config
+        rng, c = self.search.rng, self.search.settings
         archs = [p.arch for p in parents]
         for i in range(1, len(archs), 2):
             if rng.random() < c.crossover_rate:
@@ -84,7 +85,7 @@ class GeneticAlgorithm(Strategy):
         out = []
         for arch in archs:
             key = s.space.key(arch)
-            for _ in range(s.config.novelty_tries):
+            for _ in range(s.settings.novelty_tries):
                 if not s.store.evaluated_before(key, generation) and key not in seen:
                     break
                 arch = s.make_feasible(self.toolbox.mutate(arch))

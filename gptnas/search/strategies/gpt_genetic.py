@@ -7,22 +7,122 @@ initial population is sampled from the GPT, and the GPT is LoRA-adapted on the
 search's own elite every `adapt_every` generations (gptnas/search/adapt.py). With `--trust learned`
 only a share of the offspring is rewritten, learned from how they score against the rest
 (gptnas/search/trust.py).
+
+Everything about the GPT lives here: its settings (`GptSettings`, the GPT section of `--help`), the model
+(loaded on first use), the reconstruction log (checkpointed through `state_dict`) and the seconds spent in it.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 import time
+from dataclasses import dataclass, field
+from typing import Literal
 
+from gptnas.errors import GptnasError
+from gptnas.gpt.model import ArchGPT
 from gptnas.language.tokens import condition
-from gptnas.search.core import derived_seed
+from gptnas.search.adapt import adapt
+from gptnas.search.reconstruct import reconstruct
+from gptnas.search.seeds import derived_seed
+from gptnas.search.strategies import register
 from gptnas.search.strategies.genetic import GeneticAlgorithm
 from gptnas.search.trust import gpt_share
 
 
+# What a setting needs to have an effect (EvolveConfig -> bool, and the flag that gives it): see "needs" below.
+def _adapting(config) -> bool:
+    return config.gpt.adapt_every > 0
+
+
+@dataclass
+class GptSettings:
+    """The GPT of gpt-ga: which model, how it rewrites offspring, and how it adapts during the search."""
+
+    gpt: str | None = field(default=None, metadata={"help": "ArchGPT folder or Hub id (default: the shipped model)"})
+    gpt_adapter: str | None = field(default=None, metadata={"help": "a LoRA adapter (folder or Hub id) loaded on "
+                                    "top of --gpt"})
+    init: Literal["random", "gpt"] = field(default="random", metadata={"help": "initial population: random or gpt "
+                                           "(sampled from the GPT)"})
+    initial_reconstruction: bool = field(default=True, metadata={"help": "rewrite the initial population with the "
+                                         "GPT (GPT-NAS); off: the GPT first acts on offspring"})
+    elimination_rate: float = field(default=0.4, metadata={"help": "probability that reconstruction selects a "
+                                    "layer, at the start"})
+    elimination_rate_final: float = field(default=0.0, metadata={"help": "... at the last generation (linear "
+                                          "decay)"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (0: greedy)"})
+    top_k: int | None = field(default=None, metadata={"help": "sample only among the k most likely next tokens "
+                              "(default: all that the grammar allows)"})
+    quality: int | None = field(default=None, metadata={"help": "sample the initial population and rewrites under "
+                                "this quality token (0..4, 4: the best fifth); needs a GPT trained with quality tokens"})
+    trust: Literal["full", "learned"] = field(default="full", metadata={"help": "full: the GPT rewrites every "
+                                              "offspring (GPT-NAS); learned: a share of them, learned from how "
+                                              "rewritten offspring score against plain ones in this run"})
+    trust_floor: float = field(default=0.1, metadata={"help": "--trust learned: the share stays within "
+                               "[floor, 1 - floor]", "needs": (lambda c: c.gpt.trust == "learned", "--trust learned")})
+    reconstruct_candidates: int = field(default=1, metadata={"help": "samples per rewritten segment; one is kept by "
+                                        "--candidate_ranking"})
+    candidate_ranking: Literal["likelihood", "gain", "ratio"] = field(default="likelihood", metadata={
+        "help": "likelihood (the most likely rewrite), gain (the one online adaptation made most likely relative to "
+                "the original GPT) or ratio (highest p(arch | best quality) / p(arch): the GPT as a predictor)",
+        "needs": (lambda c: c.gpt.reconstruct_candidates > 1, "--reconstruct_candidates N > 1")})
+    adapt_every: int = field(default=0, metadata={"help": "LoRA-adapt the GPT on the evaluated elite every K "
+                             "generations (0: never)"})
+    adapt_data: Literal["elite", "ranked"] = field(default="elite", metadata={
+        "help": "what adaptation learns from: elite (the adapt_top best, rank-weighted) or ranked (every "
+                "evaluation, under the quality token of its rank in this run)",
+        "needs": (_adapting, "--adapt_every K >= 1")})
+    adapt_top: int = field(default=20, metadata={"help": "how many of the best evaluated architectures adaptation "
+                           "learns from", "needs": (_adapting, "--adapt_every K >= 1")})
+    adapt_steps: int = field(default=30, metadata={"help": "optimizer steps per adaptation",
+                                                   "needs": (_adapting, "--adapt_every K >= 1")})
+    adapt_batch: int = field(default=32, metadata={"help": "each adaptation step learns from a random minibatch of "
+                             "this many architectures when there are more", "needs": (_adapting, "--adapt_every K >= 1")})
+    adapt_lr: float = field(default=0.002, metadata={"help": "learning rate of the adaptation",
+                                                     "needs": (_adapting, "--adapt_every K >= 1")})
+
+    def validate(self) -> None:
+        for name in ("elimination_rate", "elimination_rate_final"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise GptnasError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise GptnasError(f"temperature must be a finite number >= 0 (0: greedy), got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise GptnasError(f"top_k must be >= 1 (or unset for no limit), got {self.top_k}")
+        if self.quality is not None and not 0 <= self.quality <= 4:
+            raise GptnasError(f"quality must be 0..4 (4: the best fifth), got {self.quality}")
+        if not 0 <= self.trust_floor <= 0.5:
+            raise GptnasError(f"trust_floor must lie in [0, 0.5], got {self.trust_floor}")
+        if self.reconstruct_candidates < 1:
+            raise GptnasError(f"reconstruct_candidates must be >= 1, got {self.reconstruct_candidates}")
+        if self.adapt_every < 0 or self.adapt_top < 1 or self.adapt_steps < 1 or self.adapt_batch < 1:
+            raise GptnasError("adapt_every must be >= 0; adapt_top, adapt_steps and adapt_batch >= 1")
+        if not (math.isfinite(self.adapt_lr) and self.adapt_lr > 0):
+            raise GptnasError(f"adapt_lr must be a finite number > 0, got {self.adapt_lr}")
+
+
+_pristine: dict = {}
+
+
+def private_gpt(name: str | None, adapter: str | None, device: str | None) -> ArchGPT:
+    """A copy of the GPT for one run: online adaptation changes it, and must not leak into another run of
+    the same process (the benchmark harness runs many); each model is read from disk once per process."""
+    if (name, adapter, device) not in _pristine:
+        _pristine[name, adapter, device] = ArchGPT.from_pretrained(name, adapter=adapter, device=device)
+    return copy.deepcopy(_pristine[name, adapter, device])
+
+
+@register
 class GptGeneticAlgorithm(GeneticAlgorithm):
     name = "gpt-ga"
+    uses_gpt = True
+    settings_type = GptSettings
 
-    def __init__(self, search):
+    def __init__(self, search, settings: GptSettings):
+        self.settings = settings
+        self.reconstruction_log: list[dict] = []  # what reconstruction did, one entry per call
+        self.gpt_seconds = 0.0  # wall time spent in the GPT (reconstruction, adaptation), not evaluating
         self._gpt = None  # loaded on first use
         self._adapted_at: int | None = None  # the generation whose adapter the GPT carries
         self._draws: dict = {}  # GPT calls so far per (purpose, generation): screening makes several per generation
@@ -32,19 +132,44 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
     def register(self, toolbox) -> None:
         super().register(toolbox)
         toolbox.register("reconstruct", self.reconstruct)
-        if self.search.config.init == "gpt":
+        if self.settings.initial_reconstruction:
+            toolbox.register("reconstruct_initial", self.reconstruct, generation=0)
+        if self.settings.init == "gpt":
             toolbox.register("initial", self.sample_initial)
 
-    @property
-    def gpt(self):
-        if self._gpt is None:
-            self._gpt = self.search.gpt_loader()
-        return self._gpt
+    # ------------------------------------------------------------ what the core asks of a strategy
+
+    def state_dict(self) -> dict:
+        return {"reconstruction_log": self.reconstruction_log}
+
+    def load_state_dict(self, state: dict) -> None:
+        log = state.get("reconstruction_log", [])
+        if not isinstance(log, list) or not all(isinstance(e, dict) and "gen" in e for e in log):
+            raise ValueError("reconstruction_log must be a list of entries with a generation")
+        self.reconstruction_log = log
+
+    def summary(self) -> dict:
+        """The GPT this run used, pinned (None until loaded), its seconds, and --trust learned's shares."""
+        return {"gpt": self.settings.gpt, "gpt_source": None if self._gpt is None else self._gpt.source,
+                "gpt_seconds": self.gpt_seconds,
+                "gpt_share": {e["gen"]: e["share"] for e in self.reconstruction_log if "share" in e}}
+
+    def logbook_columns(self) -> dict[str, str]:
+        return {"rewritten": "offspring the GPT changed in this generation (networks, not segments)"}
+
+    def generation_record(self, generation: int) -> dict:
+        return {"rewritten": sum(e["changed"] for e in self.reconstruction_log if e["gen"] == generation)}
+
+    def files(self) -> dict:
+        return {"reconstruction.json": self.reconstruction_log} if self.reconstruction_log else {}
+
+    # ------------------------------------------------------------ the GPT's operators
 
     @property
-    def gpt_source(self) -> dict | None:
-        """Which GPT this run used, pinned (Hub commit, file hashes); None until it is loaded."""
-        return None if self._gpt is None else self._gpt.source
+    def gpt(self) -> ArchGPT:
+        if self._gpt is None:
+            self._gpt = private_gpt(self.settings.gpt, self.settings.gpt_adapter, self.search.device)
+        return self._gpt
 
     def propose_initial(self) -> list:
         return self.tag_arms(super().propose_initial())
@@ -57,75 +182,74 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
         after the novelty rule and the limits) the GPT rewrote and which it left plain."""
         if self._arms is not None:
             keys = [self.search.space.key(a) for a in archs]
-            entry = self.search.reconstruction_log[-1]
+            entry = self.reconstruction_log[-1]
             entry["gpt"] = [k for k, gpt in zip(keys, self._arms) if gpt]
             entry["plain"] = [k for k, gpt in zip(keys, self._arms) if not gpt]
             self._arms = None
         return archs
 
     def sample_initial(self) -> list:
-        c = self.search.config
+        g = self.settings
         started = time.perf_counter()
-        samples = self.gpt.complete(self.search.space, [""], n=c.population, temperature=c.temperature,
-                                    top_k=c.top_k, seed=self.seed_of("init"), quality=c.quality)[0]
-        self.search.gpt_seconds += time.perf_counter() - started
+        samples = self.gpt.complete(self.search.space, [""], n=self.search.settings.population,
+                                    temperature=g.temperature, top_k=g.top_k, seed=self.seed_of("init"),
+                                    quality=g.quality)[0]
+        self.gpt_seconds += time.perf_counter() - started
         return samples
 
     def seed_of(self, *purpose) -> int:
-        """The sampling seed of the next GPT call for `purpose`: the first call's as it always was, later ones
-        (a screened strategy proposes several times per generation) each their own."""
+        """The sampling seed of the next GPT call for `purpose`: the first call's from (seed, purpose) alone,
+        later ones (a screened strategy proposes several times per generation) with their draw number."""
         draw = self._draws[purpose] = self._draws.get(purpose, -1) + 1
-        return derived_seed(self.search.config.seed, *purpose, *([draw] if draw else []))
+        return derived_seed(self.search.settings.seed, *purpose, *([draw] if draw else []))
 
     def elimination_rate(self, generation: int) -> float:
         """Decays linearly over the run: over the budget when there is one, else over the generations."""
-        s, c = self.search, self.search.config
+        s, c, g = self.search, self.search.settings, self.settings
         if c.budget:  # counted up to the previous generation, so a resumed generation sees what it first saw
             fraction = min(s.store.evaluated_through(generation - 1) / c.budget, 1.0)
         elif c.generations > 0:
             fraction = min(generation / c.generations, 1.0)
         else:
-            return c.elimination_rate
-        return c.elimination_rate + (c.elimination_rate_final - c.elimination_rate) * fraction
+            return g.elimination_rate
+        return g.elimination_rate + (g.elimination_rate_final - g.elimination_rate) * fraction
 
     def maybe_adapt(self, generation: int) -> None:
         """Every `adapt_every` generations, the GPT is LoRA-adapted on the elite evaluated so far."""
-        from gptnas.search.adapt import adapt
-
-        s, c = self.search, self.search.config
-        if not c.adapt_every or generation < c.adapt_every:
+        s, g = self.search, self.settings
+        if not g.adapt_every or generation < g.adapt_every:
             return
-        due = generation - generation % c.adapt_every
+        due = generation - generation % g.adapt_every
         if self._adapted_at == due:
             return
         started = time.perf_counter()
-        adapt(self.gpt, s.store, s.run_dir / "adapters" / f"generation_{due}", data=c.adapt_data, top=c.adapt_top,
-              steps=c.adapt_steps, lr=c.adapt_lr, seed=derived_seed(c.seed, "adapt", due), batch_size=c.adapt_batch)
+        adapt(self.gpt, s.store, s.run_dir / "adapters" / f"generation_{due}", data=g.adapt_data, top=g.adapt_top,
+              steps=g.adapt_steps, lr=g.adapt_lr, seed=derived_seed(s.settings.seed, "adapt", due),
+              batch_size=g.adapt_batch)
         self._adapted_at = due
-        s.gpt_seconds += time.perf_counter() - started
+        self.gpt_seconds += time.perf_counter() - started
 
     def reconstruct(self, archs: list, generation: int) -> list:
-        from gptnas.search.reconstruct import reconstruct
-
-        s, c = self.search, self.search.config
+        s, g = self.search, self.settings
         rate = self.elimination_rate(generation)
         if rate <= 0:
             return archs
         self.maybe_adapt(generation)
         trust = {}
-        if c.trust == "learned":
-            trust["share"] = gpt_share(s.reconstruction_log, generation, s.store.fitness_in, c.trust_floor)
+        if g.trust == "learned":
+            trust["share"] = gpt_share(self.reconstruction_log, generation, s.store.fitness_in, g.trust_floor)
             self._arms = [s.rng.random() < trust["share"] for _ in archs]
         chosen = archs if self._arms is None else [a for a, gpt in zip(archs, self._arms) if gpt]
         started = time.perf_counter()
         rewritten, stats = reconstruct(
             self.gpt, s.space, chosen, rate, s.rng, seed=self.seed_of("reconstruct", generation),
-            temperature=c.temperature, top_k=c.top_k, candidates=c.reconstruct_candidates, ranking=c.candidate_ranking,
-            condition=condition(c.quality),
+            temperature=g.temperature, top_k=g.top_k, candidates=g.reconstruct_candidates,
+            ranking=g.candidate_ranking, condition=condition(g.quality),
         )
         seconds = time.perf_counter() - started
-        s.gpt_seconds += seconds
-        s.reconstruction_log.append({"gen": generation, "rate": rate, "seconds": round(seconds, 3), **vars(stats), **trust})
+        self.gpt_seconds += seconds
+        self.reconstruction_log.append({"gen": generation, "rate": rate, "seconds": round(seconds, 3), **vars(stats),
+                                        **trust})
         if self._arms is None:
             return rewritten
         rewrites = iter(rewritten)

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from deap import tools
 
-from gptnas.search.strategies import Strategy
+from gptnas.search.strategies import Strategy, register
 
 
+@register
 class RandomSearch(Strategy):
     name = "random"
 
     def register(self, toolbox) -> None:
-        s, c = self.search, self.search.config
+        s, c = self.search, self.search.settings
         toolbox.register("propose", lambda: [s.make_feasible(s.space.sample(s.rng)) for _ in range(c.population)])
         toolbox.register("select", tools.selBest, k=c.population)
         toolbox.register("evaluate", s.evaluate)
@@ -24,7 +25,7 @@ class RandomSearch(Strategy):
     def run(self) -> list:
         s, toolbox = self.search, self.toolbox
         everyone = []
-        for generation in range(s.config.generations + 1):
+        for generation in range(s.settings.generations + 1):
             s.seed_generation(generation)
             everyone += toolbox.evaluate(toolbox.propose(), generation)
             s.record(generation, toolbox.select(everyone), s.store.evaluated_in(generation))

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from collections import deque
 
-from gptnas.search.strategies import Strategy
+from gptnas.search.strategies import Strategy, register
 
 
+@register
 class RegularizedEvolution(Strategy):
     name = "regularized-evolution"
+    reads = ("sample_size",)
 
     def register(self, toolbox) -> None:
-        s, c = self.search, self.search.config
+        s, c = self.search, self.search.settings
         toolbox.register("select", lambda population: max(
             s.rng.sample(population, min(c.sample_size, len(population))), key=lambda p: p.fitness.values))
         toolbox.register("mutate", s.space.mutate, rng=s.rng)
@@ -30,13 +32,14 @@ class RegularizedEvolution(Strategy):
         return [self.search.make_feasible(self.toolbox.mutate(self.toolbox.select(population).arch))]
 
     def run(self) -> list:
-        s, c, toolbox = self.search, self.search.config, self.toolbox
+        s, c, toolbox = self.search, self.search.settings, self.toolbox
         s.seed_generation(0)
         population = deque(toolbox.evaluate(toolbox.propose_initial(), 0))
         s.record(0, list(population), s.store.evaluated_in(0))
         for cycle in range(1, c.population * c.generations + 1):
             population.append(toolbox.evaluate(toolbox.propose(list(population)), cycle)[0])
             population.popleft()
-            if cycle % c.population == 0:
-                s.record(cycle // c.population, list(population), 0, through=cycle)
+            if cycle % c.population == 0:  # a generation is `population` cycles
+                new = s.store.evaluated_through(cycle) - s.store.evaluated_through(cycle - c.population)
+                s.record(cycle // c.population, list(population), new, through=cycle)
         return list(population)

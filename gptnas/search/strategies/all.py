@@ -1,0 +1,10 @@
+"""Every built-in strategy, registered on import, in the order `--help` and the harness list them."""
+
+from gptnas.search.strategies import get_strategy, strategies, strategy_names
+from gptnas.search.strategies.gpt_genetic import GptGeneticAlgorithm, GptSettings
+from gptnas.search.strategies.genetic import GeneticAlgorithm
+from gptnas.search.strategies.random_search import RandomSearch
+from gptnas.search.strategies.regularized_evolution import RegularizedEvolution
+
+__all__ = ["GeneticAlgorithm", "GptGeneticAlgorithm", "GptSettings", "RandomSearch", "RegularizedEvolution",
+           "get_strategy", "strategies", "strategy_names"]
