@@ -67,8 +67,8 @@ def test_fidelity_trains_on_fewer_and_smaller_images():
 
 
 @pytest.mark.parametrize("flag, value, message", [
-    ("--profile", "laptop", "unknown profile 'laptop'; valid: gpt-nas, cpu"),
-    ("--fidelity", "max", "unknown fidelity 'max'; valid: high, medium, low"),
+    ("--profile", "laptop", "argument --profile: invalid choice: 'laptop' (choose from 'gpt-nas', 'cpu')"),
+    ("--fidelity", "max", "argument --fidelity: invalid choice: 'max' (choose from 'high', 'medium', 'low')"),
     ("--train_fraction", "1.5", "train_fraction must lie in (0, 1]"),
 ])
 def test_bad_profile_or_fidelity_is_one_line(flag, value, message, capsys, tmp_path):

@@ -46,7 +46,7 @@ def test_three_objectives_and_a_tensorboard_view(tmp_path, requires_table):
         accumulator = EventAccumulator(str(path))
         accumulator.Reload()
         tags |= set(accumulator.Tags()["scalars"]) | set(accumulator.Tags()["tensors"])
-    assert {"fitness/best", "fitness/mean", "queries", "strategy/gpt_seconds"} <= tags
+    assert {"fitness/best", "fitness/mean", "queries", "seconds/evaluation"} <= tags
     assert any("best_architecture" in t for t in tags) and any("pareto_front" in t for t in tags)
 
 
