@@ -81,7 +81,8 @@ def upgrade(state: dict) -> dict:
     if "strategy" in state:
         return state
     old = dict(state)
-    return {**old, "strategy": {"reconstruction_log": old.pop("reconstruction_log", [])}}
+    log = old.pop("reconstruction_log", [])
+    return {**old, "strategy": {"reconstruction_log": log}}
 
 
 def _read(path) -> dict:
