@@ -30,9 +30,9 @@ from gptnas.files import exclusive_lock
 from gptnas.search.config import EvolveConfig
 from gptnas.search.report import summary_table, write_outputs
 from gptnas.search.run import CONFIG_FILE, RunSettings, build_search
-from gptnas.training.export import push_network
-from gptnas.training.retrain import RETRAIN_DIR, RetrainSettings
-from gptnas.training.retrain import retrain as train_best
+from gptnas.deploy.export import push_network
+from gptnas.deploy.retrain import RETRAIN_DIR, RetrainSettings
+from gptnas.deploy.retrain import retrain as train_best
 
 logger = logging.getLogger("evolve")
 

@@ -1,9 +1,9 @@
 """gptnas: neural architecture search guided by a generative architecture GPT."""
 
+from gptnas.deploy.export import load_network
 from gptnas.errors import GptnasError
 from gptnas.spaces import get_space, space_names
-
-__version__ = "0.1.0"
+from gptnas.version import __version__
 
 
 def build_model(space: str, key: str, num_classes: int = 10):
@@ -12,16 +12,9 @@ def build_model(space: str, key: str, num_classes: int = 10):
     return space_.build_model(space_.from_key(key), num_classes=num_classes)
 
 
-def load_network(name_or_path, revision: str | None = None):
-    """The trained `nn.Module` (eval mode, CPU) of an exported network: the folder `evolve.py --retrain`
-    writes (RUN_DIR/retrain) or a Hub id "org/name". Reads config.json and safetensors only, runs no code."""
-    from gptnas.training.export import load_network as load
-
-    return load(name_or_path, revision)
-
-
 def __getattr__(name):
-    # transformers is slow to import: load the GPT only when it is asked for
+    # Every import of a gptnas module runs this file first, in every worker process too, and transformers
+    # takes seconds to import: the GPT is loaded only when `gptnas.ArchGPT` is asked for.
     if name == "ArchGPT":
         from gptnas.gpt.model import ArchGPT
 
@@ -29,4 +22,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'gptnas' has no attribute {name!r}")
 
 
-__all__ = ["ArchGPT", "GptnasError", "build_model", "get_space", "load_network", "space_names"]
+__all__ = ["ArchGPT", "GptnasError", "__version__", "build_model", "get_space", "load_network", "space_names"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from gptnas.gpt.hub import write_model_card
+from gptnas.gpt.card import write_model_card
 
 
 def main(pretrain: str, finetune: str, condition: str, target: str) -> None:

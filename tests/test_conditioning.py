@@ -8,7 +8,7 @@ from transformers import AutoTokenizer
 from gptnas.errors import GptnasError
 from gptnas.gpt.model import ArchGPT, default_model_dir, new_model
 from gptnas.language import tokens as T
-from gptnas.language.tokenizer import build_tokenizer, space_words
+from gptnas.corpus.tokenizer import build_tokenizer, space_words
 from gptnas.search.adapt import ranked
 from gptnas.spaces import get_space, space_names
 

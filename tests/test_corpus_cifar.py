@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gptnas import corpus_cifar
+from gptnas.corpus import cifar as corpus_cifar
 from gptnas.language import tokens
 from gptnas.spaces import get_space
 
@@ -51,7 +51,7 @@ def test_shipped_files_equal_a_fresh_build(tmp_path):
     assert corpus_cifar.main(["--out", str(tmp_path)]) == 0
     for name in (corpus_cifar.DESIGNS_FILE, corpus_cifar.CARD_FILE):
         assert (tmp_path / name).read_bytes() == (DATA / name).read_bytes(), (
-            f"data/{name} is stale: python -m gptnas.corpus_cifar --out data")
+            f"data/{name} is stale: python -m gptnas.corpus.cifar --out data")
 
 
 def test_an_unwritable_output_is_a_one_line_error(tmp_path, capsys):

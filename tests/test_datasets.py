@@ -23,7 +23,7 @@ from gptnas.search.config import EvolveConfig
 from gptnas.spaces import get_space
 from gptnas.spaces.cifar import Block, CifarArch
 from gptnas.training.data import dataset_source, load_images
-from gptnas.training.retrain import RetrainSettings, retrain
+from gptnas.deploy.retrain import RetrainSettings, retrain
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

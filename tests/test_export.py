@@ -25,9 +25,9 @@ from gptnas.spaces import get_space
 from gptnas.spaces.base import count_macs
 from gptnas.spaces.cifar import Block, CifarArch
 from gptnas.training.data import load_images, normalise
-from gptnas.training.export import EXPORTED, model_card, push_network, read_config
+from gptnas.deploy.export import EXPORTED, model_card, push_network, read_config
 from gptnas.training.latency import measure_latency
-from gptnas.training.retrain import RetrainSettings, retrain
+from gptnas.deploy.retrain import RetrainSettings, retrain
 
 # Three strided blocks first keep the network cheap: most of it runs at 4x4.
 TINY = CifarArch(16, (Block("resnet_basic", 16, 2),) * 3 + (Block("resnet_basic", 16, 1),) * 7)

@@ -13,7 +13,7 @@ from gptnas.errors import GptnasError
 from gptnas.spaces import get_space
 from gptnas.spaces.cifar import Block, CifarArch
 from gptnas.training.data import load_images
-from gptnas.training.retrain import RetrainSettings, retrain, training_splits
+from gptnas.deploy.retrain import RetrainSettings, retrain, training_splits
 
 # Three strided blocks first keep the network cheap: most of it runs at 4x4.
 TINY = CifarArch(16, (Block("resnet_basic", 16, 2),) * 3 + (Block("resnet_basic", 16, 1),) * 7)

@@ -30,6 +30,7 @@ from gptnas.errors import GptnasError
 from gptnas.evaluators.proxy import PROXIES
 from gptnas.files import write_atomic, write_json
 from gptnas.gpt import transfer
+from gptnas.gpt.provenance import leaked, tables_seen_by
 from gptnas.search.config import EvolveConfig
 from gptnas.search.executors import SerialExecutor, tie_to_parent, workers_ignore_ctrl_c
 from gptnas.search.run import build_search
@@ -102,6 +103,11 @@ def split_variant(name: str) -> tuple[str, str | None]:
     return strategy, proxy or None
 
 
+def uses_gpt(name: str) -> bool:
+    """Whether the study's strategy `name` (ga, gpt-ga+naswot ...) searches with a GPT."""
+    return get_strategy(split_variant(name)[0]).uses_gpt
+
+
 def gpt_for(benchmark: Benchmark, gpt: str | None) -> str | None:
     """The GPT gpt-ga searches `benchmark` with (None: the shipped model). `gpt` is "transfer" (the
     leave-space-out GPT of the benchmark's space, built once and cached: gptnas/gpt/transfer.py), "shipped"
@@ -110,7 +116,7 @@ def gpt_for(benchmark: Benchmark, gpt: str | None) -> str | None:
         folder = transfer.model_for(benchmark.space)
         return None if folder is None else str(folder)
     chosen = None if gpt in (None, SHIPPED) else gpt
-    leaks = transfer.leaked(transfer.tables_seen_by(chosen), benchmark.space)
+    leaks = leaked(tables_seen_by(chosen), benchmark.space)
     if leaks:
         raise GptnasError(f"the GPT {chosen or SHIPPED} was trained on the table {leaks[0]}: a search of "
                           f"{benchmark.space} must not use a GPT that saw a table of its own space; use "

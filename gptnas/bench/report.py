@@ -21,10 +21,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from gptnas.bench.harness import Benchmark, split_variant
+from matplotlib.figure import Figure
+from scipy.stats import wilcoxon
+
+from gptnas.bench.harness import Benchmark, split_variant, uses_gpt
+from gptnas.gpt.provenance import tables_seen_by
+from gptnas.spaces import get_space
+from gptnas.tables import TABLES, load_table, table_for
 
 QUERY_POINTS = (10, 25, 50, 100, 200)
 WITHIN = 0.1
+TARGET_STRATEGY = "gpt-ga"  # the strategy the targets below are set for
 # This project's targets for gpt-ga: (reported accuracy at 10 queries, at 100 queries, median queries to the
 # optimum), set from published and simulated results on the same tables, in the order below:
 # - at 10 queries, about GENIUS's result with 10 queries (GPT-4 prompted as the optimiser; Zheng et al. 2023,
@@ -60,9 +67,6 @@ class Optimum:
 
 @lru_cache(maxsize=None)
 def optimum(benchmark: Benchmark) -> Optimum:
-    from gptnas.spaces import get_space
-    from gptnas.tables import TABLES, load_table, table_for
-
     space = get_space(benchmark.space)
     name = table_for(space, benchmark.dataset)
     spec, table = TABLES[name], load_table(name)
@@ -121,7 +125,6 @@ def median_queries(values: list[int | None], budget: int) -> str:
 
 def one_sided_wilcoxon(ours: list[float], theirs: list[float]) -> float:
     """p-value of the paired Wilcoxon signed-rank test that `ours` is greater (1.0 when all pairs tie)."""
-    from scipy.stats import wilcoxon
 
     if all(abs(a - b) < 1e-12 for a, b in zip(ours, theirs)):
         return 1.0
@@ -129,13 +132,9 @@ def one_sided_wilcoxon(ours: list[float], theirs: list[float]) -> float:
 
 
 def plot_regret(benchmark: Benchmark, groups: dict[str, list[dict]], budget: int, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     best = optimum(benchmark).best_test
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     queries = range(1, budget + 1)
     for strategy, runs in groups.items():
         curves = [reported_curve(t, budget) for t in runs]
@@ -149,7 +148,6 @@ def plot_regret(benchmark: Benchmark, groups: dict[str, list[dict]], budget: int
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _mean_std(values: list[float]) -> str:
@@ -160,10 +158,8 @@ def _mean_std(values: list[float]) -> str:
 
 def gpt_lines(groups: dict[str, list[dict]]) -> list[str]:
     """Which GPT the runs of a benchmark used, and which benchmark tables were in its training corpus."""
-    from gptnas.gpt.transfer import tables_seen_by
-
     used = sorted({t.get("gpt") or "" for runs in groups.values() for t in runs if "gpt" in t and
-                   split_variant(t["strategy"])[0] == "gpt-ga"})
+                   uses_gpt(t["strategy"])})
     lines = []
     for gpt in used:
         tables = tables_seen_by(gpt or None)
@@ -233,7 +229,7 @@ def comparisons(groups: dict[str, list[dict]], figures: dict[str, dict], points:
     """Paired one-sided Wilcoxon p-values of each gpt-ga row against the baselines screened as it is (none for
     plain gpt-ga), so a screened gpt-ga is measured against what screening alone gives (e.g. ga+naswot)."""
     lines = []
-    for ours in (s for s in groups if split_variant(s)[0] == "gpt-ga"):
+    for ours in (s for s in groups if uses_gpt(s)):
         screen = split_variant(ours)[1]
         baselines = [s for s in groups if s != ours and split_variant(s)[1] == screen]
         if not baselines:
@@ -248,13 +244,13 @@ def comparisons(groups: dict[str, list[dict]], figures: dict[str, dict], points:
 
 def targets_section(all_figures: dict[str, dict]) -> list[str]:
     screened = sorted({s for figures in all_figures.values() for s in figures
-                       if split_variant(s)[0] == "gpt-ga" and split_variant(s)[1]})  # e.g. gpt-ga+naswot
+                       if split_variant(s)[0] == TARGET_STRATEGY and split_variant(s)[1]})  # e.g. gpt-ga+naswot
     header = ["benchmark", "acc @10 (target)", "acc @100 (target)", "median q to optimum (target)",
               *(f"{s} acc @10 (target)" for s in screened)]
     lines = ["## Targets (gpt-ga)", "", TARGETS_NOTE, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, (at10, at100, to_opt) in TARGETS.items():
         ran = all_figures.get(name, {})
-        figures = ran.get("gpt-ga")
+        figures = ran.get(TARGET_STRATEGY)
         if figures is None and not any(s in ran for s in screened):
             continue
         cells = [name]

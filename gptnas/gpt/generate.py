@@ -37,7 +37,7 @@ class MaskCache:
             if missing:
                 raise GptnasError(
                     f"the tokenizer lacks token {missing[0]!r} that the space needs; "
-                    "use a tokenizer built with `python -m gptnas.language.tokenizer`"
+                    "use a tokenizer built with `python -m gptnas.corpus.tokenizer`"
                 )
             mask = torch.zeros(len(self.vocab), dtype=torch.bool, device=self.device)
             mask[[self.vocab[t] for t in allowed]] = True

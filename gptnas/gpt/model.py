@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 import torch
+from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -31,13 +32,16 @@ from transformers import (
 
 from gptnas.errors import GptnasError, one_line
 from gptnas.files import atomic_path, file_sha256
-from gptnas.gpt import generate, training
+from gptnas.gpt import generate
+from gptnas.gpt.data import collate
+from gptnas.gpt.loss import fit_batch
 from gptnas.hub import local_folder
 from gptnas.language.tokens import BOS, EOS, PAD, QUALITY_LEVELS, condition
+from gptnas.spaces import get_space
 
 log = logging.getLogger(__name__)
 
-MODEL_FILES = ("config.json", "model.safetensors")
+GPT_FILES = ("config.json", "model.safetensors")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 UNSAFE_WEIGHTS = ("pytorch_model.bin", "adapter_model.bin", "tf_model.h5", "flax_model.msgpack")
 
@@ -138,9 +142,9 @@ def extend_vocabulary(model, old_tokenizer, new_tokenizer):
     return model
 
 
-def resolve(name_or_path: str | Path, revision: str | None = None, adapter: bool = False) -> Path:
+def gpt_folder(name_or_path: str | Path, revision: str | None = None, adapter: bool = False) -> Path:
     """A local folder for a path or Hub id (Hub ids come through the Hugging Face cache)."""
-    missing = f"no model folder at {name_or_path}: give a folder with {' and '.join(MODEL_FILES)} or a Hub id 'org/name'"
+    missing = f"no model folder at {name_or_path}: give a folder with {' and '.join(GPT_FILES)} or a Hub id 'org/name'"
     return local_folder(name_or_path, revision, ["*.json", "*.safetensors", "*.md", "*.txt"],
                         "adapter" if adapter else "model", missing)
 
@@ -148,8 +152,6 @@ def resolve(name_or_path: str | Path, revision: str | None = None, adapter: bool
 def lora_config(rank: int = LORA_RANK, alpha: int = LORA_ALPHA, dropout: float = LORA_DROPOUT,
                 targets=LORA_TARGETS):
     """A PEFT LoraConfig for the GPT's layers (GPT-2's Conv1D stores its weights transposed: fan_in_fan_out)."""
-    from peft import LoraConfig
-
     return LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets),
                       task_type="CAUSAL_LM", fan_in_fan_out=True)
 
@@ -157,8 +159,8 @@ def lora_config(rank: int = LORA_RANK, alpha: int = LORA_ALPHA, dropout: float =
 def load_pretrained(name_or_path: str | Path, revision: str | None = None):
     """(model, tokenizer) of a saved ArchGPT folder or Hub id; safetensors only, one-line errors;
     the tokenizer must be the one the model was trained with (`check_vocab`)."""
-    path = resolve(name_or_path, revision)
-    check_folder(path, MODEL_FILES)
+    path = gpt_folder(name_or_path, revision)
+    check_folder(path, GPT_FILES)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
@@ -216,17 +218,17 @@ class ArchGPT:
     ) -> "ArchGPT":
         """Loads a folder or Hub id (the shipped default model when None), plus an optional LoRA adapter;
         `source` records what was loaded (Hub ids pinned to the commit they resolved to)."""
-        path = resolve(default_model_dir() if name_or_path is None else name_or_path, revision)
+        path = gpt_folder(default_model_dir() if name_or_path is None else name_or_path, revision)
         model, tokenizer = load_pretrained(path)
         shipped = path.resolve() == default_model_dir().resolve()
         source = {
             "name_or_path": SHIPPED_NAME if shipped else str(name_or_path),
             "revision": None if shipped else snapshot_revision(path),
-            "sha256": file_sha256(path / MODEL_FILES[1]),
+            "sha256": file_sha256(path / GPT_FILES[1]),
             "adapter": None, "adapter_revision": None, "adapter_sha256": None,
         }
         if adapter is not None:
-            adapter_path = resolve(adapter, adapter=True)
+            adapter_path = gpt_folder(adapter, adapter=True)
             model = merge_adapter(model, adapter_path)
             source.update(adapter=str(adapter), adapter_revision=snapshot_revision(adapter_path),
                           adapter_sha256=file_sha256(adapter_path / ADAPTER_FILES[1]))
@@ -248,8 +250,6 @@ class ArchGPT:
         with `max_params`, samples above it are drawn again, so none exceeds it.
         Returns one list of `n` architectures per prefix; same seed, same output.
         """
-        from gptnas.spaces import get_space
-
         space = get_space(space)
         prefixes = check_prefixes(prefixes)
         for name, value in (("n", n), ("batch_size", batch_size)):
@@ -287,8 +287,6 @@ class ArchGPT:
               max_params: int | None = None) -> list[float]:
         """Log-likelihood of each architecture's spelling (renormalised over the grammar by default), under
         the condition `quality` / `max_params`; GptnasError naming the first that is not one of `space`."""
-        from gptnas.spaces import get_space
-
         space = get_space(space)
         sequences = spellings(space, archs)
         condition = check_condition(quality, max_params)
@@ -324,10 +322,6 @@ class ArchGPT:
             self.model = merge_adapter(base, out_dir).eval()
             log.info("loaded the adapter of %s", out_dir)
             return True
-        from peft import get_peft_model
-
-        from gptnas.gpt.data import collate  # imports `datasets`: only when adapting
-
         torch.manual_seed(seed)
         # No dropout (train_gpt.py's default has some): a few full-batch steps on the search's own
         # elite, nothing held out to generalise to; benchmarks/RESULTS.md was measured this way.
@@ -335,7 +329,7 @@ class ArchGPT:
         rows = [{"input_ids": self.tokenizer(t)["input_ids"] + [self.tokenizer.eos_token_id], "weight": w}
                 for t, w in zip(texts, weights)]
         batch = {k: v.to(self.device) for k, v in collate(self.tokenizer.pad_token_id)(rows).items()}
-        loss = training.fit_batch(model, batch, steps, lr, batch_size)
+        loss = fit_batch(model, batch, steps, lr, batch_size)
         with atomic_path(out_dir) as partial:  # a kill leaves no half adapter for a resumed run to load
             model.save_pretrained(partial, safe_serialization=True)
         log.info("adapted the GPT on %d architectures (final loss %.3f); adapter in %s", len(texts), loss, out_dir)
@@ -347,8 +341,6 @@ class ArchGPT:
         pristine): what the search taught the GPT, its prior divided out. None before any adaptation."""
         if self._pristine is None:
             return None
-        from gptnas.spaces import get_space
-
         space = get_space(space)
         sequences = spellings(space, archs)
         adapted = generate.log_likelihood(self.model, self.vocab, space, sequences, True)
@@ -411,8 +403,6 @@ def spellings(space, archs) -> list[list[str]]:
 
 def merge_adapter(model, adapter_dir: Path):
     """The model with a LoRA adapter folded into its weights."""
-    from peft import PeftModel
-
     check_folder(adapter_dir, ADAPTER_FILES)
     try:
         return PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()

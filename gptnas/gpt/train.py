@@ -30,6 +30,7 @@ import yaml
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
+from peft import get_peft_model
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_scheduler
@@ -37,7 +38,8 @@ from transformers import AutoTokenizer, get_scheduler
 from gptnas.config import to_dict
 from gptnas.errors import GptnasError, one_line
 from gptnas.files import write_atomic
-from gptnas.gpt import data, hub, training, transfer
+from gptnas.gpt import card, data, provenance
+from gptnas.gpt.loss import held_out_metrics, weighted_lm_loss
 from gptnas.gpt.model import (
     ADAPTER_FILES,
     LORA_ALPHA,
@@ -51,6 +53,7 @@ from gptnas.gpt.model import (
     new_model,
     stamp_vocab,
 )
+from gptnas.hub import hub_id
 
 logger = get_logger(__name__)  # in a multi-process run, logs from the main process only
 
@@ -262,8 +265,6 @@ def set_up(config: TrainConfig, accelerator: Accelerator, replace: bool = False)
         write_config(config, output_dir)
     accelerator.wait_for_everyone()
     if config.use_lora:
-        from peft import get_peft_model
-
         model = get_peft_model(model, lora_config(config.lora_r, config.lora_alpha, config.lora_dropout,
                                                   config.lora_target_modules))
         trainable, total = model.get_nb_trainable_parameters()
@@ -312,7 +313,7 @@ def load_base(config: TrainConfig):
     if config.model_name_or_path is not None and not config.extend_vocabulary:
         return load_pretrained(config.model_name_or_path)
     if not Path(config.tokenizer_name).is_dir():
-        raise GptnasError(f"tokenizer folder {config.tokenizer_name} does not exist; build it with `python -m gptnas.language.tokenizer`")
+        raise GptnasError(f"tokenizer folder {config.tokenizer_name} does not exist; build it with `python -m gptnas.corpus.tokenizer`")
     tokenizer = AutoTokenizer.from_pretrained(config.tokenizer_name)
     if config.extend_vocabulary:
         model, old_tokenizer = load_pretrained(config.model_name_or_path)
@@ -445,7 +446,7 @@ def evaluate(config: TrainConfig, run: Run, completed_steps: int) -> dict[str, f
     """Held-out metrics, logged and sent to the trackers ({} without held-out families)."""
     if run.eval_dataloader is None:
         return {}
-    metrics = training.evaluate(run.model, run.eval_dataloader, run.accelerator)
+    metrics = held_out_metrics(run.model, run.eval_dataloader, run.accelerator)
     logger.info("step %d: %s", completed_steps, {k: round(v, 4) for k, v in metrics.items()})
     if config.report_to != "none":
         run.accelerator.log({f"eval_{k}": v for k, v in metrics.items()}, step=completed_steps)
@@ -475,7 +476,7 @@ def train_loop(config: TrainConfig, run: Run, completed_steps: int) -> tuple[dic
             train_tokens += int(batch["attention_mask"].sum())
             with accelerator.accumulate(model):
                 logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                loss = training.weighted_lm_loss(logits, batch["labels"], batch["weight"])
+                loss = weighted_lm_loss(logits, batch["labels"], batch["weight"])
                 accelerator.backward(loss)
                 run.optimizer.step()
                 run.lr_scheduler.step()
@@ -515,9 +516,9 @@ def train_loop(config: TrainConfig, run: Run, completed_steps: int) -> tuple[dic
 
 def record_tables_seen(model, train_files: list[str]) -> None:
     """The model's config lists every benchmark table it (or its base) was trained on, so that no search
-    uses it on a space whose table it saw (gptnas/gpt/transfer.py)."""
-    seen = sorted(set(transfer.tables_seen(model)) | transfer.corpus_tables(train_files))
-    setattr(model.config, transfer.TABLES_KEY, seen)
+    uses it on a space whose table it saw (gptnas/gpt/provenance.py)."""
+    seen = sorted(set(provenance.tables_seen(model)) | provenance.corpus_tables(train_files))
+    setattr(model.config, provenance.TABLES_KEY, seen)
 
 
 def save(config: TrainConfig, run: Run, metrics: dict[str, float], summary: dict[str, float]) -> None:
@@ -539,13 +540,13 @@ def save(config: TrainConfig, run: Run, metrics: dict[str, float], summary: dict
         merged = output_dir / "merged"
         unwrapped.merge_and_unload().save_pretrained(merged, safe_serialization=True)
         run.tokenizer.save_pretrained(merged)
-        hub.write_model_card(merged, title="ArchGPT (LoRA merged)", subfolder="merged", **card)
-    hub.write_model_card(output_dir, title="ArchGPT LoRA adapter" if config.use_lora else "ArchGPT",
+        card.write_model_card(merged, title="ArchGPT (LoRA merged)", subfolder="merged", **card)
+    card.write_model_card(output_dir, title="ArchGPT LoRA adapter" if config.use_lora else "ArchGPT",
                          adapter=config.use_lora, **card)
     if config.use_lora:
         check_folder(output_dir, ADAPTER_FILES)
-        if hub.hub_id(base_model) is None:
+        if hub_id(base_model) is None:
             logger.warning("base_model left out of the card's metadata: %s is a local folder, not a Hub id", base_model)
     logger.info("saved to %s; final metrics %s", output_dir, final)
     if config.push_to_hub:
-        hub.push_folder(output_dir, config.hub_model_id, token=config.hub_token, private=config.hub_private_repo)
+        card.push_gpt(output_dir, config.hub_model_id, token=config.hub_token, private=config.hub_private_repo)

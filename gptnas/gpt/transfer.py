@@ -26,65 +26,28 @@ import sys
 from pathlib import Path
 
 from gptnas.errors import GptnasError
-from gptnas.files import atomic_path, file_sha256, read_jsonl, write_atomic, write_jsonl
+from gptnas.files import atomic_path, file_sha256, write_atomic, write_jsonl
+from gptnas.gpt.model import GPT_FILES, default_model_dir, gpt_folder
+from gptnas.gpt.provenance import TABLE_SOURCE, leaked, table_space, tables_seen, tables_seen_by
+from gptnas.gpt.train import TrainConfig, train
 from gptnas.language.tokens import quality, quality_levels
+from gptnas.spaces import get_space
+from gptnas.tables import TABLES, load_table, on_disk
 
 log = logging.getLogger(__name__)
 
-TABLES_KEY = "gptnas_tables_seen"  # in a model's config.json: the benchmark tables it was trained on
-TABLE_SOURCE = "table:"  # corpus records from a table have source "table:<table name>"
 # The recipe: a short continuation of the base model on the other spaces' tables.
 RECIPE = {"max_train_steps": 150, "learning_rate": 1e-3, "per_device_train_batch_size": 16, "num_warmup_steps": 10,
           "seed": 0}
 
 
-def tables_seen(model) -> list[str]:
-    """The benchmark tables a model (its config) was trained on."""
-    return list(getattr(model.config, TABLES_KEY, None) or [])
-
-
-def tables_seen_by(name_or_path: str | Path | None) -> list[str]:
-    """The benchmark tables a saved model (folder or Hub id; None: the shipped one) was trained on, from its
-    config.json alone."""
-    from gptnas.gpt.model import default_model_dir, resolve
-
-    folder = resolve(default_model_dir() if name_or_path is None else name_or_path)
-    try:
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
-        raise GptnasError(f"{folder / 'config.json'} is missing or corrupt; save the model again") from None
-    return list(config.get(TABLES_KEY) or [])
-
-
-def corpus_tables(files) -> set[str]:
-    """The benchmark tables among the records of corpus files (their `source` field)."""
-    sources = {record.get("source") or "" for path in files for record in read_jsonl(path)}
-    return {source.removeprefix(TABLE_SOURCE) for source in sources if source.startswith(TABLE_SOURCE)}
-
-
-def table_space(name: str) -> str:
-    from gptnas.tables import TABLES_BY_SPACE
-
-    return next(space for space, by_dataset in TABLES_BY_SPACE.items() if name in by_dataset.values())
-
-
-def leaked(tables: list[str], space: str) -> list[str]:
-    """The tables of `space` among `tables`: what a GPT searching `space` must not have seen."""
-    return [name for name in tables if table_space(name) == space]
-
-
 def transfer_tables(space: str) -> list[str]:
     """The tables on disk a GPT searching `space` may learn from: those of every other space."""
-    from gptnas.tables import TABLES, on_disk
-
     return [name for name in sorted(TABLES) if table_space(name) != space and on_disk(name)]
 
 
 def table_records(name: str) -> list[dict]:
     """Every canonical architecture of a table, under the quality token of its fitness rank there."""
-    from gptnas.spaces import get_space
-    from gptnas.tables import TABLES, load_table
-
     spec, table, space = TABLES[name], load_table(name), get_space(table_space(name))
     rows = [(key, float(row[spec.fitness])) for key, row in sorted(table.items())
             if space.key(space.from_key(key)) == key]
@@ -101,19 +64,16 @@ def cache_root() -> Path:
 def model_for(space: str, base: str | Path | None = None, root: Path | None = None) -> Path | None:
     """The folder of the leave-space-out GPT for searching `space`, built on first use; None when no
     table of another space is on disk (the base model is then used as it is)."""
-    from gptnas.gpt.model import MODEL_FILES, default_model_dir, resolve
-    from gptnas.tables import TABLES
-
     tables = transfer_tables(space)
     if not tables:
         log.warning("no table of a space other than %s is on disk: %s searches with the base model", space, space)
         return None
-    base_dir = resolve(default_model_dir() if base is None else base)
-    identity = {"space": space, "base": file_sha256(base_dir / MODEL_FILES[1]), "recipe": RECIPE,
+    base_dir = gpt_folder(default_model_dir() if base is None else base)
+    identity = {"space": space, "base": file_sha256(base_dir / GPT_FILES[1]), "recipe": RECIPE,
                 "tables": {name: TABLES[name].sha256 for name in tables}}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     folder = (root or cache_root()) / f"{space}-{digest}"
-    if (folder / MODEL_FILES[1]).exists():
+    if (folder / GPT_FILES[1]).exists():
         return folder
     log.info("building the leave-space-out GPT for %s from %s (once; cached in %s)", space, ", ".join(tables), folder)
     with atomic_path(folder) as partial:
@@ -131,8 +91,6 @@ def model_for(space: str, base: str | Path | None = None, root: Path | None = No
 
 
 def train_on(corpus: Path, base_dir: Path, output_dir: Path) -> None:
-    from gptnas.gpt.train import TrainConfig, train
-
     config = TrainConfig(train_files=[str(corpus)], model_name_or_path=str(base_dir), output_dir=str(output_dir),
                          report_to="none", eval_steps=None, **RECIPE)
     train(config)
@@ -145,8 +103,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        from gptnas.spaces import get_space
-
         get_space(args.space)
         folder = model_for(args.space, args.base)
     except GptnasError as error:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 
 from gptnas.evaluators.base import Evaluation, model_cost
+from gptnas.training.device import resolve_device
+from gptnas.training.latency import measure_latency
 
 UNITS = {"params": "parameters", "flops": "multiply-accumulates", "latency": "latency (ms, batch 1)"}
 COST_OBJECTIVES = tuple(UNITS)
@@ -39,9 +41,6 @@ class Costs:
 
     def latency(self, arch) -> tuple[float, float | None]:
         """(ms at batch 1, ms at --latency_batch_size or None) of the network on the evaluation device."""
-        from gptnas.training.device import resolve_device
-        from gptnas.training.latency import measure_latency
-
         key = self.space.key(arch)
         if key not in self._latency:
             model = self.space.build_model(arch, self.evaluator.num_classes)

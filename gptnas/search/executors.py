@@ -7,6 +7,7 @@ results by job, so every executor gives the same run as the serial one.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
@@ -17,14 +18,15 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Iterator
 
+import torch
+
 from gptnas.errors import GptnasError
+from gptnas.spaces import get_space
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def evaluate_job(evaluator, space_name: str, arch):
-    from gptnas.spaces import get_space
-
     return evaluator.evaluate(get_space(space_name), arch)
 
 
@@ -44,8 +46,6 @@ def die_with_parent(parent: int) -> None:
     if os.getppid() != parent:
         os._exit(1)
     if sys.platform.startswith("linux"):
-        import ctypes
-
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the parent died before the request was in place
             os._exit(1)
@@ -88,15 +88,11 @@ def _start_worker(parent: int, slots, threads: int) -> None:
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     else:
-        import torch
-
         torch.set_num_threads(threads)
 
 
 class ProcessExecutor:
     def __init__(self, workers: int):
-        import torch
-
         context = multiprocessing.get_context("spawn")  # CUDA-safe, and the same on every OS
         slots = context.Queue()  # inherited by the workers at start; no manager process to outlive us
         gpus = torch.cuda.device_count()
@@ -133,8 +129,6 @@ class RayExecutor:
         if not ray.is_initialized():
             ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
                      log_to_driver=False, ignore_reinit_error=True)
-        import torch
-
         gpus = 1 if torch.cuda.is_available() else 0
         self.remote = ray.remote(num_gpus=gpus)(evaluate_job)
         self.ray = ray

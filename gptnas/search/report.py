@@ -6,7 +6,10 @@ import csv
 import io
 from pathlib import Path
 
+from matplotlib.figure import Figure
+
 from gptnas.files import write_atomic, write_json
+from gptnas.search.costs import UNITS
 
 
 def _describe(space, candidate, store) -> dict:
@@ -93,17 +96,13 @@ def trust_learned(search) -> list[str]:
 
 def plot(search, run_dir: Path) -> None:
     """fitness.png: every evaluation and the best so far, by query; pareto.png: fitness against the costs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     history = search.store.history()
     metric, title = search.evaluator.metric, f"{search.settings.strategy} on {search.space.name} ({search.config.data.dataset})"
     queries = [query for query, *_ in history]
     fitness = [e.fitness for *_, e in history]
     best = [max(fitness[: i + 1]) for i in range(len(fitness))]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     ax.scatter(queries, fitness, s=6, alpha=0.4, color="C0", label="evaluated")
     ax.step(queries, best, where="post", color="C3", label="best so far")
     for end in search.logbook.select("queries")[:-1]:  # generation boundaries
@@ -115,22 +114,18 @@ def plot(search, run_dir: Path) -> None:
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(run_dir / "fitness.png", dpi=120)
-    plt.close(fig)
 
     pareto_plot(search, history, metric, title, run_dir / "pareto.png")
 
 
 def pareto_plot(search, history, metric: str, title: str, path: Path) -> None:
     """Accuracy against each cost objective of the search (parameters when it has none), with the front."""
-    import matplotlib.pyplot as plt
-
-    from gptnas.search.costs import UNITS
-
     working = [e for *_, e in history if not collapsed(e, search)]
     if not working:
         return
     costs = search.costs.objectives[1:] or ["params"]
-    fig, axes = plt.subplots(1, len(costs), figsize=(7 * len(costs), 4), squeeze=False)
+    fig = Figure(figsize=(7 * len(costs), 4))
+    axes = fig.subplots(1, len(costs), squeeze=False)
     for ax, name in zip(axes[0], costs):
         points = [(_cost(e, name), e.fitness) for e in working if _cost(e, name) is not None]
         front, top = [], float("-inf")
@@ -149,7 +144,6 @@ def pareto_plot(search, history, metric: str, title: str, path: Path) -> None:
                  + (f" ({hidden} failed or chance-level networks not shown)" if hidden else ""), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _cost(evaluation, name: str):

@@ -8,6 +8,8 @@ the best architecture as text and, in a multi-objective search, the Pareto front
 
 from __future__ import annotations
 
+from accelerate.tracking import TensorBoardTracker, WandBTracker
+
 from gptnas.errors import GptnasError
 
 
@@ -50,8 +52,6 @@ class Tracker:
 
 
 def _start(name: str, run_dir):
-    from accelerate.tracking import TensorBoardTracker, WandBTracker
-
     try:
         tracker = TensorBoardTracker("search", run_dir / "tracking") if name == "tensorboard" else WandBTracker("gptnas")
         tracker.start()

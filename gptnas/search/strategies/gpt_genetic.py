@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from gptnas.errors import GptnasError
-from gptnas.gpt.model import ArchGPT
 from gptnas.language.tokens import condition
 from gptnas.search.adapt import adapt
 from gptnas.search.reconstruct import reconstruct
@@ -105,9 +104,12 @@ class GptSettings:
 _pristine: dict = {}
 
 
-def private_gpt(name: str | None, adapter: str | None, device: str | None) -> ArchGPT:
+def private_gpt(name: str | None, adapter: str | None, device: str | None):
     """A copy of the GPT for one run: online adaptation changes it, and must not leak into another run of
     the same process (the benchmark harness runs many); each model is read from disk once per process."""
+    # transformers takes seconds to import: only a run that loads its GPT pays for it, not every evolve.py
+    from gptnas.gpt.model import ArchGPT
+
     if (name, adapter, device) not in _pristine:
         _pristine[name, adapter, device] = ArchGPT.from_pretrained(name, adapter=adapter, device=device)
     return copy.deepcopy(_pristine[name, adapter, device])
@@ -166,7 +168,7 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
     # ------------------------------------------------------------ the GPT's operators
 
     @property
-    def gpt(self) -> ArchGPT:
+    def gpt(self):
         if self._gpt is None:
             self._gpt = private_gpt(self.settings.gpt, self.settings.gpt_adapter, self.search.device)
         return self._gpt

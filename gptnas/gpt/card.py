@@ -1,4 +1,4 @@
-"""Model cards and Hub publishing for architecture GPTs."""
+"""Model cards of architecture GPTs, and what of a GPT folder is published (through gptnas/hub.py)."""
 
 from __future__ import annotations
 
@@ -7,37 +7,28 @@ import logging
 from pathlib import Path
 
 import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from gptnas.errors import GptnasError, one_line
+from gptnas.errors import GptnasError
+from gptnas.hub import hub_id, push_folder
 
 log = logging.getLogger(__name__)
 
 # What a run folder publishes: the model (or adapter) with its tokenizer, card and metrics, and the merged
 # model under merged/. Whole names, not wildcards: huggingface_hub matches with fnmatch, where `*` also
 # matches `/`, so "*.safetensors" would publish the checkpoints (step_*/model.safetensors) too.
-MODEL_FILES = ("README.md", "config.json", "generation_config.json", "model.safetensors",
+PUBLISHED_FILES = ("README.md", "config.json", "generation_config.json", "model.safetensors",
                "model.safetensors.index.json", "model-?????-of-?????.safetensors",  # sharded weights
                "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
-PUBLISHED_PATTERNS = [*MODEL_FILES, "adapter_config.json", "adapter_model.safetensors", "metrics.json",
-                      "gptnas_training.json", *(f"merged/{name}" for name in MODEL_FILES)]
+PUBLISHED_PATTERNS = [*PUBLISHED_FILES, "adapter_config.json", "adapter_model.safetensors", "metrics.json",
+                      "gptnas_training.json", *(f"merged/{name}" for name in PUBLISHED_FILES)]
 
 TAGS = ["gptnas", "neural-architecture-search", "gpt2", "architecture-language"]
-# Held-out metrics (the keys of gptnas.gpt.training.evaluate) as model-index results; any other key is
+# Held-out metrics (the keys of gptnas.gpt.loss.held_out_metrics) as model-index results; any other key is
 # reported under its own name. The token count is the size of the evaluation, not a result.
 METRIC_NAMES = {"loss": "held-out loss", "perplexity": "held-out perplexity",
                 "top1_accuracy": "next-token top-1 accuracy", "top5_accuracy": "next-token top-5 accuracy"}
 NOT_RESULTS = ("tokens",)
-
-
-def hub_id(name_or_path: str | Path | None) -> str | None:
-    """`name_or_path` if it names a Hub repository ('org/name') rather than a local folder; else None.
-    The Hub refuses a card whose base_model is not a Hub id."""
-    if name_or_path is None:
-        return None
-    name = str(name_or_path)
-    if Path(name).expanduser().exists() or name.count("/") != 1 or name.startswith((".", "/", "~")):
-        return None
-    return name
 
 
 def write_model_card(
@@ -60,8 +51,6 @@ def write_model_card(
     `base_model`: the model fine-tuned (the base of an `adapter`, or of a merged model), as it was loaded;
     only a Hub id goes into the metadata. `repo_id` / `subfolder`: where the folder is published, for the
     usage snippet (the folder's path when unknown)."""
-    from huggingface_hub import ModelCard, ModelCardData
-
     if adapter and not base_model:
         raise ValueError("an adapter's card needs its base_model")
     folder = Path(folder)
@@ -116,8 +105,6 @@ def write_model_card(
 
 def eval_results(metrics: dict[str, float], held_out_families: list[str]) -> list:
     """The held-out metrics as model-index results (none without held-out families)."""
-    from huggingface_hub import EvalResult
-
     if not held_out_families:
         return []
     return [
@@ -181,23 +168,8 @@ def usage(folder: Path, repo_id: str | None, subfolder: str | None, base_model: 
     return lines
 
 
-def push_folder(folder: str | Path, repo_id: str, token: str | None = None, api=None, private: bool | None = None) -> str:
+def push_gpt(folder: str | Path, repo_id: str, token: str | None = None, api=None, private: bool | None = None) -> str:
     """Uploads the model, tokenizer, adapter, merged model and card of `folder` (PUBLISHED_PATTERNS;
-    checkpoints and logs stay local). `private`: None keeps the account's default visibility.
-
-    `api` is a `huggingface_hub.HfApi`-like object; tests pass a fake one.
-    """
-    if api is None:
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
-    try:
-        api.create_repo(repo_id, exist_ok=True, private=private)
-        info = api.upload_folder(
-            folder_path=str(folder), repo_id=repo_id, allow_patterns=list(PUBLISHED_PATTERNS),
-            commit_message="Upload architecture GPT (gptnas)",
-        )
-    except OSError as error:  # requests / httpx errors derive from OSError
-        raise GptnasError(f"could not push to the Hub repository {repo_id!r}: {one_line(error)}") from None
-    log.info("pushed %s to %s", folder, repo_id)
-    return str(getattr(info, "commit_url", repo_id))
+    checkpoints and logs stay local). `private`: None keeps the account's default visibility."""
+    return push_folder(folder, repo_id, PUBLISHED_PATTERNS, "Upload architecture GPT (gptnas)", token=token,
+                       api=api, private=private)

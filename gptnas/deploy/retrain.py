@@ -42,7 +42,7 @@ from gptnas.training.data import (
     make_splits,
 )
 from gptnas.training.device import resolve_device
-from gptnas.training.export import export_network
+from gptnas.deploy.export import export_network
 from gptnas.training.loop import Diverged, accuracy, build_network, sgd, train_epoch
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ writes
 Models are built on the meta device (no weights, no downloads) and written with
 gptnas.language.trace. A model the language cannot write is skipped and counted,
 never half-written. Every record then gets its quality and cost tokens from published
-ImageNet-1k results (gptnas.corpus_quality). The build is deterministic: same library
+ImageNet-1k results (gptnas.corpus.quality). The build is deterministic: same library
 versions, same bytes. Needs the corpus extra: pip install torch==2.14.1 torchvision==0.29.1 timm
 
     python -m gptnas.corpus --annotate_only --out data
@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from gptnas import corpus_quality
+from gptnas.corpus import quality as corpus_quality
 from gptnas.errors import GptnasError
 from gptnas.files import read_jsonl, write_atomic, write_jsonl
 from gptnas.language import tokens
@@ -312,7 +312,7 @@ token sequence), `top1`, `quality`, `quality_source`, `pretrain` (see "Quality a
 |---|---|
 | `{FINETUNE_FILE}` | the {len(finetune)} torchvision networks of GPT-NAS's fine-tuning set |
 | `{PRETRAIN_FILE}` | {len(pretrain)} distinct timm CNNs for pretraining (gzip JSONL) |
-| `cifar_designs.jsonl` | classic CIFAR designs written in the `cifar` space, with their published CIFAR accuracies and citations (`CIFAR_DESIGNS.md`; built by `python -m gptnas.corpus_cifar --out data`) |
+| `cifar_designs.jsonl` | classic CIFAR designs written in the `cifar` space, with their published CIFAR accuracies and citations (`CIFAR_DESIGNS.md`; built by `python -m gptnas.corpus.cifar --out data`) |
 
 Load with `datasets.load_dataset("json", data_files="data/{PRETRAIN_FILE}")`.
 
@@ -351,7 +351,7 @@ Only architectures are used: no weights are downloaded or stored.
 ## Skipped timm models
 
 {skipped.count()} of {skipped.count() + len(pretrain) + n_aliases} timm candidates (the patterns in
-`gptnas/corpus.py`, `TIMM_FAMILIES`) were skipped:
+`gptnas/corpus/build.py`, `TIMM_FAMILIES`) were skipped:
 
 {_skipped_table(skipped)}
 

@@ -5,7 +5,7 @@ corpus and the conditioning tokens (quality, cost), sorted, after the special to
 corpus gives the same ids. Encoding adds `<bos>` in front; training appends
 `<eos>` itself, so a prefix fed to generation stays open-ended.
 
-Rebuild:  python -m gptnas.language.tokenizer --corpus data --out tokenizer
+Rebuild:  python -m gptnas.corpus.tokenizer --corpus data --out tokenizer
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from transformers import PreTrainedTokenizerFast
 from gptnas.errors import GptnasError
 from gptnas.files import read_jsonl
 from gptnas.language.tokens import BOS, CONDITION_TOKENS, EOS, PAD, SPECIAL_TOKENS, UNK
+from gptnas.spaces import get_space, space_names
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,6 @@ def corpus_words(corpus_dir: Path) -> set[str]:
 
 
 def space_words() -> set[str]:
-    from gptnas.spaces import get_space, space_names
-
     return set().union(*(get_space(name).vocabulary() for name in space_names()))
 
 

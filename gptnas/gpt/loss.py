@@ -1,4 +1,4 @@
-"""Loss, evaluation and a full-batch fit of the architecture GPT.
+"""The architecture GPT's loss: its weighted form, held-out metrics, and a full-batch fit.
 
 Shared by the training loop (`gptnas.gpt.train`) and online adaptation (`ArchGPT.adapt`).
 """
@@ -43,7 +43,7 @@ def fit_batch(model, batch: dict[str, torch.Tensor], steps: int, lr: float, batc
 
 
 @torch.no_grad()
-def evaluate(model, dataloader, accelerator=None) -> dict[str, float]:
+def held_out_metrics(model, dataloader, accelerator=None) -> dict[str, float]:
     """Loss, perplexity and next-token top-1 / top-5 accuracy over every non-padding position."""
     model.eval()
     totals = torch.zeros(4, dtype=torch.float64)  # loss sum, top-1 hits, top-5 hits, tokens

@@ -23,14 +23,18 @@ from typing import Any
 
 import torch
 import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from gptnas.errors import GptnasError, one_line
 from gptnas.files import atomic_path, write_atomic, write_json
-from gptnas.hub import local_folder
+from gptnas.hub import local_folder, push_folder
 from gptnas.spaces import SearchSpace, get_space
 from gptnas.spaces.base import count_macs, count_params
 from gptnas.training.latency import measure_latency
+from gptnas.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +68,6 @@ def export_network(
     `input_shape` is one image's (channels, height, width), `mean` / `std` the per-channel
     standardisation the network was trained with (pixels scaled to [0, 1] first), `dataset` at least
     {"name": ...} (and "hub_id", "revision" for a Hub dataset). Latency is measured where `model` is."""
-    from safetensors.torch import save_file
-
-    from gptnas import __version__
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
@@ -96,7 +96,7 @@ def export_network(
         "search": {k: v for k, v in (search or {}).items() if k not in LOCAL_SETTINGS},
     }
     write_json(folder / CONFIG, config)
-    write_model_card(folder)
+    write_network_card(folder)
     return config
 
 
@@ -118,10 +118,7 @@ def load_network(name_or_path: str | Path, revision: str | None = None) -> nn.Mo
     """The trained `nn.Module` (eval mode, on the CPU) of an exported network: a folder, or a Hub id "org/name".
 
     Reads config.json and model.safetensors only; runs no code from the folder."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    folder = resolve(name_or_path, revision)
+    folder = network_folder(name_or_path, revision)
     config = read_config(folder)
     space = get_space(config["space"])
     model = space.build_model(space.from_key(config["key"]), num_classes=config["num_classes"])
@@ -168,7 +165,7 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     return config
 
 
-def resolve(name_or_path: str | Path, revision: str | None = None) -> Path:
+def network_folder(name_or_path: str | Path, revision: str | None = None) -> Path:
     """A local folder for a path or Hub id (Hub ids come through the Hugging Face cache; json, safetensors
     and md files only)."""
     missing = f"no network folder at {name_or_path}: give a folder with {CONFIG} and {WEIGHTS} or a Hub id 'org/name'"
@@ -184,8 +181,6 @@ def push_network(folder: str | Path, repo_id: str, *, token: str | None = None, 
     else of the folder (result.json and log.csv may hold local paths). The folder itself is not changed.
 
     `api` is a `huggingface_hub.HfApi`-like object; tests pass a fake one. Returns the commit URL."""
-    from gptnas.gpt.hub import push_folder
-
     folder = Path(folder)
     read_config(folder)  # refuse to publish what could not be loaded back
     if not (folder / WEIGHTS).is_file():
@@ -196,11 +191,12 @@ def push_network(folder: str | Path, repo_id: str, *, token: str | None = None, 
                 os.link(folder / name, Path(staged) / name)  # same file system: no copy of the weights
             except OSError:  # a file system without hard links
                 shutil.copy2(folder / name, Path(staged) / name)
-        write_model_card(staged, repo_id)
-        return push_folder(staged, repo_id, token=token, api=api, private=private)
+        write_network_card(staged, repo_id)
+        return push_folder(staged, repo_id, list(EXPORTED), "Upload network (gptnas)", token=token, api=api,
+                           private=private)
 
 
-def write_model_card(folder: str | Path, repo_id: str | None = None) -> Path:
+def write_network_card(folder: str | Path, repo_id: str | None = None) -> Path:
     """README.md of the network in `folder`, from its config.json; the usage line names `repo_id` when given."""
     path = Path(folder) / CARD
     write_atomic(path, str(model_card(read_config(folder), repo_id)))
@@ -210,8 +206,6 @@ def write_model_card(folder: str | Path, repo_id: str | None = None) -> Path:
 def model_card(config: dict[str, Any], repo_id: str | None = None):
     """A `huggingface_hub.ModelCard`: metadata (library, tags, dataset, model-index with the test accuracy)
     and a body with the results, usage, architecture, dataset and settings."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
     dataset, results = config.get("dataset") or {}, config.get("results") or {}
     name = dataset.get("name", "unknown")
     hub_id = dataset.get("hub_id")
@@ -307,5 +301,5 @@ def _card_body(config: dict[str, Any], title: str, repo_id: str | None) -> str:
 
 
 __all__ = [
-    "EXPORTED", "export_network", "load_network", "model_card", "push_network", "read_config", "write_model_card",
+    "EXPORTED", "export_network", "load_network", "model_card", "push_network", "read_config", "write_network_card",
 ]

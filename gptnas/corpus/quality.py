@@ -280,7 +280,7 @@ or why there is none), `pretrain` (the data the weights of that result saw).
 - **torchvision** (`{finetune_file}`): torchvision {TORCHVISION_VERSION}'s weights metadata,
   `get_model_weights(name)`, acc@1 of the best ImageNet-1k weights (the DEFAULT weights for all
   36; the SWAG weights of RegNetY-16/32GF are pretrained on Instagram and left out), pinned in
-  `gptnas/corpus_quality.py` and checked against torchvision by the full build.
+  `gptnas/corpus/quality.py` and checked against torchvision by the full build.
 - Quintiles are taken within each file, over the records that have a quality; tied top-1 share
   their mean rank.
 
@@ -295,7 +295,7 @@ Cost tokens used: {buckets}.
 
 timm's results are from pytorch-image-models (Apache-2.0), folder `results/` at commit
 `{TIMM_COMMIT}`:
-{" and ".join(f"`{n}`" for n in TIMM_FILES)}, pinned by sha256 in `gptnas/corpus_quality.py`.
+{" and ".join(f"`{n}`" for n in TIMM_FILES)}, pinned by sha256 in `gptnas/corpus/quality.py`.
 torchvision's metadata is BSD-3-Clause.
 
 Re-annotate the files in place (no tracing, no timm needed; reads `../shared/data/timm`,

@@ -1,6 +1,6 @@
 """Classic CIFAR networks written in the `cifar` space, with the accuracies their papers report.
 
-    python -m gptnas.corpus_cifar --out data
+    python -m gptnas.corpus.cifar --out data
 
 writes
     cifar_designs.jsonl   one record per design: its text in the `cifar` space behind its condition
@@ -253,7 +253,7 @@ learns how that space spells good CIFAR networks. One JSON record per network: `
 |---|---|
 {left_out}
 
-Rebuild: `python -m gptnas.corpus_cifar --out data` (deterministic: the same torch gives the same bytes).
+Rebuild: `python -m gptnas.corpus.cifar --out data` (deterministic: the same torch gives the same bytes).
 """
 
 
@@ -268,7 +268,7 @@ def build(out: Path) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m gptnas.corpus_cifar",
+        prog="python -m gptnas.corpus.cifar",
         description="Write the classic CIFAR designs in the cifar space, with their published accuracies, "
                     f"to OUT/{DESIGNS_FILE} and their data card to OUT/{CARD_FILE}.",
     )
