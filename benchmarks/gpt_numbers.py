@@ -24,7 +24,8 @@ from torch.utils.data import DataLoader
 from transformers import AutoTokenizer
 
 from gptnas.config import from_dict, load_yaml
-from gptnas.gpt import data, training
+from gptnas.gpt import data
+from gptnas.gpt.loss import held_out_metrics, weighted_lm_loss
 from gptnas.gpt.model import ArchGPT, default_model_dir, new_model
 from gptnas.gpt.train import TrainConfig, parameter_groups, train
 from gptnas.language.tokens import BOS, PAD
@@ -55,7 +56,7 @@ def throughput(config_path: str, steps: int) -> dict:
         for batch in loader:
             tokens += int(batch["attention_mask"].sum())
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            loss = training.weighted_lm_loss(logits, batch["labels"], batch["weight"])
+            loss = weighted_lm_loss(logits, batch["labels"], batch["weight"])
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
@@ -94,7 +95,7 @@ def held_out(gpt: ArchGPT, files: list[str], families: list[str]) -> dict:
     _, held = data.split_families(data.load_records(files), families)
     records = data.tokenize(held, gpt.tokenizer, gpt.model.config.n_positions)
     loader = DataLoader(records, batch_size=4, collate_fn=data.collate(gpt.tokenizer.pad_token_id))
-    return {"families": families, "architectures": len(records), **training.evaluate(gpt.model, loader)}
+    return {"families": families, "architectures": len(records), **held_out_metrics(gpt.model, loader)}
 
 
 def validity(gpt: ArchGPT, n: int) -> dict:

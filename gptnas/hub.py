@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from huggingface_hub import HfApi, snapshot_download
+import huggingface_hub
+from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
 
 from gptnas.errors import GptnasError, one_line
@@ -57,7 +58,7 @@ def push_folder(folder: str | Path, repo_id: str, patterns: list[str], message: 
     missing; `private`: None keeps the account's default visibility); returns the commit URL.
 
     `api` is a `huggingface_hub.HfApi`-like object; tests pass a fake one."""
-    api = api if api is not None else HfApi(token=token)
+    api = api if api is not None else huggingface_hub.HfApi(token=token)
     try:
         api.create_repo(repo_id, exist_ok=True, private=private)
         info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, allow_patterns=list(patterns),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gptnas import corpus
+from gptnas.corpus import build as corpus
 from gptnas.corpus.quality import TIMM_RESULTS_DIR, annotate, read_timm_results
 from gptnas.errors import GptnasError
 from gptnas.files import read_jsonl

@@ -12,7 +12,7 @@ import pytest
 from conftest import COMMIT, offline_cache
 
 from gptnas.errors import GptnasError
-from gptnas.gpt import hub
+from gptnas.gpt.card import push_gpt
 from gptnas.gpt.model import ArchGPT, default_model_dir, file_sha256
 
 
@@ -111,7 +111,7 @@ def test_push_uploads_the_model_adapter_merged_model_and_cards_but_no_checkpoint
     for folder, files in expected.items():
         assert (folder / "step_2" / "model.safetensors").is_file() and (folder / "step_2" / "trainer_state.json").is_file()
         api = FakeHubApi()
-        url = hub.push_folder(folder, f"org/{folder.name}", api=api, private=True)
+        url = push_gpt(folder, f"org/{folder.name}", api=api, private=True)
         assert url == f"https://huggingface.co/org/{folder.name}/commit/x" and api.private == {f"org/{folder.name}": True}
         uploaded = api.uploaded[f"org/{folder.name}"]
         assert not [f for f in uploaded if f.startswith(("step_", ".partial_step_"))], "a checkpoint would be uploaded"

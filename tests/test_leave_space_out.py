@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from gptnas.gpt import transfer
+from gptnas.gpt import provenance, transfer
 from gptnas.gpt.model import load_pretrained
 from gptnas.language.tokens import QUALITY_TOKENS, split_condition
 from gptnas.spaces import get_space
@@ -14,14 +14,14 @@ from gptnas.tables import TABLES, TABLES_BY_SPACE
 @pytest.mark.parametrize("space", sorted(TABLES_BY_SPACE))
 def test_the_transfer_corpus_of_a_space_holds_no_table_of_it(space):
     tables = transfer.transfer_tables(space)
-    assert not transfer.leaked(tables, space)
-    assert all(transfer.table_space(name) != space for name in tables)
+    assert not provenance.leaked(tables, space)
+    assert all(provenance.table_space(name) != space for name in tables)
 
 
 def test_every_table_belongs_to_exactly_one_space():
     for name in TABLES:
         assert sum(name in by_dataset.values() for by_dataset in TABLES_BY_SPACE.values()) == 1
-    assert transfer.leaked(["nas-bench-201:cifar100", "nas-bench-macro"], "nas-bench-201") == ["nas-bench-201:cifar100"]
+    assert provenance.leaked(["nas-bench-201:cifar100", "nas-bench-macro"], "nas-bench-201") == ["nas-bench-201:cifar100"]
 
 
 def test_table_records_carry_the_quality_of_their_rank_and_read_back(requires_table):
@@ -49,8 +49,8 @@ def test_a_trained_model_records_the_tables_it_saw(tmp_path):
                          num_warmup_steps=0, n_layer=1, n_head=1, n_embd=16, block_size=128, report_to="none")
     assert train(config) == 0
     model, _ = load_pretrained(tmp_path / "first")
-    assert transfer.tables_seen(model) == ["nas-bench-201:cifar10"]
-    assert transfer.leaked(transfer.tables_seen(model), "nas-bench-201")
+    assert provenance.tables_seen(model) == ["nas-bench-201:cifar10"]
+    assert provenance.leaked(provenance.tables_seen(model), "nas-bench-201")
 
 
 def _model_that_saw(tmp_path, tables):
@@ -61,7 +61,7 @@ def _model_that_saw(tmp_path, tables):
     folder = tmp_path / "gpt"
     shutil.copytree(default_model_dir(), folder)
     config = json.loads((folder / "config.json").read_text())
-    config[transfer.TABLES_KEY] = tables
+    config[provenance.TABLES_KEY] = tables
     (folder / "config.json").write_text(json.dumps(config))
     return folder
 
@@ -78,7 +78,7 @@ def test_every_benchmark_searches_with_a_gpt_that_never_saw_its_space(tmp_path):
 
     benchmarks = [Benchmark.parse(name) for name in DEFAULT_BENCHMARKS]
     for space, gpt in _gpt_settings(benchmarks, None, tmp_path).items():
-        assert not transfer.leaked(transfer.tables_seen_by(gpt), space), (space, gpt)
+        assert not provenance.leaked(provenance.tables_seen_by(gpt), space), (space, gpt)
 
 
 def test_the_harness_refuses_a_gpt_that_saw_a_table_of_the_searched_space(tmp_path):

@@ -38,7 +38,8 @@ from transformers import AutoTokenizer, get_scheduler
 from gptnas.config import to_dict
 from gptnas.errors import GptnasError, one_line
 from gptnas.files import write_atomic
-from gptnas.gpt import card, data, provenance
+from gptnas.gpt import data, provenance
+from gptnas.gpt.card import push_gpt, write_model_card
 from gptnas.gpt.loss import held_out_metrics, weighted_lm_loss
 from gptnas.gpt.model import (
     ADAPTER_FILES,
@@ -540,8 +541,8 @@ def save(config: TrainConfig, run: Run, metrics: dict[str, float], summary: dict
         merged = output_dir / "merged"
         unwrapped.merge_and_unload().save_pretrained(merged, safe_serialization=True)
         run.tokenizer.save_pretrained(merged)
-        card.write_model_card(merged, title="ArchGPT (LoRA merged)", subfolder="merged", **card)
-    card.write_model_card(output_dir, title="ArchGPT LoRA adapter" if config.use_lora else "ArchGPT",
+        write_model_card(merged, title="ArchGPT (LoRA merged)", subfolder="merged", **card)
+    write_model_card(output_dir, title="ArchGPT LoRA adapter" if config.use_lora else "ArchGPT",
                          adapter=config.use_lora, **card)
     if config.use_lora:
         check_folder(output_dir, ADAPTER_FILES)
@@ -549,4 +550,4 @@ def save(config: TrainConfig, run: Run, metrics: dict[str, float], summary: dict
             logger.warning("base_model left out of the card's metadata: %s is a local folder, not a Hub id", base_model)
     logger.info("saved to %s; final metrics %s", output_dir, final)
     if config.push_to_hub:
-        card.push_gpt(output_dir, config.hub_model_id, token=config.hub_token, private=config.hub_private_repo)
+        push_gpt(output_dir, config.hub_model_id, token=config.hub_token, private=config.hub_private_repo)
