@@ -154,8 +154,10 @@ def search(config: EvolveConfig, resuming: bool) -> int:
             try:
                 with logging_redirect_tqdm():  # log lines above the progress bar, not glued onto it
                     search.run()
-            finally:
-                search.executor.close()
+            except BaseException:
+                search.executor.close()  # stops the workers now
+                raise
+            search.executor.close(finished=True)
             best = write_outputs(search, run_dir)
     except KeyboardInterrupt:
         print(f"\ninterrupted; every finished evaluation is saved. Continue with: python evolve.py --resume {run_dir}",

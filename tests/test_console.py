@@ -3,6 +3,7 @@ continues, no half-made run directory when a run cannot start, plots that say wh
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -11,7 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import evolve
 from gptnas.config import load_yaml
@@ -85,3 +88,32 @@ def test_offline_main_job_fails_fast_in_one_line_that_names_the_offline_options(
     assert "HF_HUB_OFFLINE=1" in errors[0]
     assert seconds < 10  # Python, torch and datasets start-up included (about 4 s here)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_search_console_holds_our_lines_only(tmp_path):
+    """gpt-ga on an image folder with two worker processes: the run directory named at the start, an aligned
+    generation table, no third-party progress bar (transformers' "Loading weights") and no warning at exit
+    (the workers' "leaked semaphore"); best.json says what the network's inputs are."""
+    folder = tmp_path / "folder"
+    for label in range(2):
+        (folder / str(label)).mkdir(parents=True)
+        for i in range(24):
+            pixels = np.full((8, 8, 3), 40 + 160 * label + i, dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / str(label) / f"{i}.png")
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, str(ROOT / "evolve.py"), "--space", "cifar", "--dataset", str(folder),
+                           "--population", "2", "--generations", "0", "--epochs", "1", "--min_steps", "0",
+                           "--workers", "2", "--device", "cpu", "--output_dir", str(run)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [line for line in done.stderr.replace("\r", "\n").splitlines() if line.strip()]
+    ours = [line for line in lines if not line.startswith("evaluations:")]
+    assert all(" INFO " in line for line in ours), ours  # no bar, warning or traceback of another library
+    named = next(i for i, line in enumerate(ours) if line.endswith(f"run directory: {run} (new)"))
+    table = [i for i, line in enumerate(ours) if "gptnas.search.core" in line]
+    assert named < table[0]  # named before the search starts
+    header, row = (ours[i].split(": ", 1)[1] for i in table)
+    assert header.split() == ["gen", "queries", "new", "max", "mean", "min", "rewritten"]
+    assert len(header) == len(row) and row.split()[:3] == ["0", "2", "2"]
+    best = json.loads((run / "best.json").read_text())
+    assert best["input_channels"] == 3 and best["input_size"] == 8 and len(best["normalisation"]["mean"]) == 3

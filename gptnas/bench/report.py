@@ -9,7 +9,10 @@ Definitions (stated in the report too):
   stopped before the budget (nothing new left to propose) keeps its last value;
 - `<strategy>+<proxy>` (e.g. `ga+naswot`): the strategy with zero-cost screening, proposing `screen_pool` times as
   many architectures as it evaluates and evaluating the proxy's best; proxy scores cost no query, their seconds
-  are reported beside the GPT's (per 100 queries, and per architecture screened).
+  are reported beside the GPT's (per 100 queries, and per architecture screened);
+- `mean ± sd`: the mean over seeds and the sample standard deviation across seeds (not a standard error);
+- p-values: the paired one-sided Wilcoxon signed-rank test over seeds; with n seeds the smallest p it can give
+  is 1/2^n (0.25 with 2 seeds, 0.03 with 5), so few seeds cannot show a difference however large.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ TARGETS = {
     "nas-bench-201:cifar100": (71.50, 73.20, 60),
 }
 
-# ... and for gpt-ga with zero-cost screening: reported accuracy at 10 queries (issue 13).
+# ... and for gpt-ga with zero-cost screening: reported accuracy at 10 queries.
 SCREENED_TARGETS = {"nas-bench-macro": 93.05, "channel-bench-mobilenet": 91.80, "nas-bench-201:cifar10": 94.00,
                     "nas-bench-201:cifar100": 72.00}
 
@@ -218,7 +221,7 @@ def trust_lines(groups: dict[str, list[dict]]) -> list[str]:
 
 def proxy_cost(runs: list[dict], queries: int) -> list[str]:
     """The screening proxy's seconds per 100 queries and per architecture screened ("-": not screened)."""
-    screened = sum(t.get("screened", 0) for t in runs)  # trajectories written before screening existed lack them
+    screened = sum(t["screened"] for t in runs)
     if not screened:
         return ["-", "-"]
     seconds = sum(t["proxy_seconds"] for t in runs)
@@ -234,7 +237,9 @@ def comparisons(groups: dict[str, list[dict]], figures: dict[str, dict], points:
         baselines = [s for s in groups if s != ours and split_variant(s)[1] == screen]
         if not baselines:
             continue
-        lines += ["", f"Paired one-sided Wilcoxon p-values, {ours} better than ... (n = {len(groups[ours])} seeds):", "",
+        n = len(groups[ours])
+        lines += ["", f"Paired one-sided Wilcoxon p-values, {ours} better than ... (n = {n} seeds; the smallest p "
+                  f"{n} seeds can give is {0.5 ** n:.2g}):", "",
                   "| baseline | " + " | ".join(f"@{q}" for q in points) + " |", "|---|" + "---|" * len(points)]
         for strategy in baselines:
             mine, theirs = figures[ours]["at"], figures[strategy]["at"]

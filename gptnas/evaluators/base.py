@@ -80,7 +80,19 @@ class Evaluator(Protocol):
         before a run directory exists; evaluation would otherwise do it on first use."""
         ...
 
+    def input_spec(self) -> dict:
+        """What the networks' inputs are: {"input_channels": 3, "normalisation": {"mean": [...], "std": [...]}
+        (per channel, of pixels scaled to [0, 1]) or None where it trains no network on images itself}."""
+        ...
+
     def evaluate(self, space: SearchSpace | str, arch: Any) -> Evaluation: ...
+
+
+def image_spec(data) -> dict:
+    """`Evaluator.input_spec` of networks trained on `data` (gptnas.training.data.ImageData)."""
+    mean, std = data.stats
+    return {"input_channels": int(data.train_images.shape[1]),
+            "normalisation": {"mean": [round(float(m), 6) for m in mean], "std": [round(float(s), 6) for s in std]}}
 
 
 # ---------------------------------------------------------------- shared by the evaluators

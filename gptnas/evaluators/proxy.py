@@ -37,6 +37,7 @@ from gptnas.evaluators.base import (
     describe,
     diverged,
     failure,
+    image_spec,
     safe_cost,
 )
 from gptnas.spaces import SearchSpace, get_space
@@ -187,6 +188,9 @@ class ProxyEvaluator:
         if self.uses_noise:
             return {"dataset": None, "inputs": "random normal, seeded"}
         return dataset_source(self.dataset, self.settings.data_dir, self.settings.dataset_revision)
+
+    def input_spec(self) -> dict:
+        return {"input_channels": 3, "normalisation": None} if self.uses_noise else image_spec(self.data())
 
     def prepare(self) -> None:
         self.inputs(resolve_device(self.settings.device))

@@ -53,6 +53,9 @@ class TableEvaluator:
     def prepare(self) -> None:
         load_table(self.table_name)
 
+    def input_spec(self) -> dict:
+        return {"input_channels": 3, "normalisation": None}  # the table's networks were trained by the benchmark
+
     @property
     def input_size(self) -> int:
         return INPUT_SIZE.get(self.dataset, get_space(self.space_name).input_size)

@@ -37,6 +37,7 @@ from gptnas.evaluators.base import (
     describe,
     diverged,
     failure,
+    image_spec,
     safe_cost,
 )
 from gptnas.spaces import SearchSpace, get_space
@@ -178,6 +179,9 @@ class TrainEvaluator:
 
     def prepare(self) -> None:
         self.splits(resolve_device(self.settings.device))
+
+    def input_spec(self) -> dict:
+        return image_spec(self.data())
 
     @property
     def num_classes(self) -> int:

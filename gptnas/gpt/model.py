@@ -18,6 +18,7 @@ import json
 import logging
 import numbers
 import re
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from transformers import (
     GPT2Config,
     GPT2LMHeadModel,
 )
+from transformers.utils import logging as transformers_logging
 
 from gptnas.errors import GptnasError, one_line
 from gptnas.files import atomic_path, file_sha256
@@ -162,12 +164,25 @@ def load_pretrained(name_or_path: str | Path, revision: str | None = None):
     path = gpt_folder(name_or_path, revision)
     check_folder(path, GPT_FILES)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
     except Exception as error:  # noqa: BLE001 - any unreadable file (truncated safetensors, bad JSON ...)
         raise GptnasError(f"cannot load the model in {path}: {one_line(error)}") from None
     check_vocab(model, tokenizer)
     return model, tokenizer
+
+
+@contextmanager
+def quiet_transformers():
+    """No "Loading weights" bar in a search's console: the model is small and loads in a blink."""
+    was_enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            transformers_logging.enable_progress_bar()
 
 
 def check_folder(path: Path, files: tuple[str, ...]) -> None:

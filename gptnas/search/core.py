@@ -64,8 +64,8 @@ class SearchSettings:
     latency_batch_size: int | None = field(default=None, metadata={"help": "also measure latency at this batch size "
                                            "(stored with every evaluation; the objective and limit use batch 1)"})
     screen: Literal["naswot", "synflow"] | None = field(default=None, metadata={"help": "rank proposals with this "
-                                                        "zero-cost proxy and evaluate only the best; queries are "
-                                                        "counted as before"})
+                                                        "zero-cost proxy and evaluate only the best; only "
+                                                        "evaluations count as queries"})
     screen_pool: int = field(default=4, metadata={"help": "--screen: the strategy proposes this many times as many "
                              "architectures as it evaluates"})
     crossover_rate: float = field(default=0.9, metadata={"help": "ga, gpt-ga: probability that a pair of parents "
@@ -136,7 +136,7 @@ class Search:
         self.logbook = tools.Logbook()
         self.logbook.header = ["gen", "queries", "new", "max", "mean", "min", *self.strategy.logbook_columns()]
         self.tracker = Tracker(config.run.report_to, run_dir, config.flat())  # live view, per generation
-        self._progress, self._best = None, 0.0
+        self._progress, self._best, self._table_started = None, 0.0, False
 
     def identity(self) -> dict:
         data = {"evaluator": self.config.data.evaluator, "dataset": self.config.data.dataset}
@@ -215,6 +215,16 @@ class Search:
         queries = self.store.evaluated_through(generation if through is None else through)
         self.logbook.record(gen=generation, queries=queries, new=new, **self.stats.compile(population),
                             **self.strategy.generation_record(generation))
-        log.info(self.logbook.stream)
+        if not self._table_started:  # the header once per process, above the first row it prints
+            log.info(table_row(self.logbook.header, {name: name for name in self.logbook.header}))
+            self._table_started = True
+        log.info(table_row(self.logbook.header, self.logbook[-1]))
         self.tracker.log(self, generation)
+
+
+def table_row(columns: list[str], row: dict) -> str:
+    """One row of the per-generation table: right-aligned columns, fitness with two decimals."""
+    cells = [f"{row.get(name, ''):.2f}" if isinstance(row.get(name), float) else str(row.get(name, ""))
+             for name in columns]
+    return "  ".join(cell.rjust(max(len(name), 6)) for name, cell in zip(columns, cells))
 

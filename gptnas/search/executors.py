@@ -35,7 +35,7 @@ class SerialExecutor:
         for index, arch in enumerate(archs):
             yield index, evaluate_job(evaluator, space_name, arch)
 
-    def close(self) -> None:
+    def close(self, finished: bool = False) -> None:
         pass
 
 
@@ -111,9 +111,13 @@ class ProcessExecutor:
             for future in done:
                 yield futures[future], future.result()
 
-    def close(self) -> None:
-        """Stops the workers now, evaluations in flight included (after Ctrl-C or an error they would
-        only be lost: nothing stores them any more)."""
+    def close(self, finished: bool = False) -> None:
+        """After a finished search the idle workers exit normally (so they release what they hold, such as
+        the semaphores of a dataset's loader); otherwise (Ctrl-C, an error) they are stopped now,
+        evaluations in flight included: they would only be lost, as nothing stores them any more."""
+        if finished:
+            self.pool.shutdown(wait=True)
+            return
         processes = list((getattr(self.pool, "_processes", None) or {}).values())
         self.pool.shutdown(wait=False, cancel_futures=True)
         for process in processes:
@@ -142,7 +146,7 @@ class RayExecutor:
             for ref in done:
                 yield refs[ref], self.ray.get(ref)
 
-    def close(self) -> None:
+    def close(self, finished: bool = False) -> None:
         pass  # leave the cluster (or the local instance) to its owner
 
 

@@ -61,7 +61,7 @@ class ResultStore:
         else:
             if stored.get("format") != FORMAT:
                 raise GptnasError(f"{self.path} was not written by this version of gptnas; use a new --output_dir")
-            # A setting newer than the store (absent from its identity) was unset when the store was written.
+            # An identity setting the store does not record counts as unset (null).
             differ = [k for k in wanted if stored.get(k, "null") != wanted[k]]
             if differ:
                 raise GptnasError(

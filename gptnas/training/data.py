@@ -21,7 +21,7 @@ image/img and of label/labels/fine_label). The class count is the label column's
 else the number of distinct labels (mapped to 0..K-1 in sorted order). Images keep their common
 square side, or are resized to `image_size` (given, or the space's input size when their sizes
 differ); grayscale, palette and RGBA images become RGB. The test split is the dataset's `test`
-split, else its `validation` split, else a fixed 20 % of train (seed 0, as digits always had).
+split, else its `validation` split, else a fixed 20 % of train (seed 0).
 A loaded dataset is cached per process (`load_images`), with its pixel statistics, so candidates
 never prepare it again.
 
