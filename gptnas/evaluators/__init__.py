@@ -12,18 +12,11 @@ from typing import Any
 
 from gptnas.config import from_dict
 from gptnas.errors import GptnasError
-from gptnas.evaluators.base import WORST_FITNESS, Evaluation, Evaluator
-from gptnas.evaluators.proxy import ProxyEvaluator, ProxySettings
-from gptnas.evaluators.table import TableEvaluator
+from gptnas.evaluators.base import EVALUATORS, WORST_FITNESS, Evaluation, Evaluator
+from gptnas.evaluators.table import TableEvaluator  # each module registers its evaluator, in this order
 from gptnas.evaluators.train import TrainEvaluator, TrainSettings
+from gptnas.evaluators.proxy import ProxyEvaluator, ProxySettings
 from gptnas.spaces import SearchSpace
-
-# name -> (evaluator class, its settings dataclass, or None when it takes no settings)
-_REGISTRY: dict[str, tuple[type, type | None]] = {
-    "benchmark": (TableEvaluator, None),
-    "train": (TrainEvaluator, TrainSettings),
-    "proxy": (ProxyEvaluator, ProxySettings),
-}
 
 
 def _reads_images(config) -> bool:
@@ -51,36 +44,31 @@ class DataSettings:
                                    "own, when they all share one)", "needs": (_reads_images, "--evaluator train or proxy")})
 
     def validate(self) -> None:
-        _lookup(self.evaluator)  # an unknown name is refused, listing the valid ones
+        EVALUATORS.get(self.evaluator)  # an unknown name is refused, listing the valid ones
         if self.image_size is not None and self.image_size < 1:
             raise GptnasError(f"image_size must be >= 1, got {self.image_size}")
 
 
 def evaluator_names() -> list[str]:
-    return list(_REGISTRY)
+    return EVALUATORS.names()
 
 
 def settings_type(name: str) -> type | None:
     """The settings dataclass of evaluator `name` (None: it takes no settings)."""
-    return _lookup(name)[1]
+    return EVALUATORS.get(name).settings_type
 
 
 def get_evaluator(name: str, space: SearchSpace | str, dataset: str, **options: Any) -> Evaluator:
     """The evaluator `name` for `space` on `dataset`; GptnasError listing valid names, datasets or options.
 
     Options are the fields of the evaluator's settings dataclass (strings are converted)."""
-    evaluator, settings = _lookup(name)
+    evaluator = EVALUATORS.get(name)
+    settings = evaluator.settings_type
     if settings is None:
         if options:
             raise GptnasError(f"evaluator {name!r} takes no options, got {', '.join(options)}")
         return evaluator(space, dataset)
     return evaluator(space, dataset, from_dict(settings, options, f"evaluator {name!r}"))
-
-
-def _lookup(name: str) -> tuple[type, type | None]:
-    if name not in _REGISTRY:
-        raise GptnasError(f"unknown evaluator {name!r}; valid: {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
 
 
 __all__ = [

@@ -17,6 +17,7 @@ from gptnas.errors import GptnasError, one_line
 from gptnas.spaces import SearchSpace, get_space
 from gptnas.spaces.base import count_macs, count_params
 from gptnas.training.device import is_out_of_memory
+from gptnas.registry import Registry
 
 WORST_FITNESS = 0.0  # every fitness is >= 0 (accuracy in %, synflow, naswot), so failures rank last
 
@@ -64,9 +65,13 @@ def _optional_float(value) -> float | None:
     return None if value is None else float(value)
 
 
+EVALUATORS: Registry = Registry("evaluator")  # every evaluator class registers itself: @EVALUATORS.register
+
+
 @runtime_checkable
 class Evaluator(Protocol):
     name: str
+    settings_type: type | None  # its settings dataclass (the options of get_evaluator); None: it takes none
     num_classes: int  # of the networks it evaluates (what a user must build the winner with)
     input_size: int  # the side of the images they see
     metric: str  # what its fitness is, with the unit, for plots and reports

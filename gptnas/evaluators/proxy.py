@@ -32,6 +32,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from gptnas.errors import GptnasError
 from gptnas.evaluators.base import (
+    EVALUATORS,
     Evaluation,
     check_space,
     describe,
@@ -145,10 +146,12 @@ def _without_batchnorm(model: nn.Module) -> nn.Module:
 # ---------------------------------------------------------------- the evaluator
 
 
+@EVALUATORS.register
 class ProxyEvaluator:
     """Scores each candidate with one zero-cost proxy on one minibatch."""
 
     name = "proxy"
+    settings_type = ProxySettings
 
     def __init__(self, space: SearchSpace | str, dataset: str, settings: ProxySettings | None = None):
         check_dataset(dataset, also=tuple(NOISE_ONLY))

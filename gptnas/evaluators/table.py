@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from gptnas.evaluators.base import Evaluation, check_space, model_cost
+from gptnas.evaluators.base import EVALUATORS, Evaluation, check_space, model_cost
 from gptnas.spaces import SearchSpace, get_space
 from gptnas.tables import TABLES, load_table, table_for
 
@@ -31,10 +31,12 @@ INPUT_SIZE = {"imagenet16-120": 16}
 _COSTS: dict[tuple[str, str], dict[str, int]] = {}  # (table, key) -> cost, for tables without params/FLOPs; per process
 
 
+@EVALUATORS.register
 class TableEvaluator:
     """Looks architectures up in the benchmark table of (space, dataset)."""
 
     name = "benchmark"
+    settings_type = None
 
     def __init__(self, space: SearchSpace | str, dataset: str):
         self.table_name = table_for(space, dataset)

@@ -32,6 +32,7 @@ from torch import nn
 
 from gptnas.errors import GptnasError
 from gptnas.evaluators.base import (
+    EVALUATORS,
     Evaluation,
     check_space,
     describe,
@@ -157,10 +158,12 @@ class TrainSettings:
             raise GptnasError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
 
 
+@EVALUATORS.register
 class TrainEvaluator:
     """Trains each candidate briefly on `dataset` and scores it on a validation split."""
 
     name = "train"
+    settings_type = TrainSettings
 
     def __init__(self, space: SearchSpace | str, dataset: str, settings: TrainSettings | None = None):
         check_dataset(dataset)

@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-from gptnas.errors import GptnasError
-from gptnas.spaces.base import SearchSpace
-from gptnas.spaces.channel_bench import ChannelBenchMobileNet, ChannelBenchResNet
-from gptnas.spaces.cifar import CifarSpace
-from gptnas.spaces.nas_bench_201 import NasBench201
-from gptnas.spaces.nas_bench_macro import NasBenchMacro
+from gptnas.spaces.base import SPACES, SearchSpace
+from gptnas.spaces.cifar import CifarSpace  # noqa: F401 - each module registers its spaces, in this order
+from gptnas.spaces.nas_bench_macro import NasBenchMacro  # noqa: F401
+from gptnas.spaces.channel_bench import ChannelBenchMobileNet, ChannelBenchResNet  # noqa: F401
+from gptnas.spaces.nas_bench_201 import NasBench201  # noqa: F401
 
-_REGISTRY: dict[str, type[SearchSpace]] = {
-    space.name: space for space in (CifarSpace, NasBenchMacro, ChannelBenchMobileNet, ChannelBenchResNet, NasBench201)
-}
 _INSTANCES: dict[str, SearchSpace] = {}
 
 
 def space_names() -> list[str]:
-    return list(_REGISTRY)
+    return SPACES.names()
 
 
 def get_space(name: str | SearchSpace) -> SearchSpace:
     """The search space called `name` (spaces are immutable, so one shared instance each)."""
     if isinstance(name, SearchSpace):
         return name
-    if name not in _REGISTRY:
-        raise GptnasError(f"unknown search space {name!r}; valid: {', '.join(_REGISTRY)}")
     if name not in _INSTANCES:
-        _INSTANCES[name] = _REGISTRY[name]()
+        _INSTANCES[name] = SPACES.get(name)()
     return _INSTANCES[name]
 
 

@@ -20,8 +20,11 @@ from torch import nn
 from gptnas.errors import GptnasError
 from gptnas.language import tokens as T
 from gptnas.language.grammar import Grammar, GrammarState, Trie
+from gptnas.registry import Registry
 
 _TAG = "<tag>"  # the context before the space tag
+
+SPACES: Registry = Registry("search space")  # every space class registers itself: @SPACES.register
 
 
 class SearchSpace(ABC):

@@ -15,7 +15,7 @@ from torch import nn
 
 from gptnas.errors import GptnasError
 from gptnas.spaces import blocks as B
-from gptnas.spaces.base import SearchSpace, mutate_gene, uniform_crossover
+from gptnas.spaces.base import SPACES, SearchSpace, mutate_gene, uniform_crossover
 
 DIGITS = (1, 2, 3, 4)
 N_LAYERS = 7
@@ -94,6 +94,7 @@ class ChannelBench(SearchSpace):
         return tuple(d for payload in payloads for d in payload)
 
 
+@SPACES.register
 class ChannelBenchMobileNet(ChannelBench):
     name = "channel-bench-mobilenet"
     max_widths = tuple(2 * w for w in (64, 384, 384, 384, 128, 768, 512))
@@ -113,6 +114,7 @@ class ChannelBenchMobileNet(ChannelBench):
         ]
 
 
+@SPACES.register
 class ChannelBenchResNet(ChannelBench):
     name = "channel-bench-resnet"
     max_widths = tuple(2 * w for w in (128, 128, 128, 256, 256, 256, 256))

@@ -18,7 +18,7 @@ from torch import nn
 
 from gptnas.errors import GptnasError
 from gptnas.spaces import blocks as B
-from gptnas.spaces.base import SearchSpace
+from gptnas.spaces.base import SPACES, SearchSpace
 
 WIDTHS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 STEM_WIDTHS = (16, 24, 32, 48, 64)
@@ -122,6 +122,7 @@ class CifarArch:
 _STEM, _DONE, _HEAD = "stem", "done", "head"
 
 
+@SPACES.register
 class CifarSpace(SearchSpace):
     name = "cifar"
 

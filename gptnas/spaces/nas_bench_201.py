@@ -25,7 +25,7 @@ from torch import nn
 from gptnas.errors import GptnasError
 from gptnas.language import tokens as T
 from gptnas.spaces import blocks as B
-from gptnas.spaces.base import SearchSpace, mutate_gene, uniform_crossover
+from gptnas.spaces.base import SPACES, SearchSpace, mutate_gene, uniform_crossover
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to, from), in key order
@@ -142,6 +142,7 @@ def _reduction(cin: int, cout: int) -> B.Layers:
     return B.residual(body, shortcut)
 
 
+@SPACES.register
 class NasBench201(SearchSpace):
     name = "nas-bench-201"
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from gptnas.errors import GptnasError
 from gptnas.spaces import blocks as B
-from gptnas.spaces.base import SearchSpace, mutate_gene, uniform_crossover
+from gptnas.spaces.base import SPACES, SearchSpace, mutate_gene, uniform_crossover
 
 STAGES = (2, 3, 3)
 STEM = 32
@@ -51,6 +51,7 @@ def _layer(op: int, cin: int, cout: int, stride: int) -> B.Layers | None:
     return B.inverted_residual(cin, cout, stride, kernel, hidden=cin * expansion, act="relu")
 
 
+@SPACES.register
 class NasBenchMacro(SearchSpace):
     name = "nas-bench-macro"
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from deap import base
 
-from gptnas.errors import GptnasError
+from gptnas.registry import Registry
 
 PROPOSALS = ("propose_initial", "propose")  # the operators whose architectures --screen ranks
-_REGISTRY: dict[str, type[Strategy]] = {}
+STRATEGIES: Registry = Registry("strategy")
+register = STRATEGIES.register
 
 
 class Strategy:
@@ -76,23 +77,13 @@ class Strategy:
         return {}
 
 
-def register(cls: type[Strategy]) -> type[Strategy]:
-    """Class decorator: makes a strategy findable by its `name`."""
-    if not cls.name or cls.name in _REGISTRY:
-        raise ValueError(f"strategy {cls.__name__} needs a unique name, got {cls.name!r}")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
 def strategy_names() -> list[str]:
-    return list(_REGISTRY)
+    return STRATEGIES.names()
 
 
 def strategies() -> list[type[Strategy]]:
-    return list(_REGISTRY.values())
+    return list(STRATEGIES)
 
 
 def get_strategy(name: str) -> type[Strategy]:
-    if name not in _REGISTRY:
-        raise GptnasError(f"unknown strategy {name!r}; valid: {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
+    return STRATEGIES.get(name)
