@@ -26,7 +26,8 @@ from transformers import AutoTokenizer
 from gptnas.config import from_dict, load_yaml
 from gptnas.gpt import data
 from gptnas.gpt.loss import held_out_metrics, weighted_lm_loss
-from gptnas.gpt.model import ArchGPT, default_model_dir, new_model
+from gptnas.gpt.folder import default_model_dir
+from gptnas.gpt.model import ArchGPT, new_model
 from gptnas.gpt.train import TrainConfig, parameter_groups, train
 from gptnas.language.tokens import BOS, PAD
 from gptnas.spaces import get_space, space_names

@@ -6,7 +6,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from gptnas.errors import GptnasError
-from gptnas.gpt.model import ArchGPT, default_model_dir, new_model
+from gptnas.gpt.folder import default_model_dir
+from gptnas.gpt.model import ArchGPT, new_model
 from gptnas.language import tokens as T
 from gptnas.corpus.tokenizer import build_tokenizer, space_words
 from gptnas.search.adapt import ranked

@@ -20,7 +20,7 @@ from torch import nn
 import evolve
 import gptnas
 from gptnas.errors import GptnasError
-from gptnas.gpt.model import default_model_dir
+from gptnas.gpt.folder import default_model_dir
 from gptnas.spaces import get_space
 from gptnas.spaces.base import count_macs
 from gptnas.spaces.cifar import Block, CifarArch

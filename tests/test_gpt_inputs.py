@@ -9,7 +9,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from gptnas.errors import GptnasError
-from gptnas.gpt.model import ArchGPT, default_model_dir, new_model, vocab_sha256
+from gptnas.gpt.folder import default_model_dir, vocab_sha256
+from gptnas.gpt.model import ArchGPT, new_model
 from gptnas.spaces import get_space
 
 

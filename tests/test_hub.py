@@ -13,7 +13,9 @@ from conftest import COMMIT, offline_cache
 
 from gptnas.errors import GptnasError
 from gptnas.gpt.card import push_gpt
-from gptnas.gpt.model import ArchGPT, default_model_dir, file_sha256
+from gptnas.files import file_sha256
+from gptnas.gpt.folder import default_model_dir
+from gptnas.gpt.model import ArchGPT
 
 
 def run_offline(cache, code):

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from gptnas.gpt import provenance, transfer
-from gptnas.gpt.model import load_pretrained
+from gptnas.gpt.folder import load_pretrained
 from gptnas.language.tokens import QUALITY_TOKENS, split_condition
 from gptnas.spaces import get_space
 from gptnas.tables import TABLES, TABLES_BY_SPACE
@@ -56,7 +56,7 @@ def test_a_trained_model_records_the_tables_it_saw(tmp_path):
 def _model_that_saw(tmp_path, tables):
     import shutil
 
-    from gptnas.gpt.model import default_model_dir
+    from gptnas.gpt.folder import default_model_dir
 
     folder = tmp_path / "gpt"
     shutil.copytree(default_model_dir(), folder)

@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 
 from gptnas.config import parse_config
 from gptnas.errors import GptnasError
-from gptnas.gpt.model import ArchGPT, file_sha256
+from gptnas.files import file_sha256
+from gptnas.gpt.model import ArchGPT
 from gptnas.gpt.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gptnas.errors import GptnasError
 from gptnas.files import read_jsonl
-from gptnas.gpt.model import default_model_dir, gpt_folder
+from gptnas.gpt.folder import default_model_dir, gpt_folder
 from gptnas.tables import TABLES_BY_SPACE
 
 TABLES_KEY = "gptnas_tables_seen"  # in a model's config.json: the benchmark tables it was trained on

@@ -41,19 +41,9 @@ from gptnas.files import write_atomic
 from gptnas.gpt import data, provenance
 from gptnas.gpt.card import push_gpt, write_model_card
 from gptnas.gpt.loss import held_out_metrics, weighted_lm_loss
-from gptnas.gpt.model import (
-    ADAPTER_FILES,
-    LORA_ALPHA,
-    LORA_DROPOUT,
-    LORA_RANK,
-    LORA_TARGETS,
-    check_folder,
-    extend_vocabulary,
-    load_pretrained,
-    lora_config,
-    new_model,
-    stamp_vocab,
-)
+from gptnas.gpt.folder import ADAPTER_FILES, check_folder, load_pretrained, stamp_vocab
+from gptnas.gpt.lora import LORA_ALPHA, LORA_DROPOUT, LORA_RANK, LORA_TARGETS, lora_config
+from gptnas.gpt.model import extend_vocabulary, new_model
 from gptnas.hub import hub_id
 
 logger = get_logger(__name__)  # in a multi-process run, logs from the main process only

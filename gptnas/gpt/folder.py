@@ -1,0 +1,127 @@
+"""A saved ArchGPT: finding its folder (a path, a Hub id through the Hugging Face cache, or the model shipped
+in the package), checking it, and loading it: safetensors only, one-line errors, and the tokenizer it was
+trained with.
+
+A model remembers the vocabulary it was trained with: `config.json` holds
+`gptnas_vocab_sha256` (see `vocab_sha256`), and a tokenizer whose tokens or ids
+differ is refused, not silently mis-read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as transformers_logging
+
+from gptnas.errors import GptnasError, one_line
+from gptnas.hub import local_folder
+
+GPT_FILES = ("config.json", "model.safetensors")
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+UNSAFE_WEIGHTS = ("pytorch_model.bin", "adapter_model.bin", "tf_model.h5", "flax_model.msgpack")
+VOCAB_KEY = "gptnas_vocab_sha256"  # in the model's config.json: the fingerprint of its tokenizer's vocabulary
+SHIPPED_NAME = "gptnas/default_model"  # how `ArchGPT.source` names the model shipped in the package
+
+
+def default_model_dir() -> Path:
+    """The ArchGPT shipped inside the package."""
+    return Path(str(resources.files("gptnas") / "default_model"))
+
+
+def vocab_sha256(tokenizer) -> str:
+    """The fingerprint of a tokenizer's vocabulary: sha256 of its (token, id) pairs, sorted, as JSON."""
+    pairs = sorted(tokenizer.get_vocab().items())
+    return hashlib.sha256(json.dumps(pairs).encode("utf-8")).hexdigest()
+
+
+def stamp_vocab(model, tokenizer) -> None:
+    """Records the tokenizer's fingerprint in the model's config, so save_pretrained writes it to config.json."""
+    setattr(model.config, VOCAB_KEY, vocab_sha256(tokenizer))
+
+
+def check_vocab(model, tokenizer) -> None:
+    """GptnasError unless `tokenizer` is the one `model` was trained with: same size and, when the
+    model's config records a fingerprint, the same tokens at the same ids."""
+    vocab_size = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) != vocab_size:
+        raise GptnasError(
+            f"the tokenizer has {len(tokenizer)} tokens but the model expects {vocab_size}; "
+            "load the tokenizer saved with this model"
+        )
+    expected = getattr(model.config, VOCAB_KEY, None)
+    if expected and expected != vocab_sha256(tokenizer):
+        raise GptnasError(
+            "the tokenizer's vocabulary is not the one the model was trained with (different tokens or ids, "
+            f"{VOCAB_KEY} {vocab_sha256(tokenizer)[:12]} instead of {expected[:12]}); load the tokenizer saved with this model"
+        )
+
+
+def snapshot_revision(path: Path) -> str | None:
+    """The commit of a Hugging Face cache snapshot (`.../snapshots/<commit>`); None for any other folder."""
+    if path.parent.name == "snapshots" and re.fullmatch(r"[0-9a-f]{40}", path.name):
+        return path.name
+    return None
+
+
+def gpt_folder(name_or_path: str | Path, revision: str | None = None, adapter: bool = False) -> Path:
+    """A local folder for a path or Hub id (Hub ids come through the Hugging Face cache)."""
+    missing = f"no model folder at {name_or_path}: give a folder with {' and '.join(GPT_FILES)} or a Hub id 'org/name'"
+    return local_folder(name_or_path, revision, ["*.json", "*.safetensors", "*.md", "*.txt"],
+                        "adapter" if adapter else "model", missing)
+
+
+def load_pretrained(name_or_path: str | Path, revision: str | None = None):
+    """(model, tokenizer) of a saved ArchGPT folder or Hub id; safetensors only, one-line errors;
+    the tokenizer must be the one the model was trained with (`check_vocab`)."""
+    path = gpt_folder(name_or_path, revision)
+    check_folder(path, GPT_FILES)
+    try:
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file (truncated safetensors, bad JSON ...)
+        raise GptnasError(f"cannot load the model in {path}: {one_line(error)}") from None
+    check_vocab(model, tokenizer)
+    return model, tokenizer
+
+
+@contextmanager
+def quiet_transformers():
+    """No "Loading weights" bar in a search's console: the model is small and loads in a blink."""
+    was_enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            transformers_logging.enable_progress_bar()
+
+
+def check_folder(path: Path, files: tuple[str, ...]) -> None:
+    unsafe = [f for f in UNSAFE_WEIGHTS if (path / f).exists()]
+    missing = [f for f in files if not (path / f).exists()]
+    if missing and unsafe:
+        raise GptnasError(f"{path} holds {unsafe[0]}; gptnas loads safetensors only: re-save it with save_pretrained()")
+    if missing:
+        raise GptnasError(f"{path} is not a saved ArchGPT: {missing[0]} is missing")
+    try:
+        json.loads((path / files[0]).read_text())
+    except json.JSONDecodeError:
+        raise GptnasError(f"{path / files[0]} is corrupt (not JSON); save the model again") from None
+
+
+def merge_adapter(model, adapter_dir: Path):
+    """The model with a LoRA adapter folded into its weights."""
+    check_folder(adapter_dir, ADAPTER_FILES)
+    try:
+        return PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    except (OSError, ValueError, RuntimeError, KeyError) as error:
+        raise GptnasError(f"cannot apply the adapter in {adapter_dir}: {one_line(error)}") from None
+

@@ -1,0 +1,62 @@
+"""Checks of what users hand the GPT (prefixes, conditions, architectures), each a one-line GptnasError."""
+
+from __future__ import annotations
+
+import numbers
+
+from gptnas.errors import GptnasError
+from gptnas.language.tokens import QUALITY_LEVELS, condition
+
+
+def check_condition(quality, max_params) -> list[str]:
+    """The conditioning tokens of `quality` (0..4) and `max_params`; GptnasError for anything else."""
+    if quality is not None and (not is_int(quality) or not 0 <= quality < QUALITY_LEVELS):
+        raise GptnasError(f"quality must be an integer 0..{QUALITY_LEVELS - 1} (4: the best fifth), got {quality!r}")
+    if max_params is not None and (not is_int(max_params) or max_params < 1):
+        raise GptnasError(f"max_params must be a positive integer, got {max_params!r}")
+    return condition(quality, max_params)
+
+
+def is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_prefixes(prefixes) -> list[str]:
+    """The prefixes as a list of token strings ("" for none); GptnasError for anything else."""
+    if isinstance(prefixes, str):
+        return [prefixes]
+    try:
+        prefixes = list(prefixes)
+    except TypeError:
+        raise GptnasError(
+            f"prefixes must be a string of tokens or a list of them (\"\" for none), got {type(prefixes).__name__}"
+        ) from None
+    for i, prefix in enumerate(prefixes):
+        if not isinstance(prefix, str):
+            raise GptnasError(
+                f"prefix {i} must be a string of tokens (\"\" for none), got {type(prefix).__name__}: "
+                "give prefixes as a string or a list of strings"
+            )
+    return prefixes
+
+
+def spellings(space, archs) -> list[list[str]]:
+    """The tokens of each architecture; GptnasError naming the first that is not one of `space`.
+
+    Encoding alone does not tell: some spaces spell a malformed object as some other network, so
+    an architecture counts only if its spelling reads back as the same network (same key)."""
+    if isinstance(archs, str):
+        raise GptnasError(f"archs must be a list of architectures of space {space.name}, got one string")
+    out = []
+    for i, arch in enumerate(archs):
+        try:
+            text = space.encode(arch)
+            same = space.key(space.decode(text)) == space.key(arch)
+        except (GptnasError, TypeError, ValueError, IndexError, KeyError, AttributeError):
+            same = False
+        if not same:
+            shown = repr(arch) if len(repr(arch)) <= 60 else repr(arch)[:57] + "..."
+            raise GptnasError(f"architecture {i} ({shown}) is not an architecture of space {space.name}")
+        out.append(text.split())
+    return out
+
