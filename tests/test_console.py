@@ -18,11 +18,9 @@ from PIL import Image
 
 import evolve
 from gptnas.config import load_yaml
-from gptnas.evaluators import get_evaluator
 from gptnas.search.config import EvolveConfig
-from gptnas.search.core import Search
 from gptnas.search.executors import SerialExecutor
-from gptnas.spaces import get_space
+from gptnas.search.run import build_search
 
 ROOT = Path(__file__).resolve().parents[1]
 NB201 = ["--space", "nas-bench-201", "--evaluator", "benchmark", "--dataset", "cifar10", "--strategy", "ga"]
@@ -60,8 +58,7 @@ def test_ctrl_c_prints_one_line_with_the_resume_command_and_the_run_resumes(tmp_
     lines = [line for line in err.replace("\r", "\n").splitlines() if "interrupted" in line]
     assert lines == [f"interrupted; every finished evaluation is saved. Continue with: python evolve.py --resume {run}"]
     config = EvolveConfig.from_flags(load_yaml(run / "config.yaml"))
-    space = get_space(config.search.space)  # the interrupted run is resumable: its store and checkpoint agree
-    Search(config, space, get_evaluator("benchmark", space, "cifar10"), run, SerialExecutor(), show_progress=False)
+    build_search(config, run, SerialExecutor(), show_progress=False)  # resumable: its store and checkpoint agree
 
 
 def test_a_run_that_cannot_start_leaves_no_run_directory(tmp_path, capsys):

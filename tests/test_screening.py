@@ -15,10 +15,10 @@ from test_run_directory import kill_and_resume, outcome
 import evolve
 from gptnas.bench.__main__ import main as bench
 from gptnas.errors import GptnasError
-from gptnas.evaluators import get_evaluator
 from gptnas.search.config import EvolveConfig
 from gptnas.search.core import Search
 from gptnas.search.executors import SerialExecutor
+from gptnas.search.run import build_search
 from gptnas.search.store import ResultStore
 from gptnas.spaces import get_space
 
@@ -29,8 +29,7 @@ NB201 = ["--space", "nas-bench-201", "--evaluator", "benchmark", "--dataset", "c
 def make_search(run_dir, **settings) -> Search:
     config = EvolveConfig.from_flags(dict(space="nas-bench-201", evaluator="benchmark", dataset="cifar10",
                                           output_dir=str(run_dir), **settings))  # gpt-ga: the shipped GPT
-    return Search(config, SPACE, get_evaluator("benchmark", SPACE, "cifar10"), run_dir, SerialExecutor(),
-                  show_progress=False)
+    return build_search(config, run_dir, SerialExecutor(), show_progress=False)
 
 
 @pytest.mark.parametrize("strategy", ["gpt-ga", "ga", "regularized-evolution", "random"])

@@ -15,6 +15,7 @@ from gptnas.search import checkpoint
 from gptnas.search.config import EvolveConfig
 from gptnas.search.core import Search
 from gptnas.search.executors import SerialExecutor
+from gptnas.search.run import build_search
 from gptnas.search.store import ResultStore
 from gptnas.search.strategies.all import get_strategy, strategy_names
 from gptnas.spaces import get_space
@@ -25,8 +26,7 @@ SPACE = get_space("nas-bench-macro")
 def make_search(tmp_path, **settings) -> Search:
     config = EvolveConfig.from_flags(dict(space="nas-bench-macro", evaluator="benchmark", output_dir=str(tmp_path),
                                           **settings))
-    return Search(config, SPACE, get_evaluator("benchmark", SPACE, "cifar10"), tmp_path, SerialExecutor(),
-                  show_progress=False)
+    return build_search(config, tmp_path, SerialExecutor(), show_progress=False)
 
 
 def store_some(search: Search, generation: int, count: int, rng: random.Random) -> list:

@@ -164,7 +164,7 @@ class RunTask:
     benchmark: Benchmark
     strategy: str  # as the study names it: ga, or ga+naswot (screened)
     seed: int
-    settings: dict  # EvolveConfig fields
+    settings: dict  # evolve.py's settings, by flag name
     run_dir: str
 
 

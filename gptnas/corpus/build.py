@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from gptnas.corpus import quality as corpus_quality
+from gptnas.corpus import quality
 from gptnas.errors import GptnasError
 from gptnas.files import read_jsonl, write_atomic, write_jsonl
 from gptnas.language import tokens
@@ -241,10 +241,10 @@ def annotate_in_place(folder: Path, timm_results: Path) -> tuple[list[dict], lis
     for path in (finetune_path, pretrain_path, card_path):
         if not path.is_file():
             raise GptnasError(f"{path} does not exist; build the corpus with `python -m gptnas.corpus --out {folder}`")
-    finetune, pretrain = corpus_quality.annotate_corpora(read_jsonl(finetune_path), read_jsonl(pretrain_path),
+    finetune, pretrain = quality.annotate_corpora(read_jsonl(finetune_path), read_jsonl(pretrain_path),
                                                          timm_results)
     card = _replace_section(card_path.read_text(), "Quality and cost tokens",
-                            corpus_quality.card_section(FINETUNE_FILE, finetune, PRETRAIN_FILE, pretrain))
+                            quality.card_section(FINETUNE_FILE, finetune, PRETRAIN_FILE, pretrain))
     card = _replace_section(card, "Token statistics", _token_section(finetune, pretrain))
     write_jsonl(finetune, finetune_path)
     write_jsonl(pretrain, pretrain_path)
@@ -340,7 +340,7 @@ Only architectures are used: no weights are downloaded or stored.
 
 ## Quality and cost tokens
 
-{corpus_quality.card_section(FINETUNE_FILE, finetune, PRETRAIN_FILE, pretrain)}
+{quality.card_section(FINETUNE_FILE, finetune, PRETRAIN_FILE, pretrain)}
 ## Counts per family
 
 {_family_table(finetune, pretrain)}
@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--annotate_only", action="store_true",
                         help="only give the corpus files already in --out their quality and cost tokens again "
                              "(no tracing, needs no timm or torchvision)")
-    parser.add_argument("--timm_results", type=Path, default=corpus_quality.TIMM_RESULTS_DIR,
+    parser.add_argument("--timm_results", type=Path, default=quality.TIMM_RESULTS_DIR,
                         help="folder with timm's results-imagenet.csv and model_metadata-in1k.csv "
                              "(default: ../shared/data/timm beside the repository)")
     parser.add_argument("--max_tokens", type=int, default=MAX_TOKENS,
@@ -395,8 +395,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         finetune = torchvision_records()
         pretrain, skipped = timm_records(args.max_tokens)
-        corpus_quality.check_torchvision_pins()
-        finetune, pretrain = corpus_quality.annotate_corpora(finetune, pretrain, args.timm_results)
+        quality.check_torchvision_pins()
+        finetune, pretrain = quality.annotate_corpora(finetune, pretrain, args.timm_results)
         args.out.mkdir(parents=True, exist_ok=True)
         write_jsonl(finetune, args.out / FINETUNE_FILE)
         write_jsonl(pretrain, args.out / PRETRAIN_FILE)

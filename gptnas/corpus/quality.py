@@ -33,7 +33,7 @@ from gptnas.files import file_sha256
 from gptnas.language import tokens
 
 IN1K = "in1k"
-TIMM_RESULTS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "timm"
+TIMM_RESULTS_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "timm"  # ../shared beside the checkout
 TIMM_COMMIT = "aa4b5850c1543fa488abf260f18390eda46cf85d"
 TIMM_FILES = {  # the pinned copies (SOURCE.md beside them): other bytes would give other tokens
     "results-imagenet.csv": "30972bf7c7ab451bbd4480ec6116b13d0a84441c57bbc946896fd312264acfcd",
@@ -137,7 +137,7 @@ def check_torchvision_pins() -> None:
     live = torchvision_results_from_library(sorted(TORCHVISION_RESULTS))
     changed = sorted(name for name in live if live[name] != TORCHVISION_RESULTS[name])
     if changed:
-        raise GptnasError(f"torchvision's weights metadata differs from corpus_quality.TORCHVISION_RESULTS for "
+        raise GptnasError(f"torchvision's weights metadata differs from TORCHVISION_RESULTS (gptnas/corpus/quality.py) for "
                           f"{', '.join(changed)}; update the pins (they were read from torchvision {TORCHVISION_VERSION})")
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from gptnas.errors import GptnasError
 from gptnas.hub import hub_id, push_folder
 
 log = logging.getLogger(__name__)

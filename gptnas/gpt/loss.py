@@ -1,6 +1,6 @@
 """The architecture GPT's loss: its weighted form, held-out metrics, and a full-batch fit.
 
-Shared by the training loop (`gptnas.gpt.train`) and online adaptation (`ArchGPT.adapt`).
+Shared by the training loop (`gptnas.gpt.train`) and online adaptation (`gptnas.gpt.lora.adapt`).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from pathlib import Path
 from gptnas.errors import GptnasError
 from gptnas.files import atomic_path, file_sha256, write_atomic, write_jsonl
 from gptnas.gpt.folder import GPT_FILES, default_model_dir, gpt_folder
-from gptnas.gpt.provenance import TABLE_SOURCE, leaked, table_space, tables_seen, tables_seen_by
+from gptnas.gpt.provenance import TABLE_SOURCE, table_space
 from gptnas.gpt.train import TrainConfig, train
 from gptnas.language.tokens import quality, quality_levels
 from gptnas.spaces import get_space

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from gptnas.spaces.base import SPACES, SearchSpace
-from gptnas.spaces.cifar import CifarSpace  # noqa: F401 - each module registers its spaces, in this order
-from gptnas.spaces.nas_bench_macro import NasBenchMacro  # noqa: F401
-from gptnas.spaces.channel_bench import ChannelBenchMobileNet, ChannelBenchResNet  # noqa: F401
-from gptnas.spaces.nas_bench_201 import NasBench201  # noqa: F401
+# Each module registers its spaces on import, in this order.
+from gptnas.spaces.cifar import CifarSpace
+from gptnas.spaces.nas_bench_macro import NasBenchMacro
+from gptnas.spaces.channel_bench import ChannelBenchMobileNet, ChannelBenchResNet
+from gptnas.spaces.nas_bench_201 import NasBench201
 
 _INSTANCES: dict[str, SearchSpace] = {}
 
@@ -24,4 +25,5 @@ def get_space(name: str | SearchSpace) -> SearchSpace:
     return _INSTANCES[name]
 
 
-__all__ = ["SearchSpace", "get_space", "space_names"]
+__all__ = ["ChannelBenchMobileNet", "ChannelBenchResNet", "CifarSpace", "NasBench201", "NasBenchMacro", "SearchSpace",
+           "get_space", "space_names"]
