@@ -122,6 +122,9 @@ def test_study_config_errors_name_the_fix(tmp_path, capsys, requires_table):
     config.write_text("common:\n  populaton: 5\n")
     assert main(["--config", str(config), "--output_dir", str(tmp_path / "y")]) == 2
     assert "populaton" in capsys.readouterr().err
+    config.write_text("strategies:\n  ga:\n    trust: learned\n")  # a setting its strategy would ignore
+    assert main(["--config", str(config), "--output_dir", str(tmp_path / "z")]) == 2
+    assert f"{config}, strategies.ga: --trust needs --strategy gpt-ga" in capsys.readouterr().err
 
 
 def test_a_missing_table_is_reported_before_any_run(tmp_path, capsys, monkeypatch):

@@ -153,7 +153,11 @@ def load_study_config(path: str | None) -> dict:
         if name != "common":  # a strategy's own section may hold only what that strategy uses
             strategy, proxy = split_variant(name)
             flags = {"strategy": strategy, **({"screen": proxy} if proxy else {}), **overrides}
-            EvolveConfig.from_flags(flags, path).refuse_unused(overrides)
+            config = EvolveConfig.from_flags(flags, path)
+            try:
+                config.refuse_unused(overrides)
+            except GptnasError as error:
+                raise GptnasError(f"{path}, strategies.{name}: {error}") from None
         else:  # unknown keys and bad values fail here, listing valid ones
             EvolveConfig.from_flags(dict(overrides), path)
     return sections
