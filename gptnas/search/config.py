@@ -71,9 +71,11 @@ class EvolveConfig:
         return config
 
     def group(self, kind: type | None):
-        """The group of type `kind` (a strategy's settings_type), None when `kind` is None."""
-        return next((getattr(self, f.name) for f in groups(self) if isinstance(getattr(self, f.name), kind)), None) \
-            if kind is not None else None
+        """The group of type `kind` (a strategy's settings_type); None when `kind` is None."""
+        for spec in groups(self):
+            if kind is not None and isinstance(getattr(self, spec.name), kind):
+                return getattr(self, spec.name)
+        return None
 
     def flat(self) -> dict:
         """{field: value} over every group."""
@@ -119,17 +121,10 @@ class EvolveConfig:
         """What setting `name` needs to have an effect in this config; None when it has one."""
         strategy = get_strategy(self.search.strategy)
         group, spec = _field(self, name)
-        if isinstance(group, GptSettings) and strategy.settings_type is not GptSettings:
-            users = [s.name for s in strategies() if s.settings_type is GptSettings]
-            return f"--strategy {' or '.join(users)}"
-        readers = [s.name for s in strategies() if s.uses(name)]
+        owners = [s.name for s in strategies() if s.settings_type is not None and isinstance(group, s.settings_type)]
+        readers = owners or [s.name for s in strategies() if s.uses(name)]  # its group's strategies, or its readers
         if readers and strategy.name not in readers:
             return f"--strategy {' or '.join(readers)}"
-        if name == "screen_pool" and not self.search.screen:
-            return "--screen naswot or synflow"
-        if name == "latency_batch_size" and "latency" not in self.search.objective_list() \
-                and self.search.max_latency_ms is None:
-            return "--objectives accuracy,latency or --max_latency_ms (latency measured at all)"
         predicate, text = spec.metadata.get("needs", (None, None))
         return text if predicate is not None and not predicate(self) else None
 

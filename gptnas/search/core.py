@@ -61,13 +61,16 @@ class SearchSettings:
                                   "evaluated image size) are never evaluated; the cpu profile sets one"})
     max_latency_ms: float | None = field(default=None, metadata={"help": "networks slower than this at batch 1 on the "
                                          "evaluation device are never evaluated"})
-    latency_batch_size: int | None = field(default=None, metadata={"help": "also measure latency at this batch size "
-                                           "(stored with every evaluation; the objective and limit use batch 1)"})
+    latency_batch_size: int | None = field(default=None, metadata={
+        "help": "also measure latency at this batch size (stored with every evaluation; the objective and limit use "
+                "batch 1)", "needs": (lambda c: c.search.measures_latency(), "--objectives accuracy,latency or "
+                                      "--max_latency_ms (latency measured at all)")})
     screen: Literal["naswot", "synflow"] | None = field(default=None, metadata={"help": "rank proposals with this "
                                                         "zero-cost proxy and evaluate only the best; only "
                                                         "evaluations count as queries"})
     screen_pool: int = field(default=4, metadata={"help": "--screen: the strategy proposes this many times as many "
-                             "architectures as it evaluates"})
+                             "architectures as it evaluates",
+                             "needs": (lambda c: c.search.screen is not None, "--screen naswot or synflow")})
     crossover_rate: float = field(default=0.9, metadata={"help": "ga, gpt-ga: probability that a pair of parents "
                                   "is crossed"})
     mutation_rate: float = field(default=0.3, metadata={"help": "ga, gpt-ga: probability that an offspring is "
@@ -80,6 +83,9 @@ class SearchSettings:
 
     def objective_list(self) -> list[str]:
         return [name.strip() for name in self.objectives.split(",") if name.strip()]
+
+    def measures_latency(self) -> bool:
+        return "latency" in self.objective_list() or self.max_latency_ms is not None
 
     def validate(self) -> None:
         if self.population < 2:

@@ -27,7 +27,7 @@ class Costs:
         """`settings`: the run's SearchSettings (objectives, limits); `device`: where latency is measured."""
         self.config, self.space, self.evaluator, self.device = settings, space, evaluator, device
         self.objectives = settings.objective_list()
-        self.measures_latency = "latency" in self.objectives or settings.max_latency_ms is not None
+        self.measures_latency = settings.measures_latency()
         self._latency: dict[str, tuple[float, float]] = {}  # key -> (batch 1, batch N) ms, this process
 
     def feasible(self, arch) -> bool:
