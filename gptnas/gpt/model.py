@@ -31,6 +31,7 @@ from gptnas.gpt.folder import (
     snapshot_revision,
     stamp_vocab,
 )
+from gptnas.gpt import lora
 from gptnas.gpt.inputs import check_condition, check_prefixes, is_int, spellings
 from gptnas.language.tokens import BOS, EOS, PAD, QUALITY_LEVELS
 from gptnas.spaces import get_space
@@ -202,3 +203,12 @@ class ArchGPT:
         best = self.score(space, archs, quality=QUALITY_LEVELS - 1)
         plain = self.score(space, archs)
         return [b - p for b, p in zip(best, plain)]
+
+    def adapt(self, texts: list[str], weights: list[float], out_dir: str | Path, *, steps: int, lr: float, seed: int,
+              batch_size: int | None = None) -> bool:
+        """Online LoRA adaptation on the weighted encodings `texts` (see `gptnas.gpt.lora.adapt`)."""
+        return lora.adapt(self, texts, weights, out_dir, steps=steps, lr=lr, seed=seed, batch_size=batch_size)
+
+    def adaptation_gain(self, space, archs) -> list[float] | None:
+        """How much the adaptation raised each architecture's log-likelihood (see `gptnas.gpt.lora`)."""
+        return lora.adaptation_gain(self, space, archs)

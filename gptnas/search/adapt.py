@@ -7,14 +7,13 @@ seeing a benchmark table. Two ways:
 - `ranked` (online conditioning): every evaluation, good and bad, under the
   quality token of its rank among this run's evaluations, and once more with no
   token, so that p(arch | q4) / p(arch) tells the best fifth from the rest.
-The training, saving and resuming of the adapter: `gptnas.gpt.lora.adapt`.
+The training, saving and resuming of the adapter: `ArchGPT.adapt` (gptnas/gpt/lora.py).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from gptnas.gpt import lora
 from gptnas.language.tokens import quality, quality_levels
 
 
@@ -40,4 +39,4 @@ def adapt(gpt, store, out_dir: Path, *, data: str, top: int, steps: int, lr: flo
     """LoRA-adapts the GPT on the store's evaluations, `elite` or `ranked` (or reloads the adapter saved
     in `out_dir`). Returns False when there is nothing to learn from yet."""
     texts, weights = elite(store, top) if data == "elite" else ranked(store)
-    return lora.adapt(gpt, texts, weights, out_dir, steps=steps, lr=lr, seed=seed, batch_size=batch_size)
+    return gpt.adapt(texts, weights, out_dir, steps=steps, lr=lr, seed=seed, batch_size=batch_size)

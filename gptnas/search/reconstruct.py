@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import torch
 
 from gptnas.errors import GptnasError
-from gptnas.gpt.lora import adaptation_gain
 from gptnas.language.tokens import is_layer
 
 
@@ -87,7 +86,7 @@ def reconstruct(gpt, space, archs: list, rate: float, rng: random.Random, *, see
 
 
 RANKERS = {  # ranking -> (gpt, space) -> a function of archs giving scores (None: keep the likelihood rule)
-    "gain": lambda gpt, space: lambda archs: adaptation_gain(gpt, space, archs),
+    "gain": lambda gpt, space: lambda archs: gpt.adaptation_gain(space, archs),
     "ratio": lambda gpt, space: lambda archs: gpt.quality_ratio(space, archs),
 }
 
