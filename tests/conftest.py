@@ -1,31 +1,55 @@
-"""Test settings: benchmark tables come from ../shared/benchmarks when present (never the network)."""
+"""Test settings. Benchmark tables come from the benchmark directory (`GPTNAS_BENCHMARK_DIR`, else gptnas's
+cache); a test that needs a table missing there downloads it (pinned URL, sha256-checked) when the table's
+host can be reached, and otherwise skips, saying how to provide the tables."""
 
 import os
 import shutil
+import socket
+from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 import torch
 
-from gptnas.tables import BENCHMARK_DIR_ENV, on_disk
+from gptnas.tables import BENCHMARK_DIR_ENV, TABLES, benchmark_dir, on_disk, table_path
 
-_SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
-if not os.environ.get(BENCHMARK_DIR_ENV) and _SHARED.is_dir():
-    os.environ[BENCHMARK_DIR_ENV] = str(_SHARED)
-
+REACH_SECONDS = 5  # how long a test waits to learn whether a table's host can be reached
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)  # one core per worker; oversubscribed BLAS threads crawl
 
 
+def pytest_collection_modifyitems(items):
+    """Tests that read a benchmark table carry the marker `table` (`pytest -m table` runs just those)."""
+    for item in items:
+        if "requires_table" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.table)
+
+
+@lru_cache(maxsize=None)
+def reachable(url: str) -> bool:
+    parsed = urlparse(url)
+    try:
+        socket.create_connection((parsed.hostname, parsed.port or 443), timeout=REACH_SECONDS).close()
+        return True
+    except OSError:
+        return False
+
+
 @pytest.fixture
 def requires_table():
-    """Call it with a table name first thing in every test that reads a table: skips the test when the
-    table is not in the benchmark directory (tests never download)."""
+    """Call it with a table name first thing in every test that reads a table: the table is there, or is
+    downloaded, or the test skips with the reason."""
 
     def check(name: str):
-        if not on_disk(name):
-            pytest.skip(f"benchmark table {name} is not in {os.environ.get(BENCHMARK_DIR_ENV)}")
+        if on_disk(name):
+            return
+        if reachable(TABLES[name].url):
+            table_path(name)  # downloads into the benchmark directory, verified by sha256
+            return
+        pytest.skip(f"benchmark table {name} is not in {benchmark_dir()} and cannot be downloaded (offline); set "
+                    f"{BENCHMARK_DIR_ENV} to a folder that holds the tables, e.g. ../shared/benchmarks")
 
     return check
 

@@ -99,7 +99,8 @@ def test_a_config_file_may_hold_settings_another_set_up_uses(tmp_path, caplog):
     assert "epochs, batch_size, lr have no effect" in caplog.text
 
 
-def test_config_yaml_has_one_mapping_per_group_and_reads_back_the_same(tmp_path):
+def test_config_yaml_has_one_mapping_per_group_and_reads_back_the_same(tmp_path, requires_table):
+    requires_table("nas-bench-201:cifar10")
     assert evolve.main([*NB201, "--strategy", "ga", "--population", "4", "--generations", "0",
                         "--output_dir", str(tmp_path / "run")]) == 0
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
