@@ -25,14 +25,14 @@ from pathlib import Path
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from gptnas.config import build_parser, flatten, from_dict, load_yaml
+from gptnas.deploy.export import push_network
+from gptnas.deploy.retrain import RETRAIN_DIR, RetrainSettings
+from gptnas.deploy.retrain import retrain as train_best
 from gptnas.errors import GptnasError
 from gptnas.files import exclusive_lock
 from gptnas.search.config import EvolveConfig
 from gptnas.search.report import summary_table, write_outputs
 from gptnas.search.run import CONFIG_FILE, RunSettings, build_search
-from gptnas.deploy.export import push_network
-from gptnas.deploy.retrain import RETRAIN_DIR, RetrainSettings
-from gptnas.deploy.retrain import retrain as train_best
 
 logger = logging.getLogger("evolve")
 

@@ -15,6 +15,7 @@ import yaml
 
 import evolve
 from gptnas.config import flatten
+from gptnas.evaluators.proxy import PROXIES
 from gptnas.search import checkpoint
 from gptnas.search.config import EvolveConfig
 
@@ -147,3 +148,9 @@ def test_the_parser_checks_choices_itself():
     parser = evolve.build_cli()
     trust = next(a for a in parser._actions if "--trust" in a.option_strings)
     assert isinstance(trust, argparse.Action) and tuple(trust.choices) == ("full", "learned")
+
+
+def test_the_screening_choices_are_the_proxies():
+    parser = evolve.build_cli()
+    screen = next(a for a in parser._actions if "--screen" in a.option_strings)
+    assert set(screen.choices) == set(PROXIES)
