@@ -59,7 +59,9 @@ def build_cli():
     runs.add_argument("--hub_model_id", metavar="ORG/NAME", help="--push_to_hub: the Hub repository")
     runs.add_argument("--hub_private_repo", action="store_true", default=None,
                       help="--push_to_hub: create the repository private")
-    runs.add_argument("--hub_token", metavar="TOKEN", help="--push_to_hub: Hub token (default: `hf auth login`'s)")
+    runs.add_argument("--hub_token", metavar="TOKEN", help="--push_to_hub: Hub token (default: HF_TOKEN, else "
+                      "`hf auth login`'s; a token given here is visible to other users of this machine in the "
+                      "process list)")
     return parser
 
 
@@ -195,7 +197,10 @@ def make_run_dir(run_dir: Path) -> None:
 
 
 def retrain(run_dir: Path, settings: RetrainSettings, hub: dict | None = None) -> int:
-    result = train_best(run_dir, settings)
+    if not run_dir.is_dir():
+        raise GptnasError(f"{run_dir} is not a finished gptnas search (no such folder); pass the right run directory")
+    with exclusive_lock(run_dir):  # one process at a time in a run directory: a search or a retraining
+        result = train_best(run_dir, settings)
     out = run_dir / RETRAIN_DIR
     print(f"test accuracy {result['test_accuracy']:.2f} %; exported to {out} (gptnas.load_network({str(out)!r}))")
     if hub:

@@ -219,6 +219,14 @@ def test_one_process_per_run_directory_and_the_lock_dies_with_its_holder(tmp_pat
         pass
 
 
+def test_a_retraining_takes_the_run_directory_as_a_search_does(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    with exclusive_lock(run):  # a search, or another retraining, holds the run
+        refused(capsys, ["--retrain", str(run)], "is in use by pid")
+    refused(capsys, ["--retrain", str(tmp_path / "nowhere")], "is not a finished gptnas search (no such folder)")
+
+
 def test_unusable_output_dirs_and_configs_are_refused_in_one_line(tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("x")
