@@ -85,15 +85,18 @@ def test_parallel_workers_and_ray_equal_the_serial_run(tmp_path, requires_table)
         assert runs["ray"] == runs["serial"]
 
 
-def test_diverging_candidates_get_the_worst_fitness_and_the_search_goes_on(tmp_path):
+def test_diverging_candidates_get_the_worst_fitness_and_a_run_where_all_failed_says_so(tmp_path, capsys):
     out = tmp_path / "nan"
     args = ["--space", "cifar", "--strategy", "ga", "--dataset", "digits", "--population", "3", "--generations", "1",
             "--epochs", "1", "--min_steps", "0", "--batch_size", "32", "--max_train_examples", "64", "--lr", "1e30",
             "--output_dir", str(out)]
-    assert evolve.main(args) == 0
+    assert evolve.main(args) == 2  # the search went on through every generation, but found nothing that works
     with open(out / "evaluations.csv") as f:
         rows = list(csv.DictReader(f))
-    assert rows and all(r["status"] == "diverged" and float(r["fitness"]) == 0.0 for r in rows)
+    assert len(rows) > 3 and all(r["status"] == "diverged" and float(r["fitness"]) == 0.0 for r in rows)
+    err = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and f"all {len(rows)} candidates failed ({len(rows)} diverged; the first: " in err[0]
+    assert "there is no best network" in err[0] and not (out / "best.json").exists()
 
 
 def test_constraints_are_respected(tmp_path, requires_table):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from gptnas.errors import GptnasError
 from gptnas.files import write_atomic, write_json
 from gptnas.search.costs import UNITS
 
@@ -28,8 +30,9 @@ def _describe(space, candidate, store) -> dict:
 
 
 def write_outputs(search, run_dir: Path) -> dict:
-    """Writes logbook.csv, hall_of_fame.json, best.json, best_architecture.txt, evaluations.csv, plots and,
-    with --screen, screened.csv."""
+    """Writes logbook.csv, evaluations.csv, the strategy's files and, with --screen, screened.csv; then, when at
+    least one candidate worked, hall_of_fame.json, best.json, best_architecture.txt and the plots. A run whose
+    every candidate failed is a GptnasError that counts the failures: it has no best network to report."""
     space, store = search.space, search.store
     logbook = io.StringIO()
     writer = csv.DictWriter(logbook, fieldnames=search.logbook.header, extrasaction="ignore")
@@ -46,6 +49,11 @@ def write_outputs(search, run_dir: Path) -> dict:
     write_atomic(run_dir / "evaluations.csv", evaluations.getvalue())
     if search.settings.screen:
         write_screened(search, run_dir)
+    for name, content in search.strategy.files().items():
+        write_json(run_dir / name, content)
+    outcomes = [e for *_, e in store.history()]
+    if not any(e.ok for e in outcomes):
+        raise GptnasError(nothing_worked(outcomes, run_dir))
     hall = [_describe(space, c, store) for c in search.hall_of_fame]
     write_json(run_dir / "hall_of_fame.json", hall)
     best = max(hall, key=lambda h: h["fitness"])
@@ -56,10 +64,20 @@ def write_outputs(search, run_dir: Path) -> dict:
     write_json(run_dir / "sources.json", best["sources"])  # what to fetch to repeat the run on the same bytes
     write_json(run_dir / "best.json", best)
     write_atomic(run_dir / "best_architecture.txt", best["encoding"] + "\n")
-    for name, content in search.strategy.files().items():
-        write_json(run_dir / name, content)
     plot(search, run_dir)
     return best
+
+
+def nothing_worked(outcomes: list, run_dir: Path) -> str:
+    """The one line for a run in which no candidate worked: how many failed how, and the first reason."""
+    if not outcomes:
+        return f"no candidate was evaluated; nothing to report in {run_dir}"
+    counts = Counter(e.status for e in outcomes)
+    how = ", ".join(f"{n} {status}" for status, n in counts.most_common())
+    reason = next((e.reason for e in outcomes if e.reason), "")
+    first = f"; the first: {reason[:160]}" if reason else ""
+    return (f"all {len(outcomes)} candidates failed ({how}{first}); there is no best network: "
+            f"{run_dir / 'evaluations.csv'} has each reason")
 
 
 def write_screened(search, run_dir: Path) -> None:
