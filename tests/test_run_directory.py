@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,19 @@ def stored_rows(run_dir: Path) -> int:
             return db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
     except sqlite3.Error:
         return 0
+
+
+def wait_for_store(run_dir: Path) -> bool:
+    """Waits until the run's store has its tables; False after 60 s."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with closing(sqlite3.connect(f"file:{run_dir / 'results.sqlite'}?mode=ro", uri=True, timeout=0.1)) as db:
+                db.execute("SELECT COUNT(*) FROM evaluations")
+                return True
+        except sqlite3.Error:
+            time.sleep(0.01)
+    return False
 
 
 def start(args: list[str], cwd: Path) -> subprocess.Popen:
@@ -165,7 +179,14 @@ def test_a_store_copied_without_its_wal_file_is_refused(tmp_path, requires_table
     args = [*NB201, "--strategy", "ga", "--population", "30", "--generations", "30", "--seed", "2"]
     run = tmp_path / "run"
     process = start([*args, "--output_dir", str(run)], tmp_path)
-    assert kill_when(process, run, 100) is not None
+    # A reader's open snapshot keeps SQLite from moving later rows out of the -wal file, so the
+    # copy lacks rows the checkpoint expects however late the kill lands.
+    assert wait_for_store(run)
+    snapshot = sqlite3.connect(run / "results.sqlite", isolation_level=None)
+    snapshot.execute("BEGIN")
+    held = snapshot.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+    assert kill_when(process, run, held + 100) is not None  # two checkpoints past the snapshot at least
+    snapshot.close()
     copy = tmp_path / "copy"
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns("*-wal", "*-shm"))
     refused(capsys, ["--resume", str(copy)], "results.sqlite")
