@@ -1,5 +1,6 @@
 """Conditioning tokens: the language, the tokenizer, conditioned generation and scoring, online conditioning."""
 
+import math
 import random
 
 import pytest
@@ -24,10 +25,21 @@ def test_quality_levels_are_even_quintiles_with_ties_sharing_their_mean_rank():
 
 
 def test_parameter_buckets_are_monotone_and_named_by_their_upper_edge():
-    assert T.params_bucket(1_000_000) == "p1m" and T.params_bucket(1_000_001) == "p1.8m"
+    assert T.params_bucket(1_000_000) == "p1m" and T.params_bucket(1_000_001) == "p1.3m"
     assert T.params_bucket(1) == "p10k" and T.params_bucket(10**12) == "p1g"
+    assert len(set(T.PARAM_TOKENS)) == len(T.PARAM_TOKENS) == 41
     buckets = [T.PARAM_TOKENS.index(T.params_bucket(10 ** (e / 10))) for e in range(30, 100)]
     assert buckets == sorted(buckets)
+
+
+@pytest.mark.parametrize("cap", [5_000, 10_001, 300_000, 1_000_000, 1_100_000, 5_000_000, 20_000_000, 10**10])
+def test_a_cap_prompts_a_bucket_within_one_step_below_it_whose_networks_mostly_fit(cap):
+    index = T.PARAM_TOKENS.index(T.cap_bucket(cap))
+    lower = T.PARAM_EDGES[index - 1] if index else 0
+    upper = T.PARAM_EDGES[index]
+    assert lower < cap and upper >= cap / 1.34 or index == len(T.PARAM_EDGES) - 1
+    if upper > cap:  # the cap's own bucket: at least half of it (log scale) lies under the cap
+        assert math.log(cap / lower) >= math.log(upper / lower) / 2
 
 
 def test_a_condition_reads_back_and_holds_no_layer():
@@ -60,10 +72,11 @@ def test_generation_under_the_best_quality_is_always_valid(gpt, space):
         assert space.key(space.decode(space.encode(arch))) == space.key(arch)
 
 
-def test_max_params_conditions_and_caps_every_sample(gpt):
+@pytest.mark.parametrize("cap", [300_000, 1_000_000, 5_000_000, 20_000_000])
+def test_generation_under_every_cap_is_valid_and_under_the_cap(gpt, cap):
     space = get_space("cifar")
-    archs = gpt.complete(space, [""], n=6, quality=4, max_params=20_000_000, seed=0)[0]
-    assert all(space.cost(a)["params"] <= 20_000_000 for a in archs)
+    for arch in gpt.complete(space, [""], n=6, quality=4, max_params=cap, seed=0)[0]:
+        assert space.is_valid(arch) and space.cost(arch)["params"] <= cap
 
 
 def test_a_cap_no_sample_meets_is_a_one_line_error(gpt, monkeypatch):

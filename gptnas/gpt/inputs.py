@@ -5,16 +5,17 @@ from __future__ import annotations
 import numbers
 
 from gptnas.errors import GptnasError
-from gptnas.language.tokens import QUALITY_LEVELS, condition
+from gptnas.language.tokens import QUALITY_LEVELS, cap_bucket, condition
 
 
 def check_condition(quality, max_params) -> list[str]:
-    """The conditioning tokens of `quality` (0..4) and `max_params`; GptnasError for anything else."""
+    """The conditioning tokens of `quality` (0..4) and of sampling under the cap `max_params`
+    (`tokens.cap_bucket`); GptnasError for anything else."""
     if quality is not None and (not is_int(quality) or not 0 <= quality < QUALITY_LEVELS):
         raise GptnasError(f"quality must be an integer 0..{QUALITY_LEVELS - 1} (4: the best fifth), got {quality!r}")
     if max_params is not None and (not is_int(max_params) or max_params < 1):
         raise GptnasError(f"max_params must be a positive integer, got {max_params!r}")
-    return condition(quality, max_params)
+    return condition(quality) + ([] if max_params is None else [cap_bucket(max_params)])
 
 
 def is_int(value) -> bool:

@@ -30,11 +30,13 @@ Structure markers
 Conditioning tokens (optional, in this order, before the space tag)
     q0 .. q4                      quality: the quintile of the network's accuracy among the networks of
                                   its own source (q4: the best fifth); absent when the quality is unknown
-    p10k p18k ... p562m p1g       cost: the parameter-count bucket, named by its upper edge (quarter
-                                  decades: 10k, 18k, 32k, 56k, 100k, ...); p10k holds everything up to
-                                  10k, p1g everything above 562m
+    p10k p13k ... p750m p1g       cost: the parameter-count bucket, named by its upper edge (eighth
+                                  decades: 10k, 13k, 18k, 24k, 32k, 42k, 56k, 75k, 100k, ...); p10k holds
+                                  everything up to 10k, p1g everything above 750m
     A conditioned sequence reads `q4 p1m space:cifar ...`: what follows is a network of that quality
     and size. Generation under a condition feeds these tokens as a prompt; the grammar starts after them.
+    Sampling under a parameter cap uses `cap_bucket`: a bucket whose networks lie within a third
+    below the cap, so a sample is neither far below the cap nor often above it.
 """
 
 import math
@@ -53,8 +55,9 @@ ACTIVATIONS = ("relu", "relu6", "silu", "gelu", "hswish", "hsigmoid", "sigmoid",
 QUALITY_LEVELS = 5
 QUALITY_TOKENS = tuple(f"q{level}" for level in range(QUALITY_LEVELS))
 BEST_QUALITY = QUALITY_TOKENS[-1]
-# Upper edges of the parameter-count buckets: quarter decades from 10k to 1G.
-PARAM_EDGES = tuple(round(10 ** (4 + k / 4)) for k in range(21))
+# Upper edges of the parameter-count buckets: eighth decades (x1.33) from 10k to 1G.
+PARAM_STEPS_PER_DECADE = 8
+PARAM_EDGES = tuple(round(10 ** (4 + k / PARAM_STEPS_PER_DECADE)) for k in range(5 * PARAM_STEPS_PER_DECADE + 1))
 
 
 def _si(count: int) -> str:
@@ -91,6 +94,19 @@ def params_bucket(count: int) -> str:
         if count <= edge:
             return token
     return PARAM_TOKENS[-1]
+
+
+def cap_bucket(cap: int) -> str:
+    """The cost token to sample under a parameter cap. When the cap lies in the upper half of its
+    bucket (log scale), that bucket: most of its networks fit under the cap. Otherwise the bucket
+    below, all of whose networks fit. Either way a network of the chosen bucket lies at most one
+    bucket width (x1.33) below the cap, or above it with a chance under one half."""
+    index = PARAM_TOKENS.index(params_bucket(cap))
+    if index == 0:
+        return PARAM_TOKENS[0]
+    lower, upper = PARAM_EDGES[index - 1], PARAM_EDGES[index]
+    upper_half = math.log(cap / lower) >= math.log(upper / lower) / 2
+    return PARAM_TOKENS[index if upper_half else index - 1]
 
 
 def condition(quality_level: int | None = None, params: int | None = None) -> list[str]:
