@@ -313,6 +313,8 @@ token sequence), `top1`, `quality`, `quality_source`, `pretrain` (see "Quality a
 | `{FINETUNE_FILE}` | the {len(finetune)} torchvision networks of GPT-NAS's fine-tuning set |
 | `{PRETRAIN_FILE}` | {len(pretrain)} distinct timm CNNs for pretraining (gzip JSONL) |
 | `cifar_designs.jsonl` | classic CIFAR designs written in the `cifar` space, with their published CIFAR accuracies and citations (`CIFAR_DESIGNS.md`; built by `python -m gptnas.corpus.cifar --out data`) |
+| `cifar_pytorchcv.jsonl`, `imagenet_pytorchcv.jsonl` | pytorchcv's CIFAR-10, CIFAR-100 and SVHN networks under their dataset's quality token, and its ImageNet-1k networks timm lacks (`PYTORCHCV.md`; built by `python -m gptnas.corpus.pytorchcv --out data`) |
+| `cifar_space_costs.jsonl` | cost-only uniform samples of the `cifar` space, a few per cost bucket, no quality token and no accuracy: what each cost token means in the space's spelling (built by `python -m gptnas.corpus.space_costs --space cifar --out data`) |
 
 Load with `datasets.load_dataset("json", data_files="data/{PRETRAIN_FILE}")`.
 
@@ -327,7 +329,8 @@ Only architectures are used: no weights are downloaded or stored.
 
 ## Rules
 
-- No NAS benchmark table enters these files, and no random search-space samples: every record
+- No NAS benchmark table enters these files, and no random search-space samples (those are
+  `cifar_space_costs.jsonl`, which carries no accuracy): every record
   is a network a person designed and published; its only accuracy is the published ImageNet-1k
   result behind its quality token.
 - timm models with identical token sequences are stored once, under the first name in sorted

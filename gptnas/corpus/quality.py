@@ -256,7 +256,7 @@ def card_section(finetune_file: str, finetune: list[dict], pretrain_file: str, p
     return f"""Every text opens with conditioning tokens (`gptnas/language/tokens.py`), then `space:<source>`:
 a quality token `q0`..`q4`, the quintile of the network's ImageNet-1k top-1 among the networks of
 its own file that have one (`q4`: the best fifth), absent when unknown; then a cost token, the
-bucket of `params` (quarter decades, named by the upper edge), always present. Fields:
+bucket of `params` (eighth decades, named by the upper edge), always present. Fields:
 `top1` (ImageNet-1k top-1, %), `quality` (0-4 or null), `quality_source` (the result behind it,
 or why there is none), `pretrain` (the data the weights of that result saw).
 
