@@ -3,9 +3,10 @@
     python benchmarks/cifar_conditioning.py [--gpt PATH] [--samples 30] [--caps 1000000,5000000,20000000]
 
 For each cap: samples drawn under the best quality token and `max_params` = cap
-(`ArchGPT.complete`, which also draws again any sample above the cap) against
-uniform samples of the space under the same cap (rejection sampling). Reports
-the parameter distribution (median as a fraction of the cap, the largest), how
+(what `ArchGPT.complete` does: the prompt holds `tokens.cap_bucket(cap)`, and a
+sample above the cap is drawn again) against uniform samples of the space under
+the same cap (rejection sampling). Reports the parameter distribution (median as
+a fraction of the cap, the largest), the mean number of redraws per sample, how
 many never downsample, and the NASWOT and synflow scores (random inputs, as
 screening computes them). A cap the GPT cannot meet in 20 draws is reported as such.
 """
@@ -17,10 +18,31 @@ import math
 import random
 import statistics
 
+import torch
+
 from gptnas.errors import GptnasError
 from gptnas.evaluators.proxy import ProxyEvaluator, ProxySettings
-from gptnas.gpt.model import ArchGPT
+from gptnas.gpt.inputs import check_condition
+from gptnas.gpt.model import MAX_REDRAWS, ArchGPT
+from gptnas.language.tokens import cap_bucket
 from gptnas.spaces import get_space
+
+
+def gpt_under(gpt, space, cap: int, n: int, seed: int) -> tuple[list, float]:
+    """(n samples under the best quality token and the cap, the mean number of redraws per sample),
+    drawn as `ArchGPT.complete` draws them."""
+    generator = torch.Generator(device=gpt.device).manual_seed(seed)
+    condition = check_condition(4, cap)
+    archs, todo, redraws = [None] * n, list(range(n)), 0
+    for _ in range(MAX_REDRAWS):
+        for i, sampled in zip(todo, gpt.sample(space, [[] for _ in todo], generator=generator,
+                                               conditions=[condition] * len(todo))):
+            archs[i] = space.decode(" ".join(sampled.tokens))
+        todo = [i for i in todo if space.cost(archs[i])["params"] > cap]
+        if not todo:
+            return archs, redraws / n
+        redraws += len(todo)
+    raise GptnasError(f"{len(todo)} of {n} samples stayed above the cap after {MAX_REDRAWS} draws")
 
 
 def uniform_under(space, cap: int, n: int, seed: int) -> list:
@@ -47,21 +69,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gpt", default=None)
     parser.add_argument("--samples", type=int, default=30)
-    parser.add_argument("--caps", default="1000000,5000000,20000000")
+    parser.add_argument("--caps", default="300000,1000000,5000000,20000000")
     args = parser.parse_args()
     space, gpt = get_space("cifar"), ArchGPT.from_pretrained(args.gpt)
     proxies = {name: ProxyEvaluator(space, "none", ProxySettings(proxy=name, batch_size=32, random_inputs=True,
                                                                   costs=False)) for name in ("naswot", "synflow")}
-    print("| cap | sampler | median params / cap | max params / cap | never downsample | NASWOT (median) | log10 synflow (median) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| cap | sampler | cost token | median params / cap | max params / cap | redraws per sample | never downsample "
+          "| NASWOT (median) | log10 synflow (median) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for cap in (int(c) for c in args.caps.split(",")):
+        token = cap_bucket(cap)
         try:
-            drawn = gpt.complete(space, [""], n=args.samples, quality=4, max_params=cap, seed=0)[0]
-            print(f"| {cap:,} | GPT, q4 | " + " | ".join(describe(space, drawn, cap, proxies)) + " |", flush=True)
+            drawn, redraws = gpt_under(gpt, space, cap, args.samples, seed=0)
+            cells = describe(space, drawn, cap, proxies)
+            print(f"| {cap:,} | GPT, q4 | {token} | " + " | ".join([*cells[:2], f"{redraws:.2f}", *cells[2:]]) + " |",
+                  flush=True)
         except GptnasError as error:
-            print(f"| {cap:,} | GPT, q4 | failed: {error} | | | | |", flush=True)
-        uniform = uniform_under(space, cap, args.samples, seed=0)
-        print(f"| {cap:,} | uniform | " + " | ".join(describe(space, uniform, cap, proxies)) + " |", flush=True)
+            print(f"| {cap:,} | GPT, q4 | {token} | failed: {error} | | | | | |", flush=True)
+        cells = describe(space, uniform_under(space, cap, args.samples, seed=0), cap, proxies)
+        print(f"| {cap:,} | uniform | - | " + " | ".join([*cells[:2], "-", *cells[2:]]) + " |", flush=True)
 
 
 if __name__ == "__main__":

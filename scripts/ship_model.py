@@ -1,83 +1,98 @@
-"""Copies the ArchGPT taught the conditioning tokens into the package, with a card listing what it saw and scored.
+"""Copies the ArchGPT of the last training stage into the package, with a card listing what each stage saw and scored.
 
-    python scripts/ship_model.py runs/pretrain runs/finetune runs/condition gptnas/default_model
+    python scripts/ship_model.py runs/pretrain runs/finetune runs/condition runs/cifar_scale gptnas/default_model \
+        [--held_out runs/cifar_scale/held_out.md]
+
+A stage is named by its run folder (`pretrain`, `finetune`, `condition`, `cifar_scale`). Shipping only
+the stages trained on top of an earlier shipped model, `--earlier` names that model's
+gptnas_training.json, whose stages' held-out numbers the card keeps. `--held_out` is the
+family-by-family table of `benchmarks/held_out.py` (the model shipped before against this one), put
+into the card as it is.
 """
 
+import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import yaml
 
 from gptnas.gpt.card import write_model_card
 
+# run folder name -> how the card names the model after that stage, in training order
+STAGES = {"pretrain": "after pretraining", "finetune": "after LoRA fine-tuning", "condition": "after conditioning",
+          "cifar_scale": "shipped, after CIFAR-scale training"}
+MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
-def main(pretrain: str, finetune: str, condition: str, target: str) -> None:
-    pretrain_dir, finetune_dir, condition_dir, target_dir = Path(pretrain), Path(finetune), Path(condition), Path(target)
-    pre_cfg = yaml.safe_load((pretrain_dir / "train_config.yaml").read_text())
-    fine_cfg = yaml.safe_load((finetune_dir / "train_config.yaml").read_text())
-    cond_cfg = yaml.safe_load((condition_dir / "train_config.yaml").read_text())
-    pre_metrics = json.loads((pretrain_dir / "metrics.json").read_text())
-    fine_metrics = json.loads((finetune_dir / "metrics.json").read_text())
-    cond_metrics = json.loads((condition_dir / "metrics.json").read_text())
-    if target_dir.exists():
-        shutil.rmtree(target_dir)
-    target_dir.mkdir(parents=True)
-    for name in ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
-        if (condition_dir / name).exists():
-            shutil.copy(condition_dir / name, target_dir / name)
-    held_out = fine_cfg["eval_families"]
-    metrics = {
-        "held-out loss (after pretraining)": pre_metrics["eval_loss"],
-        "held-out perplexity (after pretraining)": pre_metrics["eval_perplexity"],
-        "held-out next-token top-1 (after pretraining)": pre_metrics["eval_top1_accuracy"],
-        "held-out next-token top-5 (after pretraining)": pre_metrics["eval_top5_accuracy"],
-        "held-out loss (after LoRA fine-tuning)": fine_metrics["eval_loss"],
-        "held-out perplexity (after LoRA fine-tuning)": fine_metrics["eval_perplexity"],
-        "held-out next-token top-1 (after LoRA fine-tuning)": fine_metrics["eval_top1_accuracy"],
-        "held-out next-token top-5 (after LoRA fine-tuning)": fine_metrics["eval_top5_accuracy"],
-        "held-out loss (shipped, after conditioning)": cond_metrics["eval_loss"],
-        "held-out perplexity (shipped, after conditioning)": cond_metrics["eval_perplexity"],
-        "held-out next-token top-1 (shipped, after conditioning)": cond_metrics["eval_top1_accuracy"],
-        "held-out next-token top-5 (shipped, after conditioning)": cond_metrics["eval_top5_accuracy"],
-    }
-    notes = (
-        "## How it was made\n\n"
-        "`bash scripts/train_default_model.sh`: pretraining on `data/pretrain_timm.jsonl.gz` "
-        "(configs/pretrain.yaml), then LoRA fine-tuning on the 36 torchvision networks of GPT-NAS "
-        "(`data/finetune_torchvision.jsonl`, configs/finetune_lora.yaml), merged into the weights, then "
-        "continued training on the conditioned corpus (configs/condition.yaml: timm, torchvision and the "
-        "classic CIFAR designs, each network under its quality token q0..q4 (quintile of its published "
-        "accuracy within its source; ImageNet-1k-only weights) and its parameter-count token). The shipped "
-        "weights continued the model shipped before conditioning tokens existed (gptnas commit 22675de, "
-        "vocabulary extended with `extend_vocabulary`); the script reproduces the recipe on today's corpus.\n\n"
-        "It has seen no benchmark table (`gptnas_tables_seen` in config.json is empty): NAS-Bench-Macro, "
-        "Channel-Bench-Macro and NAS-Bench-201 results are only ever read by the search. The "
-        "leave-space-out GPTs of `python -m gptnas.bench --gpt transfer` continue it on the tables of the "
-        "other spaces (gptnas/gpt/transfer.py).\n\n"
-        "Quality conditioning learned from ImageNet results does not carry over to the benchmark spaces: "
-        "log p(arch | q4) / p(arch) ranks their networks inversely (Kendall tau -0.11 to -0.35, "
-        "benchmarks/RESULTS.md); use it on a space only after online conditioning on that space's own results.\n\n"
-        "## In search (gptnas benchmark study, seeds 0-29, budget 200)\n\n"
-        "gpt-ga with this model (gptnas/bench/study.yaml), mean reported test accuracy at 10 / 100 queries, against "
-        "ga without the GPT: NAS-Bench-201 CIFAR-10 93.72 / 94.36 (ga 93.16 / 94.00), CIFAR-100 71.18 / 73.51 "
-        "(69.95 / 72.07), both better than ga, regularized evolution and random search at every query count "
-        "(paired one-sided Wilcoxon p < 0.01); NAS-Bench-Macro 92.04 / 92.63 (92.43 / 93.04) and Channel-Bench-Macro "
-        "MobileNet 90.48 / 90.99 (91.36 / 91.76), worse than all three. Full report: benchmarks/report/report.md."
-    )
+NOTES = (
+    "## How it was made\n\n"
+    "`bash scripts/train_default_model.sh`, four stages: pretraining on the timm networks "
+    "(`data/pretrain_timm.jsonl.gz`, configs/pretrain.yaml); LoRA fine-tuning on the 36 torchvision networks "
+    "of GPT-NAS (configs/finetune_lora.yaml), merged into the weights; continued training on the conditioned "
+    "corpus (configs/condition.yaml: each network under its quality token q0..q4, the quintile of its published "
+    "accuracy within its source, and its parameter-count token); and CIFAR-scale training "
+    "(configs/cifar_scale.yaml): pytorchcv's CIFAR-10, CIFAR-100 and SVHN networks under their dataset's "
+    "quality token (`data/PYTORCHCV.md`), the classic CIFAR designs, cost-only samples of the `cifar` space "
+    "(no accuracy: what each cost token means in the space's spelling) and the ImageNet networks again, with "
+    "the vocabulary extended by the eighth-decade cost tokens and the dataset tags. The shipped weights "
+    "continued the model shipped before the CIFAR stage existed (gptnas commit 96a4ea7), which itself "
+    "continued the one of commit 22675de with the conditioning stage; the script reproduces the recipe on "
+    "today's corpus.\n\n"
+    "It has seen no benchmark table (`gptnas_tables_seen` in config.json is empty): NAS-Bench-Macro, "
+    "Channel-Bench-Macro and NAS-Bench-201 results are only ever read by the search. The leave-space-out GPTs "
+    "of `python -m gptnas.bench --gpt transfer` continue it on the tables of the other spaces "
+    "(gptnas/gpt/transfer.py). What it knows of the benchmark spaces before and during a search is measured "
+    "in benchmarks/RESULTS.md (`benchmarks/gpt_prior.py`, the study); README gives the current numbers.\n"
+)
+
+
+def held_out_metrics(results: dict[str, dict]) -> dict[str, float]:
+    metrics = {}
+    for stage, result in results.items():
+        for key, label in (("eval_loss", "loss"), ("eval_perplexity", "perplexity"),
+                           ("eval_top1_accuracy", "next-token top-1"), ("eval_top5_accuracy", "next-token top-5")):
+            metrics[f"held-out {label} ({STAGES[stage]})"] = result[key]
+    return metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path, help="the run folders of the stages, in training order")
+    parser.add_argument("target", type=Path)
+    parser.add_argument("--earlier", type=Path, help="gptnas_training.json of the shipped model the first stage continued")
+    parser.add_argument("--held_out", type=Path, help="benchmarks/held_out.py's table, before and after")
+    args = parser.parse_args()
+    unknown = [run.name for run in args.runs if run.name not in STAGES]
+    if unknown:
+        parser.error(f"unknown stage {unknown[0]}; the run folders are named {', '.join(STAGES)}")
+    configs = {run.name: yaml.safe_load((run / "train_config.yaml").read_text()) for run in args.runs}
+    results = json.loads(args.earlier.read_text()) if args.earlier else {}
+    results = {stage: result for stage, result in results.items() if stage in STAGES and stage not in configs}
+    results.update({run.name: json.loads((run / "metrics.json").read_text()) for run in args.runs})
+    last = args.runs[-1]
+    if args.target.exists():
+        shutil.rmtree(args.target)
+    args.target.mkdir(parents=True)
+    for name in MODEL_FILES:
+        if (last / name).exists():
+            shutil.copy(last / name, args.target / name)
+    notes = NOTES
+    if args.held_out:
+        notes += ("\n## Held-out families, family by family\n\n`python benchmarks/held_out.py`: next-token loss / "
+                  "top-1 over the layer tokens of each held-out family, the model shipped before against this one "
+                  "(the CIFAR-scale stage also holds out pyramidnet, a CIFAR family, so its summary numbers above "
+                  "are over a larger set than the earlier stages').\n\n" + args.held_out.read_text())
     write_model_card(
-        target_dir, title="ArchGPT (gptnas default model)",
-        corpus=sorted(set(pre_cfg["train_files"] + fine_cfg["train_files"] + cond_cfg["train_files"])),
-        config={"pretrain": pre_cfg, "finetune": fine_cfg, "condition": cond_cfg}, metrics=metrics,
-        held_out_families=held_out, notes=notes,
+        args.target, title="ArchGPT (gptnas default model)",
+        corpus=sorted({f for config in configs.values() for f in config["train_files"]}),
+        config=configs, metrics=held_out_metrics(results),
+        held_out_families=configs[last.name]["eval_families"], notes=notes,
     )
-    (target_dir / "gptnas_training.json").write_text(json.dumps(
-        {"eval_families": held_out, "pretrain": pre_metrics, "finetune": fine_metrics,
-         "condition": {"config": "configs/condition.yaml", **cond_metrics}}, indent=2))
-    size = sum(p.stat().st_size for p in target_dir.iterdir())
-    print(f"shipped {target_dir} ({size / 1e6:.1f} MB)")
+    summary = {"eval_families": configs[last.name]["eval_families"], **results}
+    (args.target / "gptnas_training.json").write_text(json.dumps(summary, indent=2))
+    size = sum(p.stat().st_size for p in args.target.iterdir())
+    print(f"shipped {args.target} ({size / 1e6:.1f} MB)")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    main()

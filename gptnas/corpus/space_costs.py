@@ -36,7 +36,7 @@ def cost_samples(space_name: str, per_bucket: int, draws: int, seed: int) -> lis
     by_bucket: dict[str, list[dict]] = {}
     for _ in tqdm(range(draws), desc=f"{space_name} samples", disable=None):
         arch = space.sample(rng)
-        params = space.cost(arch)["params"]
+        params = space.params(arch)
         bucket = by_bucket.setdefault(tokens.params_bucket(params), [])
         if len(bucket) < per_bucket:
             words = [tokens.params_bucket(params), *space.encode(arch).split()]
@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gptnas.corpus.space_costs",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--space", default="cifar", help="the search space (default: cifar)")
-    parser.add_argument("--per_bucket", type=int, default=6, help="samples kept per cost bucket (default: 6)")
-    parser.add_argument("--draws", type=int, default=4000, help="uniform samples drawn (default: 4000)")
+    parser.add_argument("--per_bucket", type=int, default=50, help="samples kept per cost bucket (default: 50)")
+    parser.add_argument("--draws", type=int, default=16000, help="uniform samples drawn (default: 16000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("data"), help="output directory (default: data)")
     args = parser.parse_args(argv)

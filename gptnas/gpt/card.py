@@ -80,8 +80,8 @@ def write_model_card(
         "",
         *[f"- `{c}`" for c in corpus],
         "",
-        "Human-designed networks only (torchvision / timm definitions walked with torch.fx);",
-        "no benchmark accuracies and no search-space samples.",
+        "What each file holds is in the data cards beside it (`data/README.md`, `data/PYTORCHCV.md` for gptnas's",
+        "own corpus). `gptnas_tables_seen` in config.json names every benchmark table the GPT was trained on.",
         "",
     ]
     if metrics:

@@ -174,6 +174,9 @@ class NasBench201(SearchSpace):
 
     # ------------------------------------------------------------ network
 
+    def params(self, arch) -> int:
+        return published_params(arch)
+
     def cost(self, arch) -> dict[str, int]:
         """Exact, and linear in the number of 3x3 / 1x1 convolution edges (tests check it against
         the built network); the parameter part is the benchmark's published formula."""
