@@ -32,7 +32,7 @@ def gpt_under(gpt, space, cap: int, n: int, seed: int) -> tuple[list, float]:
     """(n samples under the best quality token and the cap, the mean number of redraws per sample),
     drawn as `ArchGPT.complete` draws them."""
     generator = torch.Generator(device=gpt.device).manual_seed(seed)
-    condition = check_condition(4, cap)
+    condition = check_condition(4, cap, gpt.vocab)
     archs, todo, redraws = [None] * n, list(range(n)), 0
     for _ in range(MAX_REDRAWS):
         for i, sampled in zip(todo, gpt.sample(space, [[] for _ in todo], generator=generator,
@@ -78,7 +78,7 @@ def main() -> None:
           "| NASWOT (median) | log10 synflow (median) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for cap in (int(c) for c in args.caps.split(",")):
-        token = cap_bucket(cap)
+        token = cap_bucket(cap, gpt.vocab)
         try:
             drawn, redraws = gpt_under(gpt, space, cap, args.samples, seed=0)
             cells = describe(space, drawn, cap, proxies)

@@ -38,8 +38,14 @@ def test_a_cap_prompts_a_bucket_within_one_step_below_it_whose_networks_mostly_f
     lower = T.PARAM_EDGES[index - 1] if index else 0
     upper = T.PARAM_EDGES[index]
     assert lower < cap and upper >= cap / 1.34 or index == len(T.PARAM_EDGES) - 1
-    if upper > cap:  # the cap's own bucket: at least half of it (log scale) lies under the cap
+    if upper > cap and lower:  # the cap's own bucket: at least half of it (log scale) lies under the cap
         assert math.log(cap / lower) >= math.log(upper / lower) / 2
+
+
+def test_a_gpt_with_fewer_cost_tokens_is_prompted_with_the_largest_of_its_own_under_the_cap():
+    quarter_decades = T.PARAM_TOKENS[::2]  # the cost tokens of GPTs trained before eighth decades
+    assert T.cap_bucket(1_200_000) == "p1.3m" and T.cap_bucket(1_200_000, quarter_decades) == "p1m"
+    assert T.cap_bucket(5_000_000, quarter_decades) == T.cap_bucket(5_000_000) == "p5.6m"
 
 
 def test_a_condition_reads_back_and_holds_no_layer():

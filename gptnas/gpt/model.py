@@ -159,7 +159,7 @@ class ArchGPT:
         for name, value in (("n", n), ("batch_size", batch_size)):
             if not is_int(value) or value < 1:
                 raise GptnasError(f"{name} must be an integer >= 1, got {value!r}")
-        condition = check_condition(quality, max_params)
+        condition = check_condition(quality, max_params, self.vocab)
         generate.check_sampling(temperature, top_k)
         rows = [p.split() for p in prefixes for _ in range(n)]
         generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -193,7 +193,7 @@ class ArchGPT:
         the condition `quality` / `max_params`; GptnasError naming the first that is not one of `space`."""
         space = get_space(space)
         sequences = spellings(space, archs)
-        condition = check_condition(quality, max_params)
+        condition = check_condition(quality, max_params, self.vocab)
         return generate.log_likelihood(self.model, self.vocab, space, sequences, constrained,
                                        conditions=[condition] * len(sequences))
 

@@ -41,6 +41,7 @@ Conditioning tokens (optional, in this order, before the space tag)
 
 import math
 from bisect import bisect_left, bisect_right
+from collections.abc import Collection
 
 BOS, EOS, PAD, UNK = "<bos>", "<eos>", "<pad>", "<unk>"
 SPECIAL_TOKENS = (BOS, EOS, PAD, UNK)
@@ -96,17 +97,17 @@ def params_bucket(count: int) -> str:
     return PARAM_TOKENS[-1]
 
 
-def cap_bucket(cap: int) -> str:
+def cap_bucket(cap: int, known: Collection[str] = PARAM_TOKENS) -> str:
     """The cost token to sample under a parameter cap. When the cap lies in the upper half of its
     bucket (log scale), that bucket: most of its networks fit under the cap. Otherwise the bucket
     below, all of whose networks fit. Either way a network of the chosen bucket lies at most one
-    bucket width (x1.33) below the cap, or above it with a chance under one half."""
+    bucket width (x1.33) below the cap, or above it with a chance under one half. A GPT trained on
+    fewer cost tokens (`known`) gets the largest of its own at or below that one."""
     index = PARAM_TOKENS.index(params_bucket(cap))
-    if index == 0:
-        return PARAM_TOKENS[0]
-    lower, upper = PARAM_EDGES[index - 1], PARAM_EDGES[index]
-    upper_half = math.log(cap / lower) >= math.log(upper / lower) / 2
-    return PARAM_TOKENS[index if upper_half else index - 1]
+    if index > 0:
+        lower, upper = PARAM_EDGES[index - 1], PARAM_EDGES[index]
+        index -= math.log(cap / lower) < math.log(upper / lower) / 2
+    return next((t for t in reversed(PARAM_TOKENS[: index + 1]) if t in known), PARAM_TOKENS[index])
 
 
 def condition(quality_level: int | None = None, params: int | None = None) -> list[str]:
