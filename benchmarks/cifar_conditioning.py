@@ -3,8 +3,8 @@
     python benchmarks/cifar_conditioning.py [--gpt PATH] [--samples 30] [--caps 1000000,5000000,20000000]
 
 For each cap: samples drawn under the best quality token and `max_params` = cap
-(what `ArchGPT.complete` does: the prompt holds `tokens.cap_bucket(cap)`, and a
-sample above the cap is drawn again) against uniform samples of the space under
+(`ArchGPT.complete`: the prompt holds `tokens.cap_bucket(cap)`, and a sample
+above the cap is drawn again under the next lower cost token) against uniform samples of the space under
 the same cap (rejection sampling). Reports the parameter distribution (median as
 a fraction of the cap, the largest), the mean number of redraws per sample, how
 many never downsample, and the NASWOT and synflow scores (random inputs, as
@@ -18,31 +18,28 @@ import math
 import random
 import statistics
 
-import torch
-
 from gptnas.errors import GptnasError
 from gptnas.evaluators.proxy import ProxyEvaluator, ProxySettings
-from gptnas.gpt.inputs import check_condition
-from gptnas.gpt.model import MAX_REDRAWS, ArchGPT
+from gptnas.gpt.model import ArchGPT
 from gptnas.language.tokens import cap_bucket
 from gptnas.spaces import get_space
 
 
 def gpt_under(gpt, space, cap: int, n: int, seed: int) -> tuple[list, float]:
-    """(n samples under the best quality token and the cap, the mean number of redraws per sample),
-    drawn as `ArchGPT.complete` draws them."""
-    generator = torch.Generator(device=gpt.device).manual_seed(seed)
-    condition = check_condition(4, cap, gpt.vocab)
-    archs, todo, redraws = [None] * n, list(range(n)), 0
-    for _ in range(MAX_REDRAWS):
-        for i, sampled in zip(todo, gpt.sample(space, [[] for _ in todo], generator=generator,
-                                               conditions=[condition] * len(todo))):
-            archs[i] = space.decode(" ".join(sampled.tokens))
-        todo = [i for i in todo if space.cost(archs[i])["params"] > cap]
-        if not todo:
-            return archs, redraws / n
-        redraws += len(todo)
-    raise GptnasError(f"{len(todo)} of {n} samples stayed above the cap after {MAX_REDRAWS} draws")
+    """(`ArchGPT.complete`'s n samples under the best quality token and the cap, the mean number of
+    redraws per sample: rows sampled beyond the n)."""
+    sampled, sample = [], gpt.sample
+
+    def counted(space, rows, *args, **kwargs):
+        sampled.append(len(rows))
+        return sample(space, rows, *args, **kwargs)
+
+    gpt.sample = counted
+    try:
+        archs = gpt.complete(space, [""], n=n, quality=4, max_params=cap, seed=seed)[0]
+    finally:
+        gpt.sample = sample
+    return archs, (sum(sampled) - n) / n
 
 
 def uniform_under(space, cap: int, n: int, seed: int) -> list:

@@ -8,6 +8,7 @@ from transformers import AutoTokenizer
 
 from gptnas.errors import GptnasError
 from gptnas.gpt.folder import default_model_dir
+from gptnas.gpt.inputs import lower_cost
 from gptnas.gpt.model import ArchGPT, new_model
 from gptnas.language import tokens as T
 from gptnas.corpus.tokenizer import build_tokenizer, space_words
@@ -40,6 +41,14 @@ def test_a_cap_prompts_a_bucket_within_one_step_below_it_whose_networks_mostly_f
     assert lower < cap and upper >= cap / 1.34 or index == len(T.PARAM_EDGES) - 1
     if upper > cap and lower:  # the cap's own bucket: at least half of it (log scale) lies under the cap
         assert math.log(cap / lower) >= math.log(upper / lower) / 2
+
+
+def test_a_redraw_lowers_the_cost_token_one_bucket_at_a_time():
+    assert lower_cost(["q4", "p1m"], 0, T.PARAM_TOKENS) == ["q4", "p1m"]
+    assert lower_cost(["q4", "p1m"], 2, T.PARAM_TOKENS) == ["q4", "p562k"]
+    assert lower_cost(["p13k"], 5, T.PARAM_TOKENS) == ["p10k"]  # never below the lowest
+    assert lower_cost(["q4"], 3, T.PARAM_TOKENS) == ["q4"]  # no cost token, nothing to lower
+    assert lower_cost(["p1m"], 1, T.PARAM_TOKENS[::2]) == ["p562k"]  # among the GPT's own tokens
 
 
 def test_a_gpt_with_fewer_cost_tokens_is_prompted_with_the_largest_of_its_own_under_the_cap():

@@ -19,6 +19,14 @@ def check_condition(quality, max_params, known: Collection[str] = PARAM_TOKENS) 
     return condition(quality) + ([] if max_params is None else [cap_bucket(max_params, known)])
 
 
+def lower_cost(condition: list[str], steps: int, known: Collection[str]) -> list[str]:
+    """`condition` with its cost token `steps` buckets lower among the tokens `known` (the lowest at most)."""
+    if not steps or not condition or condition[-1] not in PARAM_TOKENS:
+        return condition
+    own = [t for t in PARAM_TOKENS if t in known]
+    return condition[:-1] + [own[max(0, own.index(condition[-1]) - steps)]]
+
+
 def is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 

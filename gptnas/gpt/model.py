@@ -32,7 +32,7 @@ from gptnas.gpt.folder import (
     stamp_vocab,
 )
 from gptnas.gpt import lora
-from gptnas.gpt.inputs import check_condition, check_prefixes, is_int, spellings
+from gptnas.gpt.inputs import check_condition, check_prefixes, is_int, lower_cost, spellings
 from gptnas.language.tokens import BOS, EOS, PAD, QUALITY_LEVELS
 from gptnas.spaces import get_space
 
@@ -151,7 +151,8 @@ class ArchGPT:
         """`n` architectures of `space` completing each prefix (an encoded-token string, possibly empty).
 
         `quality` (0..4, 4: the best fifth) and `max_params` condition the GPT (gptnas/language/tokens.py);
-        with `max_params`, samples above it are drawn again, so none exceeds it.
+        with `max_params`, samples above it are drawn again, each time under the next lower cost token,
+        so none exceeds it.
         Returns one list of `n` architectures per prefix; same seed, same output.
         """
         space = get_space(space)
@@ -165,14 +166,15 @@ class ArchGPT:
         generator = torch.Generator(device=self.device).manual_seed(seed)
         archs: list = [None] * len(rows)
         todo = list(range(len(rows)))
-        for _ in range(MAX_REDRAWS):
+        for redraw in range(MAX_REDRAWS):
+            lowered = lower_cost(condition, redraw, self.vocab)
             for start in range(0, len(todo), batch_size):
                 batch = todo[start : start + batch_size]
                 drawn = self.sample(space, [rows[i] for i in batch], temperature, top_k, generator,
-                                    conditions=[condition] * len(batch))
+                                    conditions=[lowered] * len(batch))
                 for i, s in zip(batch, drawn):
                     archs[i] = space.decode(" ".join(s.tokens))
-            todo = [i for i in todo if max_params is not None and space.cost(archs[i])["params"] > max_params]
+            todo = [i for i in todo if max_params is not None and space.params(archs[i]) > max_params]
             if not todo:
                 return [archs[i : i + n] for i in range(0, len(archs), n)]
         raise GptnasError(f"{len(todo)} of {len(rows)} samples stayed above max_params={max_params} after "
