@@ -13,3 +13,15 @@ def one_line(error: BaseException) -> str:
     """`Type: first line of the message`, for logs and records of failures that are not the user's."""
     lines = str(error).strip().splitlines()
     return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+QUOTE_LIMIT = 200  # characters of a user's input that an error message repeats
+
+
+def quote(value, limit: int = QUOTE_LIMIT) -> str:
+    """repr(value) for an error message, cut to about `limit` characters: a message never repeats a whole file."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print (Python limits int-to-text conversion)
+        text = f"<an integer of {value.bit_length()} bits>"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

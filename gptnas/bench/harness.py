@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from gptnas.config import load_yaml
 from gptnas.errors import GptnasError
 from gptnas.evaluators.proxy import PROXIES
-from gptnas.files import write_atomic, write_json
+from gptnas.files import refuse_links, write_atomic, write_json
 from gptnas.gpt import transfer
 from gptnas.gpt.provenance import leaked, tables_seen_by
 from gptnas.search.config import EvolveConfig
@@ -267,6 +267,8 @@ def study_identity(benchmarks, strategies, seeds, budget, study, gpt) -> dict:
 def claim_output_dir(output_dir: Path, identity: dict) -> None:
     """Creates `output_dir` for this study, or checks that it holds the same study (then it resumes)."""
     marker = output_dir / "study.json"
+    if output_dir.is_dir():
+        refuse_links(output_dir)  # a handed study folder: nothing in it is followed
     if marker.exists():
         try:
             stored = json.loads(marker.read_text())

@@ -16,7 +16,7 @@ import json
 import logging
 
 from gptnas.errors import GptnasError
-from gptnas.files import write_json
+from gptnas.files import read_text, write_json
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.json"
@@ -87,7 +87,7 @@ def upgrade(state: dict) -> dict:
 
 def _read(path) -> dict:
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
+        state = json.loads(read_text(path))
         int(state["generation"]), dict(state["store"])
         return state
     except (OSError, ValueError, KeyError, TypeError) as error:

@@ -128,6 +128,11 @@ class EvolveConfig:
         predicate, text = spec.metadata.get("needs", (None, None))
         return text if predicate is not None and not predicate(self) else None
 
+    def settings_record(self) -> dict:
+        """{field: value} of every setting but how the run executes (the run group): what a resume must keep."""
+        run = {f.name for f in dataclasses.fields(RunSettings)}
+        return {k: v for k, v in self.flat().items() if k not in run}
+
     def limit_flops(self, evaluator) -> None:
         """Sets the cpu profile's FLOPs cap for the images `evaluator` trains on, unless a cap is set."""
         if self.search.profile == "cpu" and self.data.evaluator == "train" and self.search.max_flops is None:

@@ -127,6 +127,7 @@ class Search:
         self.run_dir, self.show_progress = run_dir, show_progress
         self.store = ResultStore(run_dir / "results.sqlite", self.identity(), must_exist=checkpoint.exists(run_dir))
         checkpoint.verify(self)  # a store that is not the checkpoint's is refused before anything is written
+        self.store.check_settings(config.settings_record(), run_dir / "config.yaml")
         self.rng = random.Random(self.settings.seed)
         self.costs = Costs(self.settings, space, evaluator, self.device)
         self.pareto = len(self.costs.objectives) > 1

@@ -10,7 +10,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from gptnas.errors import GptnasError
-from gptnas.files import write_atomic, write_json
+from gptnas.files import atomic_path, write_atomic, write_json
 from gptnas.search.costs import UNITS
 
 
@@ -132,7 +132,7 @@ def plot(search, run_dir: Path) -> None:
     ax.set_title(title)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(run_dir / "fitness.png", dpi=120)
+    save_figure(fig, run_dir / "fitness.png")
 
     pareto_plot(search, history, metric, title, run_dir / "pareto.png")
 
@@ -162,7 +162,13 @@ def pareto_plot(search, history, metric: str, title: str, path: Path) -> None:
     fig.suptitle(f"{title}: {metric.split(' (')[0]} against {', '.join(UNITS[c].split(' (')[0] for c in costs)}"
                  + (f" ({hidden} failed or chance-level networks not shown)" if hidden else ""), fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
+
+
+def save_figure(fig: Figure, path: Path) -> None:
+    """A PNG written whole or not at all; a link at `path` is replaced, never written through."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
 
 
 def _cost(evaluation, name: str):

@@ -17,8 +17,9 @@ import sqlite3
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, quote
 from gptnas.evaluators.base import WORST_FITNESS, Evaluation
+from gptnas.files import link_error
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -36,6 +37,7 @@ CREATE TABLE IF NOT EXISTS proxy_scores (
 );
 """
 FORMAT = "gptnas-results-1"
+SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite's files beside the store
 
 
 class ResultStore:
@@ -43,6 +45,9 @@ class ResultStore:
         """Opens (or creates) the store of the run with `identity`; with `must_exist`, a store that holds
         no run yet (missing, empty, or never written) is refused rather than started."""
         self.path = Path(path)
+        for name in (self.path.name, *(self.path.name + suffix for suffix in SIDE_FILES)):
+            if (self.path.parent / name).is_symlink():  # SQLite would write through it
+                raise link_error(self.path.parent / name)
         if must_exist and not self.holds_a_run(self.path):
             raise GptnasError(f"{self.path} holds no results although the run directory has a checkpoint; "
                               "restore results.sqlite (with its -wal file) or use a new --output_dir")
@@ -72,6 +77,26 @@ class ResultStore:
         self._cache = {key: Evaluation.from_dict(json.loads(r)) for key, _, r in rows}
         self._generation = {key: generation for key, generation, _ in rows}
         self.proxy_scores: dict[str, float | None] = dict(self.db.execute("SELECT key, score FROM proxy_scores"))
+
+    def check_settings(self, settings: dict, where: Path) -> None:
+        """Records the run's settings ({field: value}: every one but how the run executes) the first time; later,
+        settings that differ (a hand-edited config.yaml) are refused, naming the first field that differs."""
+        wanted = json.loads(json.dumps(settings))
+        row = self.db.execute("SELECT value FROM meta WHERE name = 'settings'").fetchone()
+        if row is None:  # a new store, or one written before the settings were recorded
+            with self._transaction():
+                self.db.execute("INSERT INTO meta VALUES ('settings', ?)", (json.dumps(wanted, sort_keys=True),))
+            return
+        try:
+            stored = json.loads(row[0])
+            differ = [k for k in sorted(set(stored) | set(wanted)) if stored.get(k) != wanted.get(k)]
+        except (ValueError, TypeError, AttributeError):
+            raise GptnasError(f"{self.path} records unreadable settings; use a new --output_dir") from None
+        if differ:
+            name = differ[0]
+            raise GptnasError(f"{where}: {name} is {quote(wanted.get(name))} but the run was started with "
+                              f"{quote(stored.get(name))}; a resumed run may change only how it executes: restore "
+                              f"{name} or start a new run")
 
     def __contains__(self, key: str) -> bool:
         return key in self._cache

@@ -1,0 +1,125 @@
+"""Files a user is handed cannot hurt them: a run directory, a study folder, an exported network or a GPT folder
+made by someone else is read without following links, without trusting its settings or its numbers, and a bad
+one is refused in one line before anything is written."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+import yaml
+
+import evolve
+from gptnas.bench import __main__ as bench
+
+NB201 = ["--space", "nas-bench-201", "--evaluator", "benchmark", "--dataset", "cifar10"]
+RUN = [*NB201, "--strategy", "ga", "--population", "10", "--generations", "2", "--seed", "1"]
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """A finished run, made once for the module (on the first call) and copied by each test."""
+    made = {}
+
+    def make() -> Path:
+        if "run" not in made:
+            made["run"] = tmp_path_factory.mktemp("template") / "run"
+            assert evolve.main([*RUN, "--output_dir", str(made["run"])]) == 0
+        return made["run"]
+
+    return make
+
+
+@pytest.fixture
+def run(template, tmp_path, requires_table) -> Path:
+    """A copy of a finished NAS-Bench-201 run, the test's to break."""
+    requires_table("nas-bench-201:cifar10")
+    copy = tmp_path / "run"
+    shutil.copytree(template(), copy)
+    return copy
+
+
+def refused(capsys, main, args: list[str], message: str) -> str:
+    """`main(args)` exits 2 with one line that holds `message`; returns the line."""
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    return err[0]
+
+
+def files_of(folder: Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def plant_link(path: Path, target: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    path.symlink_to(target)
+
+
+# ---------------------------------------------------------------- 1. links are never followed
+
+
+@pytest.mark.parametrize("name", [".lock", "fitness.png", "pareto.png", "results.sqlite", "results.sqlite-wal",
+                                  "checkpoint.json", "config.yaml", "evaluations.csv", "best.json"])
+def test_a_link_in_a_run_directory_is_refused_and_its_target_untouched(run, tmp_path, capsys, name):
+    target = tmp_path / "precious"
+    if name.startswith("results.sqlite"):  # another database, which must not become a store
+        with closing(sqlite3.connect(target)) as db:
+            db.execute("CREATE TABLE mine (x)")
+            db.commit()
+    else:
+        target.write_bytes((run / name).read_bytes() if (run / name).is_file() else b"mine\n")
+    before = target.read_bytes()
+    plant_link(run / name, target)
+    refused(capsys, evolve.main, ["--resume", str(run)], f"{run / name} is a symbolic link")
+    assert target.read_bytes() == before
+
+
+def test_a_linked_retrain_folder_is_refused_and_nothing_written_through_it(run, tmp_path, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    plant_link(run / "retrain", elsewhere)
+    refused(capsys, evolve.main, ["--retrain", str(run), "--retrain_epochs", "1"], "retrain is a symbolic link")
+    assert not any(elsewhere.iterdir())
+
+
+def test_a_link_in_a_study_folder_is_refused(tmp_path, capsys, requires_table):
+    requires_table("nas-bench-201:cifar10")
+    study = ["--spaces", "nas-bench-201:cifar10", "--strategies", "random", "--seeds", "1", "--budget", "4",
+             "--config", "none", "--output_dir", str(tmp_path / "study")]
+    assert bench.main(study) == 0
+    target = tmp_path / "precious"
+    target.write_text("mine\n")
+    plant_link(tmp_path / "study" / ".lock", target)
+    refused(capsys, bench.main, study, ".lock is a symbolic link")
+    assert target.read_text() == "mine\n"
+
+
+# ---------------------------------------------------------------- 2. how a run executes comes from the command line
+
+
+def edit_config(run: Path, **changes) -> None:
+    path = run / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    for name, value in changes.items():
+        group = next(g for g in config if name in config[g])
+        config[group][name] = value
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def test_a_handed_config_yaml_cannot_make_a_resume_connect_anywhere(run, capsys, caplog):
+    caplog.set_level(logging.INFO)
+    edit_config(run, executor="ray", ray_address="127.0.0.1:1", workers=64, device="cuda:7")
+    assert evolve.main(["--resume", str(run)]) == 0  # serial, here, on the default device
+    assert "not used on resume" in caplog.text and "ray_address: '127.0.0.1:1'" in caplog.text
+    saved = yaml.safe_load((run / "config.yaml").read_text())["run"]
+    assert (saved["executor"], saved["ray_address"], saved["device"]) == ("serial", None, None)
