@@ -123,3 +123,17 @@ def test_a_handed_config_yaml_cannot_make_a_resume_connect_anywhere(run, capsys,
     assert "not used on resume" in caplog.text and "ray_address: '127.0.0.1:1'" in caplog.text
     saved = yaml.safe_load((run / "config.yaml").read_text())["run"]
     assert (saved["executor"], saved["ray_address"], saved["device"]) == ("serial", None, None)
+
+
+# ---------------------------------------------------------------- 5. silent wrong results
+
+
+@pytest.mark.parametrize("name, value", [("mutation_rate", 0.9), ("generations", 5)])
+def test_a_hand_edited_search_setting_is_refused_on_resume_naming_it(run, capsys, name, value):
+    edit_config(run, **{name: value})
+    refused(capsys, evolve.main, ["--resume", str(run)], f"{name} is {value} but the run was started with")
+
+
+def test_an_empty_config_yaml_is_refused_on_resume(run, capsys):
+    (run / "config.yaml").write_text("")
+    refused(capsys, evolve.main, ["--resume", str(run)], "config.yaml is empty")
