@@ -93,12 +93,33 @@ def _coerce(cls, name: str, value: Any, where: str) -> Any:
     return value
 
 
+MAX_YAML_BYTES = 1 << 20  # a config file is a few kB; a larger one is refused before it is parsed
+
+
+class NoAliasLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases (`*name`): a few lines of aliases can expand to gigabytes (the
+    "billion laughs"), and no config of ours needs one."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a config file",
+                                              self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
+def parse_yaml(text: str):
+    """The data of a YAML document, read by `NoAliasLoader` (yaml.YAMLError on an alias)."""
+    return yaml.load(text, Loader=NoAliasLoader)  # noqa: S506 - a safe loader, aliases refused
+
+
 def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise GptnasError(f"config file {path} does not exist")
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise GptnasError(f"config file {path} is larger than {MAX_YAML_BYTES} bytes; a config is a few kB")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = parse_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
         raise GptnasError(f"config file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
     except UnicodeDecodeError:

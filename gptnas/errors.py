@@ -15,6 +15,19 @@ def one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
+def check_limit(name: str, value, limit, low=None) -> None:
+    """GptnasError stating the limit when `value` (a number read from a file or a flag) exceeds `limit` (or
+    falls below `low`): numbers that size memory or loops are checked before anything is allocated."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise GptnasError(f"{name} must be a number, got {quote(value)}")
+    if not value <= limit:  # NaN fails too
+        raise GptnasError(f"{name} must be at most {limit:,}, got {quote(value)}")
+    if low is not None and value < low:
+        raise GptnasError(f"{name} must be at least {low:,}, got {quote(value)}")
+
+
 QUOTE_LIMIT = 200  # characters of a user's input that an error message repeats
 
 

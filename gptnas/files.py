@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, one_line
 
 LOCK_FILE = ".lock"
 
@@ -131,6 +131,22 @@ def exclusive_lock(folder: str | Path) -> Iterator[None]:
     finally:
         os.ftruncate(fd, 0)
         os.close(fd)  # releases the lock
+
+
+MAX_JSON_BYTES = 10 << 20  # a config or record file of ours is a few kB; a checkpoint of a large run a few MB
+
+
+def read_json(path: str | Path, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """The JSON data of a handed file, in one-line errors: too large (`max_bytes`, checked before reading),
+    not UTF-8 JSON, or nested too deeply to parse."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise GptnasError(f"{path} is {size:,} bytes, more than the {max_bytes:,} such a file may have")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as error:  # RecursionError: thousands of nested brackets
+        raise GptnasError(f"{path} is not readable JSON ({one_line(error)[:200]})") from None
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import sqlite3
 from contextlib import closing
@@ -16,6 +17,10 @@ import yaml
 
 import evolve
 from gptnas.bench import __main__ as bench
+from gptnas.deploy.export import load_network
+from gptnas.errors import GptnasError
+from gptnas.gpt.folder import default_model_dir
+from gptnas.gpt.model import ArchGPT
 
 NB201 = ["--space", "nas-bench-201", "--evaluator", "benchmark", "--dataset", "cifar10"]
 RUN = [*NB201, "--strategy", "ga", "--population", "10", "--generations", "2", "--seed", "1"]
@@ -137,3 +142,93 @@ def test_a_hand_edited_search_setting_is_refused_on_resume_naming_it(run, capsys
 def test_an_empty_config_yaml_is_refused_on_resume(run, capsys):
     (run / "config.yaml").write_text("")
     refused(capsys, evolve.main, ["--resume", str(run)], "config.yaml is empty")
+
+
+# ---------------------------------------------------------------- 3. small files and flags, huge costs
+
+
+BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(8))
+
+
+def test_a_billion_laughs_yaml_is_refused_at_its_first_alias(run, tmp_path, capsys):
+    (run / "config.yaml").write_text(BILLION_LAUGHS)
+    refused(capsys, evolve.main, ["--resume", str(run)], "aliases (*name) are not allowed")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(BILLION_LAUGHS)
+    refused(capsys, evolve.main, ["--config", str(bomb)], "aliases (*name) are not allowed")
+
+
+LIMITED_FLAGS = [
+    (["--population", "100000000"], "population must be at most 100,000, got 100000000"),
+    (["--novelty_tries", "1000000000"], "novelty_tries must be at most 1,000"),
+    (["--generations", str(10**12)], "generations must be at most 1,000,000"),
+    (["--seed", str(10**26), "--screen", "naswot"], "seed must be at most 4,294,967,295"),
+    (["--seed", "-1"], "seed must be at least 0"),
+    (["--objectives", "accuracy,latency", "--latency_batch_size", "1000000000"],
+     "latency_batch_size must be at most 4,096"),
+    (["--evaluator", "proxy", "--image_size", "60000"], "image_size must be at most 1,024"),
+    (["--evaluator", "train", "--batch_size", "100000000"], "batch_size must be at most 65,536"),
+]
+
+
+@pytest.mark.parametrize("flags, message", LIMITED_FLAGS, ids=[" ".join(f) for f, _ in LIMITED_FLAGS])
+def test_a_flag_that_sizes_memory_or_loops_has_a_stated_limit(tmp_path, capsys, flags, message):
+    refused(capsys, evolve.main, [*NB201, *flags, "--output_dir", str(tmp_path / "run")], message)
+    assert not (tmp_path / "run").exists()
+
+
+def exported_network(folder: Path, **config) -> Path:
+    folder.mkdir()
+    key = "|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+|skip_connect~0|nor_conv_1x1~1|skip_connect~2|"
+    base = {"format": "gptnas-network", "format_version": 1, "space": "nas-bench-201", "key": key, "num_classes": 10}
+    (folder / "config.json").write_text(json.dumps({**base, **config}))
+    return folder
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"num_classes": 10_000_000}, "num_classes must be at most 100,000"),
+    ({"num_classes": True}, "check num_classes"),
+])
+def test_an_exported_config_json_is_checked_before_the_network_is_built(tmp_path, config, message):
+    folder = exported_network(tmp_path / "net", **config)
+    with pytest.raises(GptnasError, match=re.escape(message)):
+        load_network(folder)
+
+
+def test_deeply_nested_json_is_one_line(tmp_path):
+    folder = tmp_path / "net"
+    folder.mkdir()
+    (folder / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(GptnasError, match="is not readable JSON"):
+        load_network(folder)
+
+
+def gpt_copy(folder: Path, config_name: str = "config.json", **changes) -> Path:
+    shutil.copytree(default_model_dir(), folder)
+    path = folder / config_name
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+    return folder
+
+
+@pytest.mark.parametrize("name, value", [("n_layer", 100_000), ("n_embd", 10**9), ("vocab_size", 10**12),
+                                         ("n_positions", 10**9), ("num_hidden_layers", 100_000)])
+def test_a_gpt_config_json_asking_for_a_huge_model_is_refused_before_loading(tmp_path, name, value):
+    folder = gpt_copy(tmp_path / "gpt", **{name: value})
+    with pytest.raises(GptnasError, match=f"{name} must be at most"):
+        ArchGPT.from_pretrained(folder)
+
+
+def test_an_adapter_of_a_huge_rank_is_refused_before_loading(tmp_path):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 1_000_000}))
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
+    with pytest.raises(GptnasError, match="r must be at most 1,024"):
+        ArchGPT.from_pretrained(adapter=adapter)
+
+
+def test_complete_asked_for_millions_of_networks_is_refused():
+    gpt = ArchGPT.from_pretrained()
+    with pytest.raises(GptnasError, match="n must be at most 100,000"):
+        gpt.complete("nas-bench-201", n=10**7)

@@ -20,13 +20,20 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
-from gptnas.errors import GptnasError, one_line
+from gptnas.errors import GptnasError, check_limit, one_line
+from gptnas.files import read_json
 from gptnas.hub import local_folder
 
 GPT_FILES = ("config.json", "model.safetensors")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 UNSAFE_WEIGHTS = ("pytorch_model.bin", "adapter_model.bin", "tf_model.h5", "flax_model.msgpack")
 VOCAB_KEY = "gptnas_vocab_sha256"  # in the model's config.json: the fingerprint of its tokenizer's vocabulary
+# The largest GPT and adapter a folder may describe (each name with its transformers alias), checked before any
+# weight is allocated: a few bytes of config.json could otherwise ask for terabytes. GPT-2 XL is 48 x 1600.
+GPT_LIMITS = {("n_layer", "num_hidden_layers"): 64, ("n_head", "num_attention_heads"): 128,
+              ("n_embd", "hidden_size"): 8_192, ("n_inner",): 32_768,
+              ("n_positions", "max_position_embeddings", "n_ctx"): 65_536, ("vocab_size",): 1_000_000}
+ADAPTER_LIMITS = {("r",): 1_024, ("lora_alpha",): 1_000_000}
 SHIPPED_NAME = "gptnas/default_model"  # how `ArchGPT.source` names the model shipped in the package
 
 
@@ -111,10 +118,12 @@ def check_folder(path: Path, files: tuple[str, ...]) -> None:
         raise GptnasError(f"{path} holds {unsafe[0]}; gptnas loads safetensors only: re-save it with save_pretrained()")
     if missing:
         raise GptnasError(f"{path} is not a saved ArchGPT: {missing[0]} is missing")
-    try:
-        json.loads((path / files[0]).read_text())
-    except json.JSONDecodeError:
-        raise GptnasError(f"{path / files[0]} is corrupt (not JSON); save the model again") from None
+    config = read_json(path / files[0])
+    if not isinstance(config, dict):
+        raise GptnasError(f"{path / files[0]} is corrupt (not a JSON object); save the model again")
+    for names, limit in (ADAPTER_LIMITS if files == ADAPTER_FILES else GPT_LIMITS).items():
+        for name in names:
+            check_limit(f"{path / files[0]}: {name}", config.get(name), limit, low=0)
 
 
 def merge_adapter(model, adapter_dir: Path):

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_scheduler
 
-from gptnas.config import to_dict
+from gptnas.config import parse_yaml, to_dict
 from gptnas.errors import GptnasError, one_line
 from gptnas.files import write_atomic
 from gptnas.gpt import data, provenance
@@ -407,7 +407,7 @@ def check_same_run(config: TrainConfig, folder: Path) -> None:
         logger.warning("%s records no training config: cannot check that it was trained with this one", folder)
         return
     try:
-        saved = yaml.safe_load(saved_path.read_text(encoding="utf-8"))
+        saved = parse_yaml(saved_path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise GptnasError(f"{saved_path} is unreadable ({one_line(error)}); resume from another checkpoint") from None
     if not isinstance(saved, dict):

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gptnas.errors import GptnasError, one_line
+from gptnas.errors import GptnasError, check_limit, one_line
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,8 @@ IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 COMMIT = re.compile(r"[0-9a-f]{40}")
 DECODE_CHUNK = 1024  # images decoded at a time
+MAX_IMAGE_SIZE = 1_024  # pixels a side: 1024x1024 is already 16x ImageNet's 224x224
+MAX_BATCH_SIZE = 65_536  # images in one batch, for training, proxies and retraining
 VALID = "cifar10, cifar100, digits, a Hub dataset id (owner/name) or a local folder"
 
 # What this process loaded, by (dataset, data_dir): (the revision asked for, the record dataset_source returns).
@@ -142,8 +144,7 @@ def load_images(
     """The whole dataset as uint8 tensors (cached per process). Images keep their common square side,
     or are resized to `image_size`, or to `input_size` when their sizes differ."""
     check_dataset(dataset)
-    if image_size is not None and image_size < 1:
-        raise GptnasError(f"image_size must be >= 1, got {image_size}")
+    check_limit("image_size", image_size, MAX_IMAGE_SIZE, low=1)
     if dataset == "digits":
         return _digits(image_size)
     spec = DATASETS.get(dataset)
