@@ -4,6 +4,7 @@ one is refused in one line before anything is written."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -232,3 +233,58 @@ def test_complete_asked_for_millions_of_networks_is_refused():
     gpt = ArchGPT.from_pretrained()
     with pytest.raises(GptnasError, match="n must be at most 100,000"):
         gpt.complete("nas-bench-201", n=10**7)
+
+
+# ---------------------------------------------------------------- 4. the store checks what it reads
+
+
+def craft_store(run: Path, *statements: str, params: tuple = ()) -> None:
+    """Runs SQL on the run's store, then gives the checkpoint the digest of what the store now holds (a
+    crafted store that matches its checkpoint)."""
+    with closing(sqlite3.connect(run / "results.sqlite")) as db:
+        for statement in statements:
+            db.execute(statement, params if "?" in statement else ())
+        db.commit()
+        path = run / "checkpoint.json"
+        state = json.loads(path.read_text())
+        rows = db.execute("SELECT query, key, result FROM evaluations WHERE generation <= ? ORDER BY query",
+                          (state["generation"],)).fetchall()
+    state["store"] = {"rows": len(rows), "last_query": rows[-1][0] if rows else 0,
+                      "sha256": hashlib.sha256("".join(f"{q}\t{k}\t{r}\n" for q, k, r in rows).encode()).hexdigest()}
+    path.write_text(json.dumps(state))
+
+
+def first_result(run: Path) -> dict:
+    with closing(sqlite3.connect(run / "results.sqlite")) as db:
+        return json.loads(db.execute("SELECT result FROM evaluations WHERE query = 1").fetchone()[0])
+
+
+@pytest.mark.parametrize("sql, message", [
+    ("CREATE TRIGGER forget AFTER INSERT ON meta BEGIN DELETE FROM evaluations WHERE query > 1; END",
+     "it holds trigger 'forget', which gptnas does not create"),
+    ("CREATE VIEW best AS SELECT * FROM evaluations", "it holds view 'best'"),
+    ("CREATE TABLE extra (x)", "it holds table 'extra'"),
+])
+def test_a_store_whose_schema_gptnas_did_not_create_is_refused(run, capsys, sql, message):
+    craft_store(run, sql)
+    refused(capsys, evolve.main, ["--resume", str(run)], message)
+
+
+def test_a_view_in_place_of_the_evaluations_table_is_refused(run, capsys):
+    craft_store(run, "ALTER TABLE evaluations RENAME TO kept",
+                "CREATE VIEW evaluations AS SELECT * FROM kept")
+    refused(capsys, evolve.main, ["--resume", str(run)], "which gptnas does not create")
+
+
+@pytest.mark.parametrize("fitness", [float("nan"), float("inf"), float("-inf"), "90", None])
+def test_a_row_whose_fitness_is_not_a_finite_number_is_refused_naming_it(run, capsys, fitness):
+    result = json.dumps({**first_result(run), "fitness": fitness})
+    craft_store(run, "UPDATE evaluations SET result = ? WHERE query = 1", params=(result,))
+    refused(capsys, evolve.main, ["--resume", str(run)], "query 1")
+
+
+@pytest.mark.parametrize("result", ["not json", json.dumps({"params": 1}), "[1]", "1" + "0" * 500])
+def test_a_row_that_is_not_an_evaluation_is_refused_naming_it(run, capsys, result):
+    craft_store(run, "UPDATE evaluations SET result = ? WHERE query = 1", params=(result,))
+    line = refused(capsys, evolve.main, ["--resume", str(run)], "the result of query 1 is not an evaluation")
+    assert len(line) < 600

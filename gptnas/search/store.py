@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sqlite3
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-from gptnas.errors import GptnasError, quote
+from gptnas.errors import GptnasError, one_line, quote
 from gptnas.evaluators.base import WORST_FITNESS, Evaluation
 from gptnas.files import link_error
 
@@ -40,6 +41,13 @@ FORMAT = "gptnas-results-1"
 SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite's files beside the store
 
 
+STATUSES = ("ok", "diverged", "out_of_memory", "failed")  # what Evaluation.status may be
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 class ResultStore:
     def __init__(self, path: str | Path, identity: dict, *, must_exist: bool = False):
         """Opens (or creates) the store of the run with `identity`; with `must_exist`, a store that holds
@@ -53,9 +61,11 @@ class ResultStore:
                               "restore results.sqlite (with its -wal file) or use a new --output_dir")
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None)
+            self._check_schema(complete=False)  # before this process changes anything in a handed file
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
+            self._check_schema(complete=True)
             stored = dict(self.db.execute("SELECT name, value FROM meta"))
         except sqlite3.DatabaseError as error:
             raise GptnasError(f"{self.path} is not a readable gptnas result store ({error}); use a new --output_dir") from None
@@ -73,10 +83,57 @@ class ResultStore:
                     f"{self.path.parent} belongs to another run ({differ[0]}: {stored.get(differ[0])} here, "
                     f"{wanted[differ[0]]} asked); resume it with its own settings or use a new --output_dir"
                 )
-        rows = self.db.execute("SELECT key, generation, result FROM evaluations").fetchall()
-        self._cache = {key: Evaluation.from_dict(json.loads(r)) for key, _, r in rows}
-        self._generation = {key: generation for key, generation, _ in rows}
-        self.proxy_scores: dict[str, float | None] = dict(self.db.execute("SELECT key, score FROM proxy_scores"))
+        rows = self.db.execute("SELECT query, key, generation, result FROM evaluations").fetchall()
+        self._cache = {key: self._evaluation(query, key, generation, r) for query, key, generation, r in rows}
+        self._generation = {key: generation for _, key, generation, _ in rows}
+        self.proxy_scores: dict[str, float | None] = {}
+        for key, score in self.db.execute("SELECT key, score FROM proxy_scores"):
+            if not isinstance(key, str) or not (score is None or _finite(score)):
+                raise self._refused(f"the proxy score of {quote(key)} is {quote(score)}, not a finite number")
+            self.proxy_scores[key] = score
+
+    def _check_schema(self, complete: bool) -> None:
+        """GptnasError unless the file holds exactly the tables SCHEMA creates (with `complete` False, a subset
+        of them: a store of an older gptnas gains the newer ones), with their columns: no trigger, no view, no
+        other table or index. SQLite runs what a crafted schema holds, so it is checked before any read."""
+        found = self._schema(self.db)
+        with closing(sqlite3.connect(":memory:")) as reference:
+            reference.executescript(SCHEMA)
+            wanted = self._schema(reference)
+        for entry, columns in found.items():
+            if entry not in wanted or wanted[entry] != columns:
+                raise self._refused(f"it holds {entry[0]} {quote(entry[1])}, which gptnas does not create")
+        if complete and found.keys() != wanted.keys():
+            missing = sorted(set(wanted) - set(found))[0]
+            raise self._refused(f"it lacks {missing[0]} {missing[1]}")
+
+    @staticmethod
+    def _schema(db) -> dict:
+        """{(type, name): columns} of every entry of a database's schema (a table's columns, else None)."""
+        entries = db.execute("SELECT type, name FROM sqlite_master").fetchall()
+        return {(kind, name): db.execute("SELECT name, type, [notnull], pk FROM pragma_table_info(?)",
+                                         (name,)).fetchall() if kind == "table" else None
+                for kind, name in entries}
+
+    def _evaluation(self, query, key, generation, result: str) -> Evaluation:
+        """The Evaluation a row holds, checked: numbered, keyed, of a generation, JSON, a finite fitness."""
+        where = f"query {quote(query)}"
+        if not isinstance(query, int) or not isinstance(key, str) or not isinstance(generation, int) \
+                or generation < 0:
+            raise self._refused(f"the row of {where} has a query, key or generation of the wrong kind")
+        try:
+            record = json.loads(result)
+            evaluation = Evaluation.from_dict(record)
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError, GptnasError) as error:
+            raise self._refused(f"the result of {where} is not an evaluation ({one_line(error)[:120]})") from None
+        if not _finite(record["fitness"]) or evaluation.status not in STATUSES:
+            raise self._refused(f"{where} has fitness {quote(record['fitness'])} and status "
+                                f"{quote(evaluation.status)}; fitness must be a finite number")
+        return evaluation
+
+    def _refused(self, why: str) -> GptnasError:
+        return GptnasError(f"{self.path} is not a result store gptnas wrote: {why}; use the run's own "
+                           "results.sqlite or a new --output_dir")
 
     def check_settings(self, settings: dict, where: Path) -> None:
         """Records the run's settings ({field: value}: every one but how the run executes) the first time; later,
@@ -156,8 +213,8 @@ class ResultStore:
 
     def history(self) -> list[tuple[int, str, str, int, Evaluation]]:
         """(query, key, encoding, generation, evaluation) in evaluation order."""
-        rows = self.db.execute("SELECT query, key, encoding, generation, result FROM evaluations ORDER BY query")
-        return [(q, k, e, g, Evaluation.from_dict(json.loads(r))) for q, k, e, g, r in rows]
+        rows = self.db.execute("SELECT query, key, encoding, generation FROM evaluations ORDER BY query")
+        return [(q, k, e, g, self._cache[k]) for q, k, e, g in rows]
 
     def digest(self, through_generation: int) -> dict:
         """Rows, last query and a SHA-256 of every evaluation up to and including `through_generation`:
