@@ -288,3 +288,48 @@ def test_a_row_that_is_not_an_evaluation_is_refused_naming_it(run, capsys, resul
     craft_store(run, "UPDATE evaluations SET result = ? WHERE query = 1", params=(result,))
     line = refused(capsys, evolve.main, ["--resume", str(run)], "the result of query 1 is not an evaluation")
     assert len(line) < 600
+
+
+# ---------------------------------------------------------------- 5, 6. checkpoints: cut, crafted or out of range
+
+
+def edit_checkpoint(run: Path, text: str | None = None, **changes) -> None:
+    path = run / "checkpoint.json"
+    state = json.loads(path.read_text())
+    state.update(changes)
+    path.write_text(text if text is not None else json.dumps(state))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"population": "cut"}, "its population has 1 networks, the run's 10"),
+    ({"population": []}, "its population has 0 networks"),
+    ({"hall_of_fame": []}, "its hall of fame is empty"),
+    ({"logbook": [1, 2, 3]}, "its logbook is not one row of named values"),
+    ({"logbook": []}, "its logbook is not one row"),
+    ({"generation": 10**30}, "generation 1000000000000000000000000000000 is not a generation number"),
+    ({"generation": 7}, "generation 7 is past the run's last, 2"),
+    ({"generation": True}, "is not a generation number"),
+])
+def test_a_cut_or_crafted_checkpoint_is_refused_in_one_line(run, capsys, change, message):
+    state = json.loads((run / "checkpoint.json").read_text())
+    if change.get("population") == "cut":
+        change = {"population": state["population"][:1]}
+    edit_checkpoint(run, **change)
+    refused(capsys, evolve.main, ["--resume", str(run)], message)
+
+
+def test_a_checkpoint_generation_of_1e999_is_one_line(run, capsys):
+    text = (run / "checkpoint.json").read_text()
+    state = json.loads(text)
+    edit_checkpoint(run, text=text.replace(f'"generation": {state["generation"]}', '"generation": 1e999', 1))
+    refused(capsys, evolve.main, ["--resume", str(run)], "generation inf is not a generation number")
+
+
+@pytest.mark.parametrize("log", [[1], [{"gen": 0}], "x"])
+def test_a_crafted_reconstruction_log_is_one_line(tmp_path, requires_table, capsys, log):
+    requires_table("nas-bench-201:cifar10")
+    run = tmp_path / "run"
+    assert evolve.main([*NB201, "--strategy", "gpt-ga", "--population", "4", "--generations", "1",
+                        "--output_dir", str(run)]) == 0
+    edit_checkpoint(run, strategy={"reconstruction_log": log})
+    refused(capsys, evolve.main, ["--resume", str(run)], "reconstruction_log must be a list of entries")
