@@ -13,15 +13,20 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
 import evolve
 from gptnas.bench import __main__ as bench
 from gptnas.deploy.export import load_network
+from gptnas.deploy.retrain import RetrainSettings
 from gptnas.errors import GptnasError
+from gptnas.evaluators.base import failure
 from gptnas.gpt.folder import default_model_dir
 from gptnas.gpt.model import ArchGPT
+from gptnas.training.data import load_images
 
 NB201 = ["--space", "nas-bench-201", "--evaluator", "benchmark", "--dataset", "cifar10"]
 RUN = [*NB201, "--strategy", "ga", "--population", "10", "--generations", "2", "--seed", "1"]
@@ -333,3 +338,68 @@ def test_a_crafted_reconstruction_log_is_one_line(tmp_path, requires_table, caps
                         "--output_dir", str(run)]) == 0
     edit_checkpoint(run, strategy={"reconstruction_log": log})
     refused(capsys, evolve.main, ["--resume", str(run)], "reconstruction_log must be a list of entries")
+
+
+# ---------------------------------------------------------------- 5. data, failures and retraining
+
+
+QUICK_SEARCH = ["--space", "cifar", "--strategy", "ga", "--population", "2", "--generations", "0", "--epochs", "1",
+                "--min_steps", "0", "--batch_size", "32", "--max_train_examples", "64", "--device", "cpu"]
+
+
+@pytest.fixture
+def datasets_cache(tmp_path, monkeypatch):
+    """`datasets` caches what it reads: here, not in the user's cache."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_datasets")
+
+
+def saved_dataset(folder: Path, train_labels: list, test_labels: list) -> Path:
+    import datasets
+
+    def split(labels):
+        return datasets.Dataset.from_dict({"image": [np.zeros((8, 8), np.uint8)] * len(labels), "label": labels})
+
+    datasets.DatasetDict(train=split(train_labels), test=split(test_labels)).save_to_disk(folder)
+    return folder
+
+
+@pytest.mark.parametrize("train, test, message", [
+    ([0, 1] * 4, [0, 1, 2, 2], "the test split has labels no training image has ([2])"),
+    ([0.0, 1.0] * 4, [0.0, 1.0], "holds float labels; labels must be integers or strings"),
+    ([True, False] * 4, [True, False], "holds bool labels"),
+])
+def test_labels_are_integers_or_strings_and_classes_come_from_the_training_split(tmp_path, capsys, datasets_cache,
+                                                                                 train, test, message):
+    folder = saved_dataset(tmp_path / "saved", train, test)
+    refused(capsys, evolve.main, [*QUICK_SEARCH, "--dataset", str(folder), "--output_dir", str(tmp_path / "run")],
+            message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_string_labels_seen_in_training_are_classes(tmp_path, datasets_cache):
+    folder = saved_dataset(tmp_path / "saved", ["cat", "dog"] * 4, ["dog", "cat"])
+    data = load_images(str(folder))
+    assert data.num_classes == 2 and data.test_labels.tolist() == [1, 0]
+
+
+def test_a_column_flag_for_the_bundled_digits_is_refused(tmp_path, capsys):
+    refused(capsys, evolve.main, [*QUICK_SEARCH, "--dataset", "digits", "--label_column", "foo",
+                                  "--output_dir", str(tmp_path / "run")], "drop --label_column")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_cpu_out_of_memory_is_recorded_as_out_of_memory():
+    for allocate in (lambda: torch.empty(2**50, dtype=torch.uint8), lambda: bytearray(2**62)):
+        try:
+            allocate()
+        except (RuntimeError, MemoryError, OverflowError) as error:
+            evaluation = failure(error, {"params": 1, "flops": 1}, 0.0)
+        assert evaluation.status == "out_of_memory", evaluation.reason
+
+
+def test_a_short_retraining_steps_its_learning_rate_down():
+    assert RetrainSettings(epochs=30).lr_step_epochs == 9  # 100 of GPT-NAS's 350 epochs, scaled
+    assert RetrainSettings().lr_step_epochs == 100
+    assert RetrainSettings(epochs=30, lr_step_epochs=50).lr_step_epochs == 50

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gptnas.errors import GptnasError, check_limit, one_line
+from gptnas.errors import GptnasError, check_limit, one_line, quote
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,10 @@ def load_images(
     check_dataset(dataset)
     check_limit("image_size", image_size, MAX_IMAGE_SIZE, low=1)
     if dataset == "digits":
+        given = [f"--{name}" for name, value in (("image_column", image_column), ("label_column", label_column))
+                 if value is not None]
+        if given:
+            raise GptnasError(f"--dataset digits is bundled with its own images and labels; drop {given[0]}")
         return _digits(image_size)
     spec = DATASETS.get(dataset)
     splits = _read_splits(dataset, data_dir, revision)
@@ -443,10 +447,7 @@ def _labels(train, test, column: str, fixed: int | None, dataset: str) -> tuple[
     elif fixed is not None:
         num_classes, names = fixed, None
     else:
-        try:
-            classes = np.unique(np.concatenate(values))
-        except TypeError:  # mixed types, None
-            raise GptnasError(f"{dataset} column {column!r} mixes kinds of labels; is --label_column right?") from None
+        classes = _classes(values, column, dataset)
         values = [np.searchsorted(classes, v) for v in values]
         num_classes, names = len(classes), [str(c) for c in classes]
     if num_classes < 2:
@@ -461,6 +462,27 @@ def _labels(train, test, column: str, fixed: int | None, dataset: str) -> tuple[
         if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
             raise GptnasError(f"{dataset} labels must lie in 0..{num_classes - 1}; is column {column!r} right?")
     return train_labels, test_labels, num_classes
+
+
+def _classes(values: list[np.ndarray], column: str, dataset: str) -> np.ndarray:
+    """The classes of plain labels, sorted: the distinct labels of the training split (`values[0]`), which must
+    be integers or strings; a test label that no training image has is refused (no network could predict it)."""
+    train, test = values
+    for split in values:
+        kinds = {type(x) for x in split[:1000].tolist()}
+        if not (kinds <= {int} or kinds <= {str}):
+            found = ", ".join(sorted(k.__name__ for k in kinds))
+            raise GptnasError(f"{dataset} column {column!r} holds {found} labels; labels must be integers or strings "
+                              "(one kind); is --label_column right?")
+    try:
+        classes = np.unique(train)
+        unseen = np.setdiff1d(np.unique(test), classes)
+    except TypeError:  # integers and strings mixed across the splits
+        raise GptnasError(f"{dataset} column {column!r} mixes kinds of labels; is --label_column right?") from None
+    if len(unseen):
+        raise GptnasError(f"{dataset}: the test split has labels no training image has ({quote(unseen[:5].tolist())}); "
+                          "classes are taken from the training split: add training images of them or drop them")
+    return classes
 
 
 # ---------------------------------------------------------------- pixels

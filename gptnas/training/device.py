@@ -21,9 +21,15 @@ def resolve_device(device: str | None) -> torch.device:
     return resolved
 
 
+# How PyTorch words running out of memory: CUDA's allocator, and the CPU's (Linux, then Windows).
+OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "not enough memory")
+
+
 def is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, torch.cuda.OutOfMemoryError) or (
-        isinstance(error, RuntimeError) and "out of memory" in str(error)
+    """Whether `error` says the device ran out of memory: a GPU's, or the CPU's (a RuntimeError of PyTorch's
+    CPU allocator, or Python's MemoryError)."""
+    return isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)) or (
+        isinstance(error, RuntimeError) and any(words in str(error) for words in OUT_OF_MEMORY)
     )
 
 
