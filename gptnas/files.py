@@ -146,7 +146,7 @@ def read_json(path: str | Path, max_bytes: int = MAX_JSON_BYTES) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, RecursionError) as error:  # RecursionError: thousands of nested brackets
-        raise GptnasError(f"{path} is not readable JSON ({one_line(error)[:200]})") from None
+        raise GptnasError(f"{path} cannot be read as JSON ({one_line(error)[:200]})") from None
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

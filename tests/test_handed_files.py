@@ -206,7 +206,7 @@ def test_deeply_nested_json_is_one_line(tmp_path):
     folder = tmp_path / "net"
     folder.mkdir()
     (folder / "config.json").write_text("[" * 100_000 + "]" * 100_000)
-    with pytest.raises(GptnasError, match="is not readable JSON"):
+    with pytest.raises(GptnasError, match="cannot be read as JSON"):
         load_network(folder)
 
 
