@@ -14,6 +14,7 @@ directory), so nothing is evaluated twice and --resume picks up exactly.
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 import sqlite3
@@ -151,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
         return retrain(*args) if command == "retrain" else search(*args)
     except GptnasError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        print(f"error: the disk is full ({error.filename or error.strerror}); every finished evaluation is kept: "
+              "free some space, then continue with --resume RUN_DIR", file=sys.stderr)
         return 2
 
 

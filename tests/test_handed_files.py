@@ -23,9 +23,10 @@ from gptnas.bench import __main__ as bench
 from gptnas.deploy.export import load_network
 from gptnas.deploy.retrain import RetrainSettings
 from gptnas.errors import GptnasError
-from gptnas.evaluators.base import failure
+from gptnas.evaluators.base import Evaluation, failure
 from gptnas.gpt.folder import default_model_dir
 from gptnas.gpt.model import ArchGPT
+from gptnas.search.store import ResultStore
 from gptnas.training.data import load_images
 
 NB201 = ["--space", "nas-bench-201", "--evaluator", "benchmark", "--dataset", "cifar10"]
@@ -403,3 +404,34 @@ def test_a_short_retraining_steps_its_learning_rate_down():
     assert RetrainSettings(epochs=30).lr_step_epochs == 9  # 100 of GPT-NAS's 350 epochs, scaled
     assert RetrainSettings().lr_step_epochs == 100
     assert RetrainSettings(epochs=30, lr_step_epochs=50).lr_step_epochs == 50
+
+
+def test_a_tie_at_the_top_goes_to_the_fewest_parameters_then_the_earliest_query_with_a_warning(run, caplog):
+    caplog.set_level(logging.WARNING)
+    with closing(sqlite3.connect(run / "results.sqlite")) as db:
+        rows = db.execute("SELECT query, key, result FROM evaluations WHERE query IN (3, 5, 7, 9)").fetchall()
+    tied = sorted((json.loads(result)["params"], query, key) for query, key, result in rows)
+    craft_store(run, "UPDATE evaluations SET result = json_set(result, '$.fitness', 100.0) "
+                     "WHERE query IN (3, 5, 7, 9)")
+    assert evolve.main(["--resume", str(run)]) == 0
+    best = json.loads((run / "best.json").read_text())
+    assert (best["fitness"], best["key"]) == (100.0, tied[0][2])
+    assert "4 networks tie at the top fitness (100.00): validation is saturated" in caplog.text
+
+
+def test_a_full_disk_is_one_line_and_loses_nothing(run):
+    store = ResultStore(run / "results.sqlite", identity_of(run))
+    before = len(store)
+    pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+    store.db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own "database or disk is full"
+    evaluation = Evaluation(50.0, None, 1, 1, 0.1, reason="x" * 100_000)
+    with pytest.raises(GptnasError, match="is full .*every evaluation committed before is kept"):
+        store.add(10_000, "new key", "new encoding", 3, evaluation)
+    store.close()
+    assert len(ResultStore(run / "results.sqlite", identity_of(run))) == before
+
+
+def identity_of(run: Path) -> dict:
+    with closing(sqlite3.connect(run / "results.sqlite")) as db:
+        return {name: json.loads(value) for name, value in db.execute("SELECT name, value FROM meta")
+                if name not in ("format", "settings")}

@@ -161,6 +161,11 @@ class ResultStore:
     def __len__(self) -> int:
         return len(self._cache)
 
+    def query_of(self, key: str) -> int | None:
+        """The query number `key` was evaluated as; None when it was not."""
+        row = self.db.execute("SELECT query FROM evaluations WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
     def get(self, key: str) -> Evaluation | None:
         return self._cache.get(key)
 
@@ -237,13 +242,22 @@ class ResultStore:
 
     @contextmanager
     def _transaction(self):
-        self.db.execute("BEGIN IMMEDIATE")  # the connection autocommits otherwise
         try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            self.db.execute("BEGIN IMMEDIATE")  # the connection autocommits otherwise
+            try:
+                yield
+            except BaseException:
+                if self.db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                    self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        except sqlite3.OperationalError as error:
+            if getattr(error, "sqlite_errorcode", None) != sqlite3.SQLITE_FULL and "full" not in str(error):
+                raise
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise GptnasError(f"the disk holding {self.path} is full ({error}); every evaluation committed before is "
+                              f"kept: free some space, then continue with --resume {self.path.parent}") from None
 
     def close(self) -> None:
         self.db.close()
