@@ -29,7 +29,7 @@ from gptnas.config import build_parser, flatten, from_dict, load_yaml
 from gptnas.deploy.export import push_network
 from gptnas.deploy.retrain import RETRAIN_DIR, RetrainSettings
 from gptnas.deploy.retrain import retrain as train_best
-from gptnas.errors import GptnasError, quote
+from gptnas.errors import GptnasError, message, quote
 from gptnas.files import exclusive_lock, refuse_links
 from gptnas.search.config import EvolveConfig
 from gptnas.search.report import summary_table, write_outputs
@@ -115,7 +115,7 @@ def hub_settings(hub: dict) -> dict | None:
         raise GptnasError("--push_to_hub needs --hub_model_id org/name (the Hub repository to publish to)")
     owner, _, name = repo_id.partition("/")
     if not owner or not name or "/" in name:
-        raise GptnasError(f"--hub_model_id must be org/name, got {repo_id!r}")
+        raise GptnasError(f"--hub_model_id must be org/name, got {quote(repo_id)}")
     return {"repo_id": repo_id, "token": hub["hub_token"], "private": bool(hub["hub_private_repo"])}
 
 
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         command, args = parse(argv)
         return retrain(*args) if command == "retrain" else search(*args)
     except GptnasError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {message(error)}", file=sys.stderr)
         return 2
     except OSError as error:
         if error.errno != errno.ENOSPC:

@@ -9,6 +9,16 @@ class GptnasError(Exception):
     """A user mistake: bad input, bad config, missing file. The message says what to fix."""
 
 
+MAX_MESSAGE = 1_000  # characters a CLI prints of an error, whatever the input it quotes
+
+
+def message(error: GptnasError) -> str:
+    """What a CLI prints for a user mistake: its message, on one line, at most MAX_MESSAGE characters (each
+    message quotes at most QUOTE_LIMIT characters of an input; this is the backstop)."""
+    text = " ".join(str(error).split("\n"))
+    return text if len(text) <= MAX_MESSAGE else f"{text[:MAX_MESSAGE]}... ({len(text)} characters)"
+
+
 def one_line(error: BaseException) -> str:
     """`Type: first line of the message`, for logs and records of failures that are not the user's."""
     lines = str(error).strip().splitlines()

@@ -435,3 +435,33 @@ def identity_of(run: Path) -> dict:
     with closing(sqlite3.connect(run / "results.sqlite")) as db:
         return {name: json.loads(value) for name, value in db.execute("SELECT name, value FROM meta")
                 if name not in ("format", "settings")}
+
+
+# ---------------------------------------------------------------- 7. messages quote little of their input
+
+
+@pytest.mark.parametrize("config", [{"objectives": "x" * 1_000_000}, {"x" * 1_000_000: 1},
+                                    {"population": "9" * 100_000}, {"space": "x" * 1_000_000}])
+def test_an_error_quotes_at_most_about_200_characters_of_its_input(tmp_path, capsys, config):
+    path = tmp_path / "big.yaml"
+    path.write_text(json.dumps(config))  # JSON is YAML
+    line = refused(capsys, evolve.main, ["--config", str(path), "--output_dir", str(tmp_path / "run")], "error: ")
+    assert len(line) < 700, len(line)
+    line = refused(capsys, evolve.main, ["--strategy", "y" * 1_000_000, "--output_dir", str(tmp_path / "run")],
+                   "unknown strategy")
+    assert len(line) < 700, len(line)
+
+
+# ---------------------------------------------------------------- 6. --retrain reads a handed config.yaml
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"image_size": [8]}, "image_size must be an integer, got [8]"),
+    ({"image_size": 60_000}, "image_size must be at most 1,024"),
+    ({"dataset": {"a": 1}}, "dataset must be a name, got {'a': 1}"),
+    ({"label_column": 3}, "label_column must be a name"),
+])
+def test_retrain_checks_the_data_settings_of_the_run(run, capsys, change, message):
+    edit_config(run, **change)
+    refused(capsys, evolve.main, ["--retrain", str(run), "--retrain_epochs", "1"], message)
+    assert not (run / "retrain").exists()

@@ -158,7 +158,7 @@ def read_config(folder: str | Path) -> dict[str, Any]:
                           f"an architecture GPT loads with gptnas.ArchGPT.from_pretrained")
     version = config.get("format_version")
     if not isinstance(version, int) or version < 1:
-        raise GptnasError(f"{path} has format_version {version!r}; expected an integer from 1")
+        raise GptnasError(f"{path} has format_version {quote(version)}; expected an integer from 1")
     if version > FORMAT_VERSION:
         raise GptnasError(f"{path} is format version {version}, newer than this gptnas reads ({FORMAT_VERSION}); "
                           f"upgrade gptnas (pip install -U gptnas)")

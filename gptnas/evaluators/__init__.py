@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gptnas.config import from_dict
-from gptnas.errors import GptnasError, check_limit
+from gptnas.errors import GptnasError, check_limit, quote
 from gptnas.evaluators.base import EVALUATORS, WORST_FITNESS, Evaluation, Evaluator
 from gptnas.evaluators.table import TableEvaluator  # each module registers its evaluator, in this order
 from gptnas.evaluators.train import TrainEvaluator, TrainSettings
@@ -66,7 +66,7 @@ def get_evaluator(name: str, space: SearchSpace | str, dataset: str, **options: 
     settings = evaluator.settings_type
     if settings is None:
         if options:
-            raise GptnasError(f"evaluator {name!r} takes no options, got {', '.join(options)}")
+            raise GptnasError(f"evaluator {quote(name)} takes no options, got {', '.join(options)}")
         return evaluator(space, dataset)
     return evaluator(space, dataset, from_dict(settings, options, f"evaluator {name!r}"))
 

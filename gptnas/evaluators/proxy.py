@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from gptnas.errors import GptnasError, check_limit
+from gptnas.errors import GptnasError, check_limit, quote
 from gptnas.evaluators.base import (
     EVALUATORS,
     Evaluation,
@@ -82,7 +82,7 @@ class ProxySettings:
 
     def __post_init__(self):
         if self.proxy not in PROXIES:
-            raise GptnasError(f"unknown proxy {self.proxy!r}; valid: {', '.join(PROXIES)}")
+            raise GptnasError(f"unknown proxy {quote(self.proxy)}; valid: {', '.join(PROXIES)}")
         if self.batch_size < 2:
             raise GptnasError(f"batch_size must be >= 2, got {self.batch_size}")
         check_limit("batch_size", self.batch_size, MAX_BATCH_SIZE)

@@ -30,7 +30,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from gptnas.errors import GptnasError, check_limit
+from gptnas.errors import GptnasError, check_limit, quote
 from gptnas.evaluators.base import (
     EVALUATORS,
     Evaluation,
@@ -152,7 +152,7 @@ class TrainSettings:
         if not self.lr > 0:
             raise GptnasError(f"lr must be > 0, got {self.lr}")
         if self.decay not in DECAYS:
-            raise GptnasError(f"unknown decay {self.decay!r}; valid: {', '.join(DECAYS)}")
+            raise GptnasError(f"unknown decay {quote(self.decay)}; valid: {', '.join(DECAYS)}")
         if not 0 < self.val_fraction < 1:
             raise GptnasError(f"val_fraction must lie strictly between 0 and 1, got {self.val_fraction}")
         if self.max_train_examples is not None and self.max_train_examples < 2:

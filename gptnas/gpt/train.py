@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_scheduler
 
 from gptnas.config import parse_yaml, to_dict
-from gptnas.errors import GptnasError, one_line
+from gptnas.errors import GptnasError, one_line, quote
 from gptnas.files import write_atomic
 from gptnas.gpt import data, provenance
 from gptnas.gpt.card import push_gpt, write_model_card
@@ -124,13 +124,13 @@ class TrainConfig:
         if self.learning_rate <= 0 or not 0 <= self.dropout < 1:
             raise GptnasError("learning_rate must be > 0 and dropout in [0, 1)")
         if self.lr_scheduler_type not in SCHEDULERS:
-            raise GptnasError(f"unknown lr_scheduler_type {self.lr_scheduler_type!r}; valid: {', '.join(SCHEDULERS)}")
+            raise GptnasError(f"unknown lr_scheduler_type {quote(self.lr_scheduler_type)}; valid: {', '.join(SCHEDULERS)}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise GptnasError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+            raise GptnasError(f"mixed_precision must be no, fp16 or bf16, got {quote(self.mixed_precision)}")
         if self.checkpointing_steps not in (None, "epoch") and not (
             str(self.checkpointing_steps).isdigit() and int(self.checkpointing_steps) > 0
         ):
-            raise GptnasError(f"checkpointing_steps must be a number of steps or 'epoch', got {self.checkpointing_steps!r}")
+            raise GptnasError(f"checkpointing_steps must be a number of steps or 'epoch', got {quote(self.checkpointing_steps)}")
         if self.extend_vocabulary and (self.use_lora or not self.model_name_or_path):
             raise GptnasError("extend_vocabulary continues a base model with full training: set model_name_or_path, not use_lora")
         if self.use_lora and not self.model_name_or_path:

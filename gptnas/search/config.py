@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 
 from gptnas.config import flatten, from_dict, groups
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, quote
 from gptnas.evaluators import DataSettings, settings_type
 from gptnas.evaluators.train import FIDELITIES, CandidateTraining
 from gptnas.search.core import SearchSettings
@@ -156,7 +156,7 @@ def group_flags(flags: dict, where: str) -> dict:
     grouped: dict[str, dict] = {}
     for name, value in flatten(flags).items():
         if name not in owner:
-            raise GptnasError(f"{where}: unknown setting {name[:80]!r}; valid: {', '.join(owner)}")
+            raise GptnasError(f"{where}: unknown setting {quote(name)}; valid: {', '.join(owner)}")
         grouped.setdefault(owner[name], {})[name] = value
     return grouped
 

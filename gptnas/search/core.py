@@ -20,7 +20,7 @@ from typing import Literal
 from deap import tools
 from tqdm.auto import tqdm
 
-from gptnas.errors import GptnasError, check_limit
+from gptnas.errors import GptnasError, check_limit, quote
 from gptnas.evaluators.base import WORST_FITNESS
 from gptnas.search import checkpoint, screen
 from gptnas.search.candidate import candidate_type
@@ -115,7 +115,7 @@ class SearchSettings:
         if objectives[:1] != ["accuracy"] or len(objectives) > 3 or len(set(objectives)) < len(objectives) \
                 or not set(objectives[1:]) <= set(COST_OBJECTIVES):
             raise GptnasError(f"objectives must be accuracy, then one or two of {', '.join(COST_OBJECTIVES)}; "
-                              f"got {self.objectives!r}")
+                              f"got {quote(self.objectives)}")
         for name in ("max_params", "max_flops", "latency_batch_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise GptnasError(f"{name} must be >= 1 (or unset for no limit), got {getattr(self, name)}")

@@ -126,8 +126,8 @@ def check_dataset(dataset: str, also: tuple[str, ...] = ()) -> None:
     if dataset in DATASETS or dataset in also or _local_folder(dataset) is not None or HUB_ID.fullmatch(dataset):
         return
     if _looks_like_path(dataset):
-        raise GptnasError(f"dataset folder {dataset!r} does not exist; check the path")
-    raise GptnasError(f"unknown dataset {dataset!r}; valid: {', '.join((VALID, *also))}")
+        raise GptnasError(f"dataset folder {quote(dataset)} does not exist; check the path")
+    raise GptnasError(f"unknown dataset {quote(dataset)}; valid: {', '.join((VALID, *also))}")
 
 
 @lru_cache(maxsize=4)
@@ -311,9 +311,9 @@ def _read_folder(path: Path, dataset: str, given_as: str) -> tuple[dict, dict]:
     import datasets
 
     if not path.exists():
-        raise GptnasError(f"{given_as} {str(path)!r} does not exist; point it at a local copy of {dataset}")
+        raise GptnasError(f"{given_as} {quote(str(path))} does not exist; point it at a local copy of {dataset}")
     if not path.is_dir():
-        raise GptnasError(f"{given_as} {str(path)!r} is a file; give a folder")
+        raise GptnasError(f"{given_as} {quote(str(path))} is a file; give a folder")
     extra: dict = {}
     try:
         with _quiet_datasets():
@@ -327,7 +327,7 @@ def _read_folder(path: Path, dataset: str, given_as: str) -> tuple[dict, dict]:
                 splits = datasets.load_dataset(str(path))
     except Exception as error:  # noqa: BLE001 - unreadable, empty, not a dataset: the same advice for all
         raise GptnasError(
-            f"could not read {dataset} from {str(path)!r} ({one_line(error)}); give a folder of class "
+            f"could not read {dataset} from {quote(str(path))} ({one_line(error)}); give a folder of class "
             f"subfolders of images or a DatasetDict saved with save_to_disk"
         ) from None
     return _as_dict(splits), extra
@@ -422,7 +422,7 @@ def _column(table, given: str | None, candidates: tuple[str, ...], dataset: str,
     columns = table.column_names
     if given is not None:
         if given not in columns:
-            raise GptnasError(f"{where} has no column {given!r} (--{what}_column); its columns: {', '.join(columns)}")
+            raise GptnasError(f"{where} has no column {quote(given)} (--{what}_column); its columns: {', '.join(columns)}")
         return given
     for name in candidates:
         if name in columns:
@@ -440,7 +440,7 @@ def _labels(train, test, column: str, fixed: int | None, dataset: str) -> tuple[
 
     values = [np.asarray(split.select_columns([column]).with_format("numpy")[:][column]) for split in (train, test)]
     if any(v.ndim != 1 or any(isinstance(x, (list, np.ndarray)) for x in v[:100]) for v in values):
-        raise GptnasError(f"{dataset} column {column!r} must hold one label per image; is --label_column right?")
+        raise GptnasError(f"{dataset} column {quote(column)} must hold one label per image; is --label_column right?")
     feature = train.features[column]
     if isinstance(feature, datasets.ClassLabel):
         num_classes, names = feature.num_classes, feature.names
@@ -451,16 +451,16 @@ def _labels(train, test, column: str, fixed: int | None, dataset: str) -> tuple[
         values = [np.searchsorted(classes, v) for v in values]
         num_classes, names = len(classes), [str(c) for c in classes]
     if num_classes < 2:
-        raise GptnasError(f"{dataset} has one class only ({', '.join(names or ['?'])}) in column {column!r}; "
+        raise GptnasError(f"{dataset} has one class only ({', '.join(names or ['?'])}) in column {quote(column)}; "
                           f"a classifier needs at least two (one subfolder per class)")
     try:
         train_labels, test_labels = (torch.as_tensor(v.astype(np.int64)) for v in values)
     except (TypeError, ValueError):
-        raise GptnasError(f"{dataset} column {column!r} holds {values[0].dtype} values, not class indices; "
+        raise GptnasError(f"{dataset} column {quote(column)} holds {values[0].dtype} values, not class indices; "
                           f"is --label_column right?") from None
     for labels in (train_labels, test_labels):
         if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-            raise GptnasError(f"{dataset} labels must lie in 0..{num_classes - 1}; is column {column!r} right?")
+            raise GptnasError(f"{dataset} labels must lie in 0..{num_classes - 1}; is column {quote(column)} right?")
     return train_labels, test_labels, num_classes
 
 
@@ -472,13 +472,13 @@ def _classes(values: list[np.ndarray], column: str, dataset: str) -> np.ndarray:
         kinds = {type(x) for x in split[:1000].tolist()}
         if not (kinds <= {int} or kinds <= {str}):
             found = ", ".join(sorted(k.__name__ for k in kinds))
-            raise GptnasError(f"{dataset} column {column!r} holds {found} labels; labels must be integers or strings "
+            raise GptnasError(f"{dataset} column {quote(column)} holds {found} labels; labels must be integers or strings "
                               "(one kind); is --label_column right?")
     try:
         classes = np.unique(train)
         unseen = np.setdiff1d(np.unique(test), classes)
     except TypeError:  # integers and strings mixed across the splits
-        raise GptnasError(f"{dataset} column {column!r} mixes kinds of labels; is --label_column right?") from None
+        raise GptnasError(f"{dataset} column {quote(column)} mixes kinds of labels; is --label_column right?") from None
     if len(unseen):
         raise GptnasError(f"{dataset}: the test split has labels no training image has ({quote(unseen[:5].tolist())}); "
                           "classes are taken from the training split: add training images of them or drop them")

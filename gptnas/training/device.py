@@ -6,7 +6,7 @@ import gc
 
 import torch
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, quote
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -15,9 +15,9 @@ def resolve_device(device: str | None) -> torch.device:
     try:
         resolved = torch.device(device)
     except RuntimeError:
-        raise GptnasError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+        raise GptnasError(f"unknown device {quote(device)}; use cpu, cuda or cuda:N") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise GptnasError(f"device {device!r} asked for but CUDA is not available; use --device cpu")
+        raise GptnasError(f"device {quote(device)} asked for but CUDA is not available; use --device cpu")
     return resolved
 
 
