@@ -4,6 +4,7 @@ one is refused in one line before anything is written."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
@@ -465,3 +466,23 @@ def test_retrain_checks_the_data_settings_of_the_run(run, capsys, change, messag
     edit_config(run, **change)
     refused(capsys, evolve.main, ["--retrain", str(run), "--retrain_epochs", "1"], message)
     assert not (run / "retrain").exists()
+
+
+# ---------------------------------------------------------------- 5. the logbook counts what happened
+
+
+def test_the_logbooks_new_and_rewritten_columns_count_this_generation_only(tmp_path, requires_table):
+    requires_table("nas-bench-201:cifar10")
+    for strategy, extra in (("regularized-evolution", ["--population", "6"]),
+                            ("gpt-ga", ["--population", "4", "--trust", "learned"])):
+        run = tmp_path / strategy
+        assert evolve.main([*NB201, "--strategy", strategy, "--generations", "3", *extra,
+                            "--output_dir", str(run)]) == 0
+        with open(run / "logbook.csv") as f:
+            rows = list(csv.DictReader(f))
+        queries = [int(r["queries"]) for r in rows]
+        assert [int(r["new"]) for r in rows] == [queries[0]] + [b - a for a, b in zip(queries, queries[1:])]
+        if strategy == "gpt-ga":
+            log = json.loads((run / "reconstruction.json").read_text())
+            changed = {g: sum(e["changed"] for e in log if e["gen"] == g) for g in range(4)}
+            assert [int(r["rewritten"]) for r in rows] == [changed[g] for g in range(4)]
