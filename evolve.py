@@ -53,7 +53,8 @@ def build_cli():
                       "(only the run settings may change)")
     runs.add_argument("--retrain", metavar="RUN_DIR",
                       help="train the best architecture of a finished run with the full schedule (GPT-NAS: 350 "
-                           "epochs, lr 0.01 divided by 10 every 100; with --retrain_epochs N, every N*100/350), test it once, save its weights; resumable")
+                           "epochs, lr 0.01 divided by 10 every 100; with --retrain_epochs N, every N*100/350), "
+                           "test it once, save its weights; resumable")
     for name in RETRAIN_SETTINGS:
         runs.add_argument(f"--retrain_{name}", default=None, metavar=name.upper(), help=f"--retrain: {name}")
     runs.add_argument("--push_to_hub", action="store_true", default=None,

@@ -18,7 +18,7 @@ import sqlite3
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-from gptnas.errors import GptnasError, one_line, quote
+from gptnas.errors import QUOTE_LIMIT, GptnasError, one_line, quote
 from gptnas.evaluators.base import WORST_FITNESS, Evaluation
 from gptnas.files import link_error
 
@@ -80,8 +80,9 @@ class ResultStore:
             differ = [k for k in wanted if stored.get(k, "null") != wanted[k]]
             if differ:
                 raise GptnasError(
-                    f"{self.path.parent} belongs to another run ({differ[0]}: {stored.get(differ[0])} here, "
-                    f"{wanted[differ[0]]} asked); resume it with its own settings or use a new --output_dir"
+                    f"{self.path.parent} belongs to another run ({differ[0]}: "
+                    f"{str(stored.get(differ[0]))[:QUOTE_LIMIT]} here, {wanted[differ[0]][:QUOTE_LIMIT]} asked); "
+                    "resume it with its own settings or use a new --output_dir"
                 )
         rows = self.db.execute("SELECT query, key, generation, result FROM evaluations").fetchall()
         self._cache = {key: self._evaluation(query, key, generation, r) for query, key, generation, r in rows}

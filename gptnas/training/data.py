@@ -472,8 +472,8 @@ def _classes(values: list[np.ndarray], column: str, dataset: str) -> np.ndarray:
         kinds = {type(x) for x in split[:1000].tolist()}
         if not (kinds <= {int} or kinds <= {str}):
             found = ", ".join(sorted(k.__name__ for k in kinds))
-            raise GptnasError(f"{dataset} column {quote(column)} holds {found} labels; labels must be integers or strings "
-                              "(one kind); is --label_column right?")
+            raise GptnasError(f"{dataset} column {quote(column)} holds {found} labels; labels must be integers or "
+                              "strings (one kind); is --label_column right?")
     try:
         classes = np.unique(train)
         unseen = np.setdiff1d(np.unique(test), classes)
