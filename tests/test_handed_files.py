@@ -20,6 +20,7 @@ import torch
 import yaml
 
 import evolve
+import train_gpt
 from gptnas.bench import __main__ as bench
 from gptnas.deploy.export import load_network
 from gptnas.deploy.retrain import RetrainSettings
@@ -486,3 +487,11 @@ def test_the_logbooks_new_and_rewritten_columns_count_this_generation_only(tmp_p
             log = json.loads((run / "reconstruction.json").read_text())
             changed = {g: sum(e["changed"] for e in log if e["gen"] == g) for g in range(4)}
             assert [int(r["rewritten"]) for r in rows] == [changed[g] for g in range(4)]
+
+
+def test_train_gpt_refuses_a_model_larger_than_gptnas_loads(tmp_path, capsys):
+    refused(capsys, train_gpt.main, ["--n_layer", "100000", "--output_dir", str(tmp_path / "gpt")],
+            "n_layer must be at most 64")
+    refused(capsys, train_gpt.main, ["--per_device_train_batch_size", str(10**9), "--output_dir", str(tmp_path / "gpt")],
+            "per_device_train_batch_size must be at most 65,536")
+    assert not (tmp_path / "gpt").exists()

@@ -30,10 +30,12 @@ UNSAFE_WEIGHTS = ("pytorch_model.bin", "adapter_model.bin", "tf_model.h5", "flax
 VOCAB_KEY = "gptnas_vocab_sha256"  # in the model's config.json: the fingerprint of its tokenizer's vocabulary
 # The largest GPT and adapter a folder may describe (each name with its transformers alias), checked before any
 # weight is allocated: a few bytes of config.json could otherwise ask for terabytes. GPT-2 XL is 48 x 1600.
-GPT_LIMITS = {("n_layer", "num_hidden_layers"): 64, ("n_head", "num_attention_heads"): 128,
-              ("n_embd", "hidden_size"): 8_192, ("n_inner",): 32_768,
-              ("n_positions", "max_position_embeddings", "n_ctx"): 65_536, ("vocab_size",): 1_000_000}
-ADAPTER_LIMITS = {("r",): 1_024, ("lora_alpha",): 1_000_000}
+MAX_LAYERS, MAX_HEADS, MAX_WIDTH, MAX_INNER, MAX_POSITIONS, MAX_VOCAB = 64, 128, 8_192, 32_768, 65_536, 1_000_000
+MAX_LORA_RANK = 1_024
+GPT_LIMITS = {("n_layer", "num_hidden_layers"): MAX_LAYERS, ("n_head", "num_attention_heads"): MAX_HEADS,
+              ("n_embd", "hidden_size"): MAX_WIDTH, ("n_inner",): MAX_INNER,
+              ("n_positions", "max_position_embeddings", "n_ctx"): MAX_POSITIONS, ("vocab_size",): MAX_VOCAB}
+ADAPTER_LIMITS = {("r",): MAX_LORA_RANK, ("lora_alpha",): 1_000_000}
 SHIPPED_NAME = "gptnas/default_model"  # how `ArchGPT.source` names the model shipped in the package
 
 
