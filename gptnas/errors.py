@@ -35,7 +35,7 @@ def check_limit(name: str, value, limit, low=None) -> None:
     if not value <= limit:  # NaN fails too
         raise GptnasError(f"{name} must be at most {limit:,}, got {quote(value)}")
     if low is not None and value < low:
-        raise GptnasError(f"{name} must be at least {low:,}, got {quote(value)}")
+        raise GptnasError(f"{name} must be >= {low:,}, got {quote(value)}")
 
 
 QUOTE_LIMIT = 200  # characters of a user's input that an error message repeats

@@ -173,7 +173,7 @@ LIMITED_FLAGS = [
     (["--novelty_tries", "1000000000"], "novelty_tries must be at most 1,000"),
     (["--generations", str(10**12)], "generations must be at most 1,000,000"),
     (["--seed", str(10**26), "--screen", "naswot"], "seed must be at most 4,294,967,295"),
-    (["--seed", "-1"], "seed must be at least 0"),
+    (["--seed", "-1"], "seed must be >= 0"),
     (["--objectives", "accuracy,latency", "--latency_batch_size", "1000000000"],
      "latency_batch_size must be at most 4,096"),
     (["--evaluator", "proxy", "--image_size", "60000"], "image_size must be at most 1,024"),
