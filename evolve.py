@@ -14,6 +14,7 @@ directory), so nothing is evaluated twice and --resume picks up exactly.
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 import sqlite3
@@ -28,8 +29,8 @@ from gptnas.config import build_parser, flatten, from_dict, load_yaml
 from gptnas.deploy.export import push_network
 from gptnas.deploy.retrain import RETRAIN_DIR, RetrainSettings
 from gptnas.deploy.retrain import retrain as train_best
-from gptnas.errors import GptnasError
-from gptnas.files import exclusive_lock
+from gptnas.errors import GptnasError, message, quote
+from gptnas.files import exclusive_lock, refuse_links
 from gptnas.search.config import EvolveConfig
 from gptnas.search.report import summary_table, write_outputs
 from gptnas.search.run import CONFIG_FILE, RunSettings, build_search
@@ -40,6 +41,7 @@ RETRAIN_SETTINGS = ("epochs", "lr", "batch_size", "max_train_examples")  # given
 SHARED_WITH_RETRAIN = ("seed", "device", "data_dir")  # given as --<name>
 HUB_FLAGS = ("push_to_hub", "hub_model_id", "hub_private_repo", "hub_token")  # --retrain only
 HOW_TO_RUN = tuple(f.name for f in fields(RunSettings) if f.name != "output_dir")  # what --resume may change
+RUN_DEFAULTS = {f.name: f.default for f in fields(RunSettings)}
 
 
 def build_cli():
@@ -51,7 +53,8 @@ def build_cli():
                       "(only the run settings may change)")
     runs.add_argument("--retrain", metavar="RUN_DIR",
                       help="train the best architecture of a finished run with the full schedule (GPT-NAS: 350 "
-                           "epochs, lr 0.01 divided by 10 every 100), test it once, save its weights; resumable")
+                           "epochs, lr 0.01 divided by 10 every 100; with --retrain_epochs N, every N*100/350), "
+                           "test it once, save its weights; resumable")
     for name in RETRAIN_SETTINGS:
         runs.add_argument(f"--retrain_{name}", default=None, metavar=name.upper(), help=f"--retrain: {name}")
     runs.add_argument("--push_to_hub", action="store_true", default=None,
@@ -113,19 +116,31 @@ def hub_settings(hub: dict) -> dict | None:
         raise GptnasError("--push_to_hub needs --hub_model_id org/name (the Hub repository to publish to)")
     owner, _, name = repo_id.partition("/")
     if not owner or not name or "/" in name:
-        raise GptnasError(f"--hub_model_id must be org/name, got {repo_id!r}")
+        raise GptnasError(f"--hub_model_id must be org/name, got {quote(repo_id)}")
     return {"repo_id": repo_id, "token": hub["hub_token"], "private": bool(hub["hub_private_repo"])}
 
 
 def resumed_config(run_dir: Path, flags: dict) -> EvolveConfig:
+    """The config of the run in `run_dir`: its config.yaml's settings, except how it runs (HOW_TO_RUN: where
+    evaluations run, the Ray cluster, the device, workers, trackers), which come from `flags` alone: a handed
+    run directory cannot make this machine connect anywhere or run anything it was not told to."""
     saved = run_dir / CONFIG_FILE
+    if run_dir.is_dir():
+        refuse_links(run_dir)
     if not saved.is_file():
         raise GptnasError(f"{run_dir} is not a gptnas run directory (no {CONFIG_FILE}); check the path")
     changed = sorted(set(flags) - set(HOW_TO_RUN))
     if changed:
         raise GptnasError(f"--resume continues a run as it was configured; drop --{changed[0]} (it may change "
                           f"only --{', --'.join(HOW_TO_RUN)})")
-    data = {**flatten(load_yaml(saved)), **flags, "output_dir": str(run_dir)}
+    stored = flatten(load_yaml(saved))
+    if not stored:
+        raise GptnasError(f"{saved} is empty; restore the run's config.yaml or start a new run")
+    unused = {k: v for k, v in stored.items() if k in HOW_TO_RUN and v not in (None, RUN_DEFAULTS[k])}
+    if unused:
+        logger.info("%s: %s not used on resume; how a run executes comes from the command line (--%s)", saved,
+                    ", ".join(f"{k}: {quote(v)}" for k, v in unused.items()), ", --".join(HOW_TO_RUN))
+    data = {**{k: v for k, v in stored.items() if k not in HOW_TO_RUN}, **flags, "output_dir": str(run_dir)}
     config = EvolveConfig.from_flags(data, str(saved))
     config.refuse_unused(flags)
     return config
@@ -137,7 +152,13 @@ def main(argv: list[str] | None = None) -> int:
         command, args = parse(argv)
         return retrain(*args) if command == "retrain" else search(*args)
     except GptnasError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {message(error)}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        print(f"error: the disk is full ({error.filename or error.strerror}); every finished evaluation is kept: "
+              "free some space, then continue with --resume RUN_DIR", file=sys.stderr)
         return 2
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import sys
 
 from gptnas.config import parse_config
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, message
 from gptnas.gpt.train import TrainConfig, train
 
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         config = parse_config(TrainConfig, argv, __doc__)
         return train(config)
     except GptnasError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {message(error)}", file=sys.stderr)
         return 2
 
 

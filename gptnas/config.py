@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, quote
 from gptnas.files import write_atomic
 
 C = TypeVar("C")
@@ -71,7 +71,7 @@ def _coerce(cls, name: str, value: Any, where: str) -> Any:
     if origin is typing.Literal:
         valid = typing.get_args(kind)
         if value not in valid:
-            raise GptnasError(f"{where}: {name} must be one of {', '.join(map(str, valid))}; got {_quote(value)}")
+            raise GptnasError(f"{where}: {name} must be one of {', '.join(map(str, valid))}; got {quote(value)}")
         return value
     try:
         if kind is bool:
@@ -89,21 +89,37 @@ def _coerce(cls, name: str, value: Any, where: str) -> Any:
                 raise ValueError(value)
             return kind(value)
     except (TypeError, ValueError):
-        raise GptnasError(f"{where}: {name} must be {getattr(kind, '__name__', kind)}, got {_quote(value)}") from None
+        raise GptnasError(f"{where}: {name} must be {getattr(kind, '__name__', kind)}, got {quote(value)}") from None
     return value
 
 
-def _quote(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "...'"
+MAX_YAML_BYTES = 1 << 20  # a config file is a few kB; a larger one is refused before it is parsed
+
+
+class NoAliasLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases (`*name`): a few lines of aliases can expand to gigabytes (the
+    "billion laughs"), and no config of ours needs one."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a config file",
+                                              self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
+def parse_yaml(text: str):
+    """The data of a YAML document, read by `NoAliasLoader` (yaml.YAMLError on an alias)."""
+    return yaml.load(text, Loader=NoAliasLoader)  # noqa: S506 - a safe loader, aliases refused
 
 
 def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise GptnasError(f"config file {path} does not exist")
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise GptnasError(f"config file {path} is larger than {MAX_YAML_BYTES} bytes; a config is a few kB")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = parse_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
         raise GptnasError(f"config file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
     except UnicodeDecodeError:
@@ -122,13 +138,13 @@ def from_dict(cls: type[C], data: dict, where: str = "config", *, validate: bool
     valid = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(data) - set(valid))
     if unknown:
-        raise GptnasError(f"{where}: unknown config key {_quote(unknown[0])}; valid keys: {', '.join(valid)}")
+        raise GptnasError(f"{where}: unknown config key {quote(unknown[0])}; valid keys: {', '.join(valid)}")
     nested = {f.name: _field_type(cls, f) for f in groups(cls)}
     values = {}
     for key, value in data.items():
         if key in nested:
             if not isinstance(value, dict):
-                raise GptnasError(f"{where}: {key} must be a mapping of its settings, got {_quote(value)}")
+                raise GptnasError(f"{where}: {key} must be a mapping of its settings, got {quote(value)}")
             values[key] = from_dict(nested[key], value, f"{where}, {key}", validate=False)
         else:
             values[key] = _coerce(cls, key, value, where)

@@ -15,7 +15,7 @@ import huggingface_hub
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
 
-from gptnas.errors import GptnasError, one_line
+from gptnas.errors import GptnasError, one_line, quote
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +42,14 @@ def local_folder(name_or_path: str | Path, revision: str | None, patterns: list[
     try:
         return Path(snapshot_download(name, revision=revision, allow_patterns=patterns))
     except LocalEntryNotFoundError:
-        raise GptnasError(f"{what} {name!r} is not in the local Hugging Face cache and the Hub cannot be reached "
+        raise GptnasError(f"{what} {quote(name)} is not in the local Hugging Face cache and the Hub cannot be reached "
                           "(offline?); download it once online, or give a local folder") from None
     except HFValidationError:
         raise GptnasError(missing) from None
     except RepositoryNotFoundError:
-        raise GptnasError(f"no Hub repository {name!r} (or it is private: log in with `hf auth login`)") from None
+        raise GptnasError(f"no Hub repository {quote(name)} (or it is private: log in with `hf auth login`)") from None
     except (HfHubHTTPError, OSError) as error:
-        raise GptnasError(f"could not fetch {name!r} from the Hub: {one_line(error)}") from None
+        raise GptnasError(f"could not fetch {quote(name)} from the Hub: {one_line(error)}") from None
 
 
 def push_folder(folder: str | Path, repo_id: str, patterns: list[str], message: str, *, token: str | None = None,
@@ -64,6 +64,6 @@ def push_folder(folder: str | Path, repo_id: str, patterns: list[str], message: 
         info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, allow_patterns=list(patterns),
                                  commit_message=message)
     except OSError as error:  # requests / httpx errors derive from OSError
-        raise GptnasError(f"could not push to the Hub repository {repo_id!r}: {one_line(error)}") from None
+        raise GptnasError(f"could not push to the Hub repository {quote(repo_id)}: {one_line(error)}") from None
     log.info("pushed %s to %s", folder, repo_id)
     return str(getattr(info, "commit_url", repo_id))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Generic, Iterator, TypeVar
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, quote
 
 T = TypeVar("T", bound=type)
 
@@ -26,7 +26,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._classes:
-            raise GptnasError(f"unknown {self.kind} {str(name)[:80]!r}; valid: {', '.join(self._classes)}")
+            raise GptnasError(f"unknown {self.kind} {quote(str(name))}; valid: {', '.join(self._classes)}")
         return self._classes[name]
 
     def names(self) -> list[str]:

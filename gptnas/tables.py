@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, quote
 from gptnas.files import file_sha256
 from gptnas.spaces import SearchSpace, get_space
 
@@ -121,7 +121,7 @@ def table_for(space: SearchSpace | str, dataset: str) -> str:
         )
     if dataset not in datasets:
         raise GptnasError(
-            f"space {space.name!r} has no benchmark table for dataset {dataset!r}; "
+            f"space {quote(space.name)} has no benchmark table for dataset {quote(dataset)}; "
             f"valid datasets: {', '.join(datasets)}"
         )
     return datasets[dataset]
@@ -157,7 +157,7 @@ def _download(source: TableSpec, target: Path) -> None:
 def table_path(name: str) -> Path:
     """Local path of a verified benchmark table, downloading it if needed."""
     if name not in TABLES:
-        raise GptnasError(f"unknown benchmark table {name!r}; valid: {', '.join(TABLES)}")
+        raise GptnasError(f"unknown benchmark table {quote(name)}; valid: {', '.join(TABLES)}")
     source = TABLES[name]
     path = benchmark_dir() / source.path
     if not path.exists():
@@ -165,7 +165,7 @@ def table_path(name: str) -> Path:
             _download(source, path)
         except OSError as error:  # no network, DNS failure, HTTP error, read-only cache
             raise GptnasError(
-                f"benchmark table {name!r} is not at {path} and could not be downloaded ({error}); "
+                f"benchmark table {quote(name)} is not at {path} and could not be downloaded ({error}); "
                 f"download {source.url} to that path, or set {BENCHMARK_DIR_ENV} to a folder that has {source.path}"
             ) from None
     if file_sha256(path) != source.sha256:

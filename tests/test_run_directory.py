@@ -97,10 +97,11 @@ def kill_when(process: subprocess.Popen, run_dir: Path, rows: int, extra_seconds
 
 
 def kill_and_resume(args: list[str], run_dir: Path, total: int, kills: int, seed: int) -> list[list[int]]:
-    """Starts the run, kills it `kills` times at random moments (resuming in between), then finishes it.
-    Returns the children each killed process had."""
+    """Starts the run, kills it `kills` times at random moments (resuming in between, with the flags of how it
+    runs: a resume takes them from the command line), then finishes it. Returns the children each killed process had."""
     rng = random.Random(seed)
     killed = []
+    how = [flag for name, value in zip(args, args[1:]) if name[2:] in evolve.HOW_TO_RUN for flag in (name, value)]
     process = start([*args, "--output_dir", str(run_dir)], run_dir.parent)
     for k in range(kills):
         at = stored_rows(run_dir) + rng.randint(1, max(1, total // (kills + 1)))
@@ -108,8 +109,8 @@ def kill_and_resume(args: list[str], run_dir: Path, total: int, kills: int, seed
         if workers is not None:
             killed.append(workers)
         if k + 1 < kills:
-            process = start(["--resume", str(run_dir)], run_dir.parent)
-    assert evolve.main(["--resume", str(run_dir)]) == 0
+            process = start(["--resume", str(run_dir), *how], run_dir.parent)  # run as it was started
+    assert evolve.main(["--resume", str(run_dir), *how]) == 0
     return killed
 
 

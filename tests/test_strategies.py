@@ -114,7 +114,7 @@ def test_result_store_persists_orders_by_query_and_refuses_another_run(tmp_path)
 
 
 def test_checkpoint_is_json_and_restores_population_hall_of_fame_and_logbook(tmp_path):
-    search = make_search(tmp_path, strategy="ga")
+    search = make_search(tmp_path, strategy="ga", population=6)
     archs = store_some(search, 0, 6, random.Random(2))
     population = [search.candidate(a, SPACE.key(a)) for a in archs]
     search.record(0, population, 6)
@@ -123,7 +123,7 @@ def test_checkpoint_is_json_and_restores_population_hall_of_fame_and_logbook(tmp
     assert state["population"] == [SPACE.encode(a) for a in archs]
     search.store.close()
 
-    resumed = make_search(tmp_path, strategy="ga")
+    resumed = make_search(tmp_path, strategy="ga", population=6)
     assert checkpoint.load(resumed) == 0
     assert [c.key for c in resumed.population] == [c.key for c in population]
     assert [c.key for c in resumed.hall_of_fame] == [c.key for c in search.hall_of_fame]
@@ -133,11 +133,11 @@ def test_checkpoint_is_json_and_restores_population_hall_of_fame_and_logbook(tmp
     state["population"] = ["space:cifar nonsense"]
     (tmp_path / checkpoint.CHECKPOINT).write_text(json.dumps(state))
     with pytest.raises(GptnasError, match="checkpoint.json is corrupt"):
-        checkpoint.load(make_search(tmp_path, strategy="ga"))
+        checkpoint.load(make_search(tmp_path, strategy="ga", population=6))
     del state["store"]
     (tmp_path / checkpoint.CHECKPOINT).write_text(json.dumps(state))
     with pytest.raises(GptnasError, match="checkpoint.json is corrupt"):
-        make_search(tmp_path, strategy="ga")
+        make_search(tmp_path, strategy="ga", population=6)
 
 
 def test_shared_settings_reach_every_evaluator_and_train_settings_only_the_trainer():

@@ -10,7 +10,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from gptnas.bench import harness, report
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, message
 from gptnas.files import exclusive_lock
 
 # The study settings shipped inside the package, so the default works from any directory.
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             trajectories = harness.run_all(tasks, args.workers)
             text = report.write_report(trajectories, benchmarks, strategies, args.budget, output_dir, command, identity)
     except GptnasError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {message(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\ninterrupted; finished runs are saved. Continue with the same command: {command}", file=sys.stderr)

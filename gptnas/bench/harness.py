@@ -26,9 +26,9 @@ import torch
 from tqdm.auto import tqdm
 
 from gptnas.config import load_yaml
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, quote
 from gptnas.evaluators.proxy import PROXIES
-from gptnas.files import write_atomic, write_json
+from gptnas.files import refuse_links, write_atomic, write_json
 from gptnas.gpt import transfer
 from gptnas.gpt.provenance import leaked, tables_seen_by
 from gptnas.search.config import EvolveConfig
@@ -64,10 +64,10 @@ class Benchmark:
         space, _, dataset = text.strip().partition(":")
         datasets = TABLES_BY_SPACE.get(space)
         if datasets is None:
-            raise GptnasError(f"unknown benchmark {text!r}; valid spaces: {', '.join(TABLES_BY_SPACE)}")
+            raise GptnasError(f"unknown benchmark {quote(text)}; valid spaces: {', '.join(TABLES_BY_SPACE)}")
         dataset = dataset or "cifar10"
         if dataset not in datasets:
-            raise GptnasError(f"benchmark {space!r} has no dataset {dataset!r}; valid: {', '.join(datasets)}")
+            raise GptnasError(f"benchmark {quote(space)} has no dataset {quote(dataset)}; valid: {', '.join(datasets)}")
         return cls(space, dataset)
 
 
@@ -98,7 +98,7 @@ def split_variant(name: str) -> tuple[str, str | None]:
     strategy, _, proxy = name.partition(SCREENED)
     get_strategy(strategy)  # an unknown name is refused, listing the valid ones
     if proxy and proxy not in PROXIES:
-        raise GptnasError(f"unknown screening proxy {proxy!r} in {name!r}; valid: {', '.join(PROXIES)} "
+        raise GptnasError(f"unknown screening proxy {quote(proxy)} in {quote(name)}; valid: {', '.join(PROXIES)} "
                           f"(as in {strategy}{SCREENED}naswot)")
     return strategy, proxy or None
 
@@ -139,7 +139,7 @@ def load_study_config(path: str | None) -> dict:
     data = load_yaml(path)
     unknown = set(data) - {"common", "strategies"}
     if unknown:
-        raise GptnasError(f"{path}: unknown section {sorted(unknown)[0]!r}; valid: common, strategies")
+        raise GptnasError(f"{path}: unknown section {quote(sorted(unknown)[0])}; valid: common, strategies")
     sections = {"common": data.get("common") or {}, **(data.get("strategies") or {})}
     for name, overrides in sections.items():
         if name != "common":
@@ -149,7 +149,7 @@ def load_study_config(path: str | None) -> dict:
                 raise GptnasError(f"{path}: {error}") from None
         fixed = [k for k in overrides if k in HARNESS_FIELDS]
         if fixed:
-            raise GptnasError(f"{path}: {fixed[0]!r} is set by the harness (use its command-line flags)")
+            raise GptnasError(f"{path}: {quote(fixed[0])} is set by the harness (use its command-line flags)")
         if name != "common":  # a strategy's own section may hold only what that strategy uses
             strategy, proxy = split_variant(name)
             flags = {"strategy": strategy, **({"screen": proxy} if proxy else {}), **overrides}
@@ -267,6 +267,8 @@ def study_identity(benchmarks, strategies, seeds, budget, study, gpt) -> dict:
 def claim_output_dir(output_dir: Path, identity: dict) -> None:
     """Creates `output_dir` for this study, or checks that it holds the same study (then it resumes)."""
     marker = output_dir / "study.json"
+    if output_dir.is_dir():
+        refuse_links(output_dir)  # a handed study folder: nothing in it is followed
     if marker.exists():
         try:
             stored = json.loads(marker.read_text())

@@ -34,7 +34,7 @@ from torch import nn
 from tqdm import tqdm
 
 from gptnas.corpus import quality
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, message
 from gptnas.files import read_jsonl, write_atomic, write_jsonl
 from gptnas.language import tokens
 from gptnas.language.trace import encode_module
@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         write_jsonl(pretrain, args.out / PRETRAIN_FILE)
         write_atomic(args.out / "README.md", data_card(finetune, pretrain, skipped, args.max_tokens))
     except GptnasError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {message(error)}", file=sys.stderr)
         return 2
     log.info("wrote %d torchvision and %d timm networks to %s (%d timm models skipped)",
              len(finetune), len(pretrain), args.out, skipped.count())

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, message
 from gptnas.files import write_atomic, write_jsonl
 from gptnas.language import tokens
 from gptnas.spaces import get_space
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = build(args.out)
     except (GptnasError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {message(error)}", file=sys.stderr)
         return 2
     log.info("wrote %d cifar designs (%d with a CIFAR-10 accuracy) to %s", len(result),
              sum(r["cifar10_acc"] is not None for r in result), args.out / DESIGNS_FILE)

@@ -18,7 +18,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, message
 from gptnas.files import read_jsonl
 from gptnas.language.tokens import BOS, CONDITION_TOKENS, EOS, PAD, SPECIAL_TOKENS, UNK
 from gptnas.spaces import get_space, space_names
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         tokenizer = build_tokenizer(words, args.max_length)
         tokenizer.save_pretrained(args.out)
     except GptnasError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {message(error)}", file=sys.stderr)
         return 2
     log.info("saved a %d-token vocabulary to %s", len(tokenizer), args.out)
     return 0

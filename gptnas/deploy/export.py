@@ -13,7 +13,6 @@ are to read. `push_network` publishes the folder to the Hugging Face Hub.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -28,8 +27,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from gptnas.errors import GptnasError, one_line
-from gptnas.files import atomic_path, write_atomic, write_json
+from gptnas.errors import GptnasError, check_limit, one_line, quote
+from gptnas.files import atomic_path, read_json, write_atomic, write_json
 from gptnas.hub import local_folder, push_folder
 from gptnas.spaces import SearchSpace, get_space
 from gptnas.spaces.base import count_macs, count_params
@@ -44,6 +43,7 @@ CONFIG, WEIGHTS, CARD = "config.json", "model.safetensors", "README.md"
 EXPORTED = (WEIGHTS, CONFIG, CARD)  # the folder, whole
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.md"]  # what a Hub download fetches: never code
 LOCAL_SETTINGS = ("output_dir", "data_dir")  # paths on the machine that ran the search: not published
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,841: a larger count in config.json is a mistake or an attack
 LATENCY_REPEATS = 20
 
 
@@ -121,7 +121,12 @@ def load_network(name_or_path: str | Path, revision: str | None = None) -> nn.Mo
     folder = network_folder(name_or_path, revision)
     config = read_config(folder)
     space = get_space(config["space"])
-    model = space.build_model(space.from_key(config["key"]), num_classes=config["num_classes"])
+    try:
+        arch = space.from_key(config["key"])
+    except (ValueError, KeyError, IndexError, TypeError) as error:
+        raise GptnasError(f"{folder / CONFIG}: key {quote(config['key'])} is not a {space.name} architecture "
+                          f"({one_line(error)[:200]})") from None
+    model = space.build_model(arch, num_classes=config["num_classes"])
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise GptnasError(f"{folder} has no {WEIGHTS}; copy the whole folder `evolve.py --retrain` wrote")
@@ -143,25 +148,27 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     """config.json of an exported network, checked: a gptnas network in a format this gptnas reads."""
     path = Path(folder) / CONFIG
     try:
-        config = json.loads(path.read_text())
+        config = read_json(path)
     except FileNotFoundError:
         raise GptnasError(f"{folder} has no {CONFIG}; is it a folder `evolve.py --retrain` wrote?") from None
-    except (OSError, ValueError) as error:
+    except OSError as error:
         raise GptnasError(f"{path} cannot be read ({one_line(error)}); copy or download it again") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise GptnasError(f"{path} does not describe a gptnas network (no \"format\": \"{FORMAT}\"); "
                           f"an architecture GPT loads with gptnas.ArchGPT.from_pretrained")
     version = config.get("format_version")
     if not isinstance(version, int) or version < 1:
-        raise GptnasError(f"{path} has format_version {version!r}; expected an integer from 1")
+        raise GptnasError(f"{path} has format_version {quote(version)}; expected an integer from 1")
     if version > FORMAT_VERSION:
         raise GptnasError(f"{path} is format version {version}, newer than this gptnas reads ({FORMAT_VERSION}); "
                           f"upgrade gptnas (pip install -U gptnas)")
     types = {"space": str, "key": str, "num_classes": int}
-    wrong = [name for name, kind in types.items() if not isinstance(config.get(name), kind)]
+    wrong = [name for name, kind in types.items()
+             if not isinstance(config.get(name), kind) or isinstance(config.get(name), bool)]
     if wrong or config["num_classes"] < 1:
         raise GptnasError(f"{path} needs a space and key (text) and num_classes (a positive integer); "
                           f"check {', '.join(wrong) or 'num_classes'}")
+    check_limit(f"{path}: num_classes", config["num_classes"], MAX_CLASSES)
     return config
 
 

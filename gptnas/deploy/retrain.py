@@ -31,10 +31,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from gptnas.config import flatten, load_yaml
-from gptnas.errors import GptnasError, one_line
+from gptnas.errors import GptnasError, check_limit, one_line, quote
 from gptnas.files import atomic_path, write_atomic, write_json
 from gptnas.spaces import SearchSpace, get_space
 from gptnas.training.data import (
+    MAX_BATCH_SIZE,
+    MAX_IMAGE_SIZE,
     ImageData,
     Splits,
     dataset_source,
@@ -49,7 +51,10 @@ log = logging.getLogger(__name__)
 
 RETRAIN_DIR = "retrain"
 CHECKPOINT = "checkpoint.pt"
+DATA_OPTIONS = ("data_dir", "dataset_revision", "image_column", "label_column")  # names (or unset) in config.yaml
 RESULT = "result.json"  # written last: it marks the retraining finished
+MAX_RETRAIN_EPOCHS = 100_000
+LR_STEP_SHARE = 100 / 350  # GPT-NAS's schedule: 350 epochs, the learning rate divided by 10 every 100
 VAL_FRACTION = 0.1  # with use_validation_split, as in the search
 LOG_FIELDS = ("epoch", "lr", "train_loss", "train_accuracy", "seconds")
 # Settings a checkpoint must have been made with to be continued (epochs may grow).
@@ -62,7 +67,9 @@ RESUME_IDENTITY = (
 class RetrainSettings:
     epochs: int = 350
     lr: float = 0.01
-    lr_step_epochs: int = 100  # the learning rate is multiplied by lr_gamma every this many epochs
+    # The learning rate is multiplied by lr_gamma every this many epochs; None: GPT-NAS's 100 of 350 epochs,
+    # scaled to `epochs` (a retraining of 30 epochs steps down every 9), so a short one decays too.
+    lr_step_epochs: int | None = None
     lr_gamma: float = 0.1
     batch_size: int = 128
     seed: int = 0  # initialisation, batch order and augmentation
@@ -74,6 +81,10 @@ class RetrainSettings:
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 2:
             raise GptnasError(f"epochs must be >= 1 and batch_size >= 2, got {self.epochs} and {self.batch_size}")
+        if self.lr_step_epochs is None:
+            object.__setattr__(self, "lr_step_epochs", max(1, round(self.epochs * LR_STEP_SHARE)))
+        check_limit("batch_size", self.batch_size, MAX_BATCH_SIZE)
+        check_limit("epochs", self.epochs, MAX_RETRAIN_EPOCHS)
         if not self.lr > 0 or self.lr_step_epochs < 1 or not 0 < self.lr_gamma <= 1:
             raise GptnasError(
                 f"need lr > 0, lr_step_epochs >= 1 and 0 < lr_gamma <= 1, "
@@ -249,6 +260,14 @@ def read_run(run_dir: Path) -> tuple[SearchSpace, str, dict[str, Any]]:
     best = _read_json(best_path, "rerun or resume the search")
     if "space" not in config or not isinstance(best, dict) or not isinstance(best.get("key"), str):
         raise GptnasError(f"{run_dir}: config.yaml needs a space and best.json a key; is this a gptnas run?")
+    for name in ("space", "dataset", *DATA_OPTIONS):
+        if not (isinstance(config.get(name), str) or (config.get(name) is None and name != "space")):
+            raise GptnasError(f"{config_path}: {name} must be a name, got {quote(config.get(name))}; is this a "
+                              "gptnas run?")
+    if config.get("image_size") is not None:
+        if isinstance(config["image_size"], bool) or not isinstance(config["image_size"], int):
+            raise GptnasError(f"{config_path}: image_size must be an integer, got {quote(config['image_size'])}")
+        check_limit(f"{config_path}: image_size", config["image_size"], MAX_IMAGE_SIZE, low=1)
     return get_space(config["space"]), best["key"], config
 
 

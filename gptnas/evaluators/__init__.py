@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gptnas.config import from_dict
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, check_limit, quote
 from gptnas.evaluators.base import EVALUATORS, WORST_FITNESS, Evaluation, Evaluator
 from gptnas.evaluators.table import TableEvaluator  # each module registers its evaluator, in this order
 from gptnas.evaluators.train import TrainEvaluator, TrainSettings
 from gptnas.evaluators.proxy import ProxyEvaluator, ProxySettings
 from gptnas.spaces import SearchSpace
+from gptnas.training.data import MAX_IMAGE_SIZE
 
 
 def _reads_images(config) -> bool:
@@ -45,8 +46,7 @@ class DataSettings:
 
     def validate(self) -> None:
         EVALUATORS.get(self.evaluator)  # an unknown name is refused, listing the valid ones
-        if self.image_size is not None and self.image_size < 1:
-            raise GptnasError(f"image_size must be >= 1, got {self.image_size}")
+        check_limit("image_size", self.image_size, MAX_IMAGE_SIZE, low=1)
 
 
 def evaluator_names() -> list[str]:
@@ -66,7 +66,7 @@ def get_evaluator(name: str, space: SearchSpace | str, dataset: str, **options: 
     settings = evaluator.settings_type
     if settings is None:
         if options:
-            raise GptnasError(f"evaluator {name!r} takes no options, got {', '.join(options)}")
+            raise GptnasError(f"evaluator {quote(name)} takes no options, got {', '.join(options)}")
         return evaluator(space, dataset)
     return evaluator(space, dataset, from_dict(settings, options, f"evaluator {name!r}"))
 

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, check_limit, quote
 from gptnas.evaluators.base import (
     EVALUATORS,
     Evaluation,
@@ -43,6 +43,8 @@ from gptnas.evaluators.base import (
 )
 from gptnas.spaces import SearchSpace, get_space
 from gptnas.training.data import (
+    MAX_BATCH_SIZE,
+    MAX_IMAGE_SIZE,
     DATASETS,
     ImageData,
     check_dataset,
@@ -80,11 +82,11 @@ class ProxySettings:
 
     def __post_init__(self):
         if self.proxy not in PROXIES:
-            raise GptnasError(f"unknown proxy {self.proxy!r}; valid: {', '.join(PROXIES)}")
+            raise GptnasError(f"unknown proxy {quote(self.proxy)}; valid: {', '.join(PROXIES)}")
         if self.batch_size < 2:
             raise GptnasError(f"batch_size must be >= 2, got {self.batch_size}")
-        if self.image_size is not None and self.image_size < 1:
-            raise GptnasError(f"image_size must be >= 1, got {self.image_size}")
+        check_limit("batch_size", self.batch_size, MAX_BATCH_SIZE)
+        check_limit("image_size", self.image_size, MAX_IMAGE_SIZE, low=1)
 
 
 # ---------------------------------------------------------------- the scores

@@ -30,7 +30,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, check_limit, quote
 from gptnas.evaluators.base import (
     EVALUATORS,
     Evaluation,
@@ -43,6 +43,8 @@ from gptnas.evaluators.base import (
 )
 from gptnas.spaces import SearchSpace, get_space
 from gptnas.training.data import (
+    MAX_BATCH_SIZE,
+    MAX_IMAGE_SIZE,
     DATASETS,
     ImageData,
     Splits,
@@ -114,6 +116,7 @@ class CandidateTraining:
                 raise GptnasError(f"{name} must lie in (0, 1], got {getattr(self, name)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise GptnasError(f"lr must be a finite number > 0, got {self.lr}")
+        check_limit("batch_size", self.batch_size, MAX_BATCH_SIZE)
         if self.max_train_examples is not None and self.max_train_examples < 1:
             raise GptnasError(f"max_train_examples must be >= 1 (or unset for no limit), got {self.max_train_examples}")
 
@@ -144,10 +147,12 @@ class TrainSettings:
                               f"{self.train_fraction} and {self.image_scale}")
         if self.epochs < 1 or self.batch_size < 2:
             raise GptnasError(f"epochs must be >= 1 and batch_size >= 2, got {self.epochs} and {self.batch_size}")
+        check_limit("batch_size", self.batch_size, MAX_BATCH_SIZE)
+        check_limit("image_size", self.image_size, MAX_IMAGE_SIZE, low=1)
         if not self.lr > 0:
             raise GptnasError(f"lr must be > 0, got {self.lr}")
         if self.decay not in DECAYS:
-            raise GptnasError(f"unknown decay {self.decay!r}; valid: {', '.join(DECAYS)}")
+            raise GptnasError(f"unknown decay {quote(self.decay)}; valid: {', '.join(DECAYS)}")
         if not 0 < self.val_fraction < 1:
             raise GptnasError(f"val_fraction must lie strictly between 0 and 1, got {self.val_fraction}")
         if self.max_train_examples is not None and self.max_train_examples < 2:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from datasets import Dataset, concatenate_datasets, load_dataset
 
-from gptnas.errors import GptnasError, one_line
+from gptnas.errors import GptnasError, one_line, quote
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +84,11 @@ def tokenize(records: Dataset, tokenizer, block_size: int, weight_column: str | 
         for text, seq in zip(batch["text"], ids):
             if unk in seq:
                 word = next(w for w in text.split() if tokenizer.convert_tokens_to_ids(w) == unk)
-                raise GptnasError(f"token {word!r} of the corpus is not in the tokenizer; rebuild the tokenizer")
+                raise GptnasError(f"token {quote(word)} of the corpus is not in the tokenizer; rebuild the tokenizer")
         out = {"input_ids": [seq + [eos] for seq in ids]}
         if weight_column:
             if weight_column not in batch:
-                raise GptnasError(f"corpus has no column {weight_column!r} to weight sequences by")
+                raise GptnasError(f"corpus has no column {quote(weight_column)} to weight sequences by")
             out["weight"] = [float(w) for w in batch[weight_column]]
         else:
             out["weight"] = [1.0] * len(ids)

@@ -20,13 +20,22 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
-from gptnas.errors import GptnasError, one_line
+from gptnas.errors import GptnasError, check_limit, one_line
+from gptnas.files import read_json
 from gptnas.hub import local_folder
 
 GPT_FILES = ("config.json", "model.safetensors")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 UNSAFE_WEIGHTS = ("pytorch_model.bin", "adapter_model.bin", "tf_model.h5", "flax_model.msgpack")
 VOCAB_KEY = "gptnas_vocab_sha256"  # in the model's config.json: the fingerprint of its tokenizer's vocabulary
+# The largest GPT and adapter a folder may describe (each name with its transformers alias), checked before any
+# weight is allocated: a few bytes of config.json could otherwise ask for terabytes. GPT-2 XL is 48 x 1600.
+MAX_LAYERS, MAX_HEADS, MAX_WIDTH, MAX_INNER, MAX_POSITIONS, MAX_VOCAB = 64, 128, 8_192, 32_768, 65_536, 1_000_000
+MAX_LORA_RANK = 1_024
+GPT_LIMITS = {("n_layer", "num_hidden_layers"): MAX_LAYERS, ("n_head", "num_attention_heads"): MAX_HEADS,
+              ("n_embd", "hidden_size"): MAX_WIDTH, ("n_inner",): MAX_INNER,
+              ("n_positions", "max_position_embeddings", "n_ctx"): MAX_POSITIONS, ("vocab_size",): MAX_VOCAB}
+ADAPTER_LIMITS = {("r",): MAX_LORA_RANK, ("lora_alpha",): 1_000_000}
 SHIPPED_NAME = "gptnas/default_model"  # how `ArchGPT.source` names the model shipped in the package
 
 
@@ -111,10 +120,12 @@ def check_folder(path: Path, files: tuple[str, ...]) -> None:
         raise GptnasError(f"{path} holds {unsafe[0]}; gptnas loads safetensors only: re-save it with save_pretrained()")
     if missing:
         raise GptnasError(f"{path} is not a saved ArchGPT: {missing[0]} is missing")
-    try:
-        json.loads((path / files[0]).read_text())
-    except json.JSONDecodeError:
-        raise GptnasError(f"{path / files[0]} is corrupt (not JSON); save the model again") from None
+    config = read_json(path / files[0])
+    if not isinstance(config, dict):
+        raise GptnasError(f"{path / files[0]} is corrupt (not a JSON object); save the model again")
+    for names, limit in (ADAPTER_LIMITS if files == ADAPTER_FILES else GPT_LIMITS).items():
+        for name in names:
+            check_limit(f"{path / files[0]}: {name}", config.get(name), limit, low=0)
 
 
 def merge_adapter(model, adapter_dir: Path):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, quote
 from gptnas.language.tokens import BOS, EOS, PAD
 
 
@@ -50,9 +50,9 @@ def check_sampling(temperature, top_k) -> None:
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not (
         math.isfinite(temperature) and temperature >= 0
     ):
-        raise GptnasError(f"temperature must be a finite number >= 0 (0: greedy), got {temperature!r}")
+        raise GptnasError(f"temperature must be a finite number >= 0 (0: greedy), got {quote(temperature)}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1):
-        raise GptnasError(f"top_k must be an integer >= 1 (or None for no limit), got {top_k!r}")
+        raise GptnasError(f"top_k must be an integer >= 1 (or None for no limit), got {quote(top_k)}")
 
 
 def walk(space, tokens: list[str]):
@@ -61,7 +61,7 @@ def walk(space, tokens: list[str]):
     for position, token in enumerate(tokens):
         state = space.step(state, token)
         if state is None:
-            raise GptnasError(f"prefix token {token!r} at position {position} is not allowed in space {space.name}")
+            raise GptnasError(f"prefix token {quote(token)} at position {position} is not allowed in space {space.name}")
     return state
 
 
@@ -190,7 +190,7 @@ def token_ids(vocab: dict[str, int], tokens: list[str]) -> list[int]:
     given to a model trained before they existed)."""
     missing = [t for t in tokens if t not in vocab]
     if missing:
-        raise GptnasError(f"the model's tokenizer has no token {missing[0]!r}; use a model trained with it "
+        raise GptnasError(f"the model's tokenizer has no token {quote(missing[0])}; use a model trained with it "
                           "(conditioning tokens need a GPT trained on the conditioned corpus)")
     return [vocab[t] for t in tokens]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Collection
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, quote
 from gptnas.language.tokens import PARAM_TOKENS, QUALITY_LEVELS, cap_bucket, condition
 
 
@@ -13,9 +13,9 @@ def check_condition(quality, max_params, known: Collection[str] = PARAM_TOKENS) 
     """The conditioning tokens of `quality` (0..4) and of sampling under the cap `max_params`
     (`tokens.cap_bucket` among the tokens `known`); GptnasError for anything else."""
     if quality is not None and (not is_int(quality) or not 0 <= quality < QUALITY_LEVELS):
-        raise GptnasError(f"quality must be an integer 0..{QUALITY_LEVELS - 1} (4: the best fifth), got {quality!r}")
+        raise GptnasError(f"quality must be an integer 0..{QUALITY_LEVELS - 1} (4: the best fifth), got {quote(quality)}")
     if max_params is not None and (not is_int(max_params) or max_params < 1):
-        raise GptnasError(f"max_params must be a positive integer, got {max_params!r}")
+        raise GptnasError(f"max_params must be a positive integer, got {quote(max_params)}")
     return condition(quality) + ([] if max_params is None else [cap_bucket(max_params, known)])
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, check_limit, quote
 from gptnas.files import file_sha256
 from gptnas.gpt import generate
 from gptnas.gpt.folder import (
@@ -38,6 +38,7 @@ from gptnas.spaces import get_space
 
 log = logging.getLogger(__name__)
 
+MAX_COMPLETIONS = 100_000  # architectures one complete() call draws: each is held in memory until it returns
 MAX_REDRAWS = 20  # rounds of drawing again the samples above max_params
 
 
@@ -159,7 +160,9 @@ class ArchGPT:
         prefixes = check_prefixes(prefixes)
         for name, value in (("n", n), ("batch_size", batch_size)):
             if not is_int(value) or value < 1:
-                raise GptnasError(f"{name} must be an integer >= 1, got {value!r}")
+                raise GptnasError(f"{name} must be an integer >= 1, got {quote(value)}")
+        check_limit("n", n, MAX_COMPLETIONS)
+        check_limit("n times the number of prefixes", n * len(prefixes), MAX_COMPLETIONS)
         condition = check_condition(quality, max_params, self.vocab)
         generate.check_sampling(temperature, top_k)
         rows = [p.split() for p in prefixes for _ in range(n)]

@@ -35,13 +35,23 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_scheduler
 
-from gptnas.config import to_dict
-from gptnas.errors import GptnasError, one_line
+from gptnas.config import parse_yaml, to_dict
+from gptnas.errors import GptnasError, check_limit, one_line, quote
 from gptnas.files import write_atomic
 from gptnas.gpt import data, provenance
 from gptnas.gpt.card import push_gpt, write_model_card
 from gptnas.gpt.loss import held_out_metrics, weighted_lm_loss
-from gptnas.gpt.folder import ADAPTER_FILES, check_folder, load_pretrained, stamp_vocab
+from gptnas.gpt.folder import (
+    ADAPTER_FILES,
+    MAX_HEADS,
+    MAX_LAYERS,
+    MAX_LORA_RANK,
+    MAX_POSITIONS,
+    MAX_WIDTH,
+    check_folder,
+    load_pretrained,
+    stamp_vocab,
+)
 from gptnas.gpt.lora import LORA_ALPHA, LORA_DROPOUT, LORA_RANK, LORA_TARGETS, lora_config
 from gptnas.gpt.model import extend_vocabulary, new_model
 from gptnas.hub import hub_id
@@ -55,6 +65,10 @@ SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constan
 BOOKKEEPING = ("output_dir", "overwrite_output_dir", "resume_from_checkpoint", "checkpointing_steps", "eval_steps",
                "report_to", "push_to_hub", "hub_model_id", "hub_token", "hub_private_repo", "merge")
 GROWABLE = ("num_train_epochs", "max_train_steps")
+# The largest model and batches train_gpt.py builds: a saved GPT's limits (gptnas/gpt/folder.py), so that what it
+# trains can be loaded again.
+MODEL_LIMITS = {"n_layer": MAX_LAYERS, "n_head": MAX_HEADS, "n_embd": MAX_WIDTH, "block_size": MAX_POSITIONS,
+                "lora_r": MAX_LORA_RANK, "per_device_train_batch_size": 65_536, "per_device_eval_batch_size": 65_536}
 SECRET = ("hub_token",)  # never written to train_config.yaml, the model card or the trackers
 # What a run writes into output_dir; RUN_MARKERS are the ones that show a folder already holds a run.
 RUN_FILES = ("*.safetensors", "config.json", "generation_config.json", "adapter_config.json", "tokenizer.json",
@@ -119,18 +133,20 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise GptnasError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name, limit in MODEL_LIMITS.items():
+            check_limit(name, getattr(self, name), limit)
         if self.num_warmup_steps < 0:
             raise GptnasError(f"num_warmup_steps must be >= 0, got {self.num_warmup_steps}")
         if self.learning_rate <= 0 or not 0 <= self.dropout < 1:
             raise GptnasError("learning_rate must be > 0 and dropout in [0, 1)")
         if self.lr_scheduler_type not in SCHEDULERS:
-            raise GptnasError(f"unknown lr_scheduler_type {self.lr_scheduler_type!r}; valid: {', '.join(SCHEDULERS)}")
+            raise GptnasError(f"unknown lr_scheduler_type {quote(self.lr_scheduler_type)}; valid: {', '.join(SCHEDULERS)}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise GptnasError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+            raise GptnasError(f"mixed_precision must be no, fp16 or bf16, got {quote(self.mixed_precision)}")
         if self.checkpointing_steps not in (None, "epoch") and not (
             str(self.checkpointing_steps).isdigit() and int(self.checkpointing_steps) > 0
         ):
-            raise GptnasError(f"checkpointing_steps must be a number of steps or 'epoch', got {self.checkpointing_steps!r}")
+            raise GptnasError(f"checkpointing_steps must be a number of steps or 'epoch', got {quote(self.checkpointing_steps)}")
         if self.extend_vocabulary and (self.use_lora or not self.model_name_or_path):
             raise GptnasError("extend_vocabulary continues a base model with full training: set model_name_or_path, not use_lora")
         if self.use_lora and not self.model_name_or_path:
@@ -407,7 +423,7 @@ def check_same_run(config: TrainConfig, folder: Path) -> None:
         logger.warning("%s records no training config: cannot check that it was trained with this one", folder)
         return
     try:
-        saved = yaml.safe_load(saved_path.read_text(encoding="utf-8"))
+        saved = parse_yaml(saved_path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise GptnasError(f"{saved_path} is unreadable ({one_line(error)}); resume from another checkpoint") from None
     if not isinstance(saved, dict):

@@ -25,7 +25,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, message
 from gptnas.files import atomic_path, file_sha256, write_atomic, write_jsonl
 from gptnas.gpt.folder import GPT_FILES, default_model_dir, gpt_folder
 from gptnas.gpt.provenance import TABLE_SOURCE, table_space
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         get_space(args.space)
         folder = model_for(args.space, args.base)
     except GptnasError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {message(error)}", file=sys.stderr)
         return 2
     print(folder or "no other table on disk: use the base model")
     return 0

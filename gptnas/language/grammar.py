@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Hashable, Iterable, Protocol
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, quote
 from gptnas.language.tokens import EOS
 
 
@@ -166,11 +166,11 @@ class Grammar:
             nxt = self.step(state, token)
             if nxt is None:
                 if self.vocabulary is not None and token not in self.vocabulary:
-                    raise GptnasError(f"unknown token {token!r} at position {position} (space {self.name})")
+                    raise GptnasError(f"unknown token {quote(token)} at position {position} (space {self.name})")
                 expected = sorted(self.allowed(state))
                 hint = ", ".join(expected[:8]) + (" ..." if len(expected) > 8 else "")
                 raise GptnasError(
-                    f"token {token!r} at position {position} is not allowed in space {self.name} "
+                    f"token {quote(token)} at position {position} is not allowed in space {self.name} "
                     f"(expected one of: {hint})"
                 )
             state = nxt
@@ -189,5 +189,5 @@ class Grammar:
         for position, token in enumerate(prefix):
             state = self.step(state, token)
             if state is None:
-                raise GptnasError(f"prefix token {token!r} at position {position} is not allowed in space {self.name}")
+                raise GptnasError(f"prefix token {quote(token)} at position {position} is not allowed in space {self.name}")
         return self.allowed(state)

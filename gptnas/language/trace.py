@@ -30,7 +30,7 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, quote
 from gptnas.language import tokens
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ def _module_tokens(m: nn.Module) -> tuple[str, ...]:
         if pool_type == "":
             return ()
         if pool_type not in ("avg", "max", "fast", "fastavg", "fastmax"):
-            raise GptnasError(f"SelectAdaptivePool2d(pool_type={pool_type!r}) has no token")
+            raise GptnasError(f"SelectAdaptivePool2d(pool_type={quote(pool_type)}) has no token")
         return ("gmp",) if pool_type.endswith("max") else ("gap",)
     if name == "FastAdaptiveAvgPool":
         return ("gap",)

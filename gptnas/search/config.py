@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 
 from gptnas.config import flatten, from_dict, groups
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, quote
 from gptnas.evaluators import DataSettings, settings_type
 from gptnas.evaluators.train import FIDELITIES, CandidateTraining
 from gptnas.search.core import SearchSettings
@@ -128,6 +128,11 @@ class EvolveConfig:
         predicate, text = spec.metadata.get("needs", (None, None))
         return text if predicate is not None and not predicate(self) else None
 
+    def settings_record(self) -> dict:
+        """{field: value} of every setting but how the run executes (the run group): what a resume must keep."""
+        run = {f.name for f in dataclasses.fields(RunSettings)}
+        return {k: v for k, v in self.flat().items() if k not in run}
+
     def limit_flops(self, evaluator) -> None:
         """Sets the cpu profile's FLOPs cap for the images `evaluator` trains on, unless a cap is set."""
         if self.search.profile == "cpu" and self.data.evaluator == "train" and self.search.max_flops is None:
@@ -151,7 +156,7 @@ def group_flags(flags: dict, where: str) -> dict:
     grouped: dict[str, dict] = {}
     for name, value in flatten(flags).items():
         if name not in owner:
-            raise GptnasError(f"{where}: unknown setting {name[:80]!r}; valid: {', '.join(owner)}")
+            raise GptnasError(f"{where}: unknown setting {quote(name)}; valid: {', '.join(owner)}")
         grouped.setdefault(owner[name], {})[name] = value
     return grouped
 

@@ -20,7 +20,7 @@ from typing import Literal
 from deap import tools
 from tqdm.auto import tqdm
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, check_limit, quote
 from gptnas.evaluators.base import WORST_FITNESS
 from gptnas.search import checkpoint, screen
 from gptnas.search.candidate import candidate_type
@@ -32,6 +32,13 @@ from gptnas.search.tracking import Tracker
 
 log = logging.getLogger(__name__)
 FEASIBLE_TRIES = 200
+# Limits of the settings that size memory or loops: generous, and each stated by the error that enforces it.
+MAX_POPULATION = 100_000
+MAX_GENERATIONS = 1_000_000
+MAX_NOVELTY_TRIES = 1_000
+MAX_SCREEN_POOL = 1_000
+MAX_LATENCY_BATCH_SIZE = 4_096
+MAX_SEED = 2**32 - 1  # what every generator takes (numpy's legacy one included)
 # What the result store records of the run it belongs to (the rest may change); a store of another run is refused.
 IDENTITY = ("space", "strategy", "evaluator", "dataset", "seed", "population", "objectives", "max_params",
             "max_flops", "max_latency_ms")
@@ -88,6 +95,11 @@ class SearchSettings:
         return "latency" in self.objective_list() or self.max_latency_ms is not None
 
     def validate(self) -> None:
+        for name, limit in (("population", MAX_POPULATION), ("generations", MAX_GENERATIONS),
+                            ("novelty_tries", MAX_NOVELTY_TRIES), ("screen_pool", MAX_SCREEN_POOL),
+                            ("latency_batch_size", MAX_LATENCY_BATCH_SIZE)):
+            check_limit(name, getattr(self, name), limit)
+        check_limit("seed", self.seed, MAX_SEED, low=0)
         if self.population < 2:
             raise GptnasError(f"population must be at least 2, got {self.population}")
         if not 0 <= self.elites < self.population:
@@ -103,7 +115,7 @@ class SearchSettings:
         if objectives[:1] != ["accuracy"] or len(objectives) > 3 or len(set(objectives)) < len(objectives) \
                 or not set(objectives[1:]) <= set(COST_OBJECTIVES):
             raise GptnasError(f"objectives must be accuracy, then one or two of {', '.join(COST_OBJECTIVES)}; "
-                              f"got {self.objectives!r}")
+                              f"got {quote(self.objectives)}")
         for name in ("max_params", "max_flops", "latency_batch_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise GptnasError(f"{name} must be >= 1 (or unset for no limit), got {getattr(self, name)}")
@@ -127,6 +139,7 @@ class Search:
         self.run_dir, self.show_progress = run_dir, show_progress
         self.store = ResultStore(run_dir / "results.sqlite", self.identity(), must_exist=checkpoint.exists(run_dir))
         checkpoint.verify(self)  # a store that is not the checkpoint's is refused before anything is written
+        self.store.check_settings(config.settings_record(), run_dir / "config.yaml")
         self.rng = random.Random(self.settings.seed)
         self.costs = Costs(self.settings, space, evaluator, self.device)
         self.pareto = len(self.costs.objectives) > 1
@@ -141,6 +154,7 @@ class Search:
         self.strategy = strategy(self, config.group(strategy.settings_type))
         self.logbook = tools.Logbook()
         self.logbook.header = ["gen", "queries", "new", "max", "mean", "min", *self.strategy.logbook_columns()]
+        checkpoint.check(self)  # a checkpoint that cannot be resumed is refused before the run starts
         self.tracker = Tracker(config.run.report_to, run_dir, config.flat())  # live view, per generation
         self._progress, self._best, self._table_started = None, 0.0, False
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections import Counter
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
 from gptnas.errors import GptnasError
-from gptnas.files import write_atomic, write_json
+from gptnas.files import atomic_path, write_atomic, write_json
 from gptnas.search.costs import UNITS
+
+log = logging.getLogger(__name__)
 
 
 def _describe(space, candidate, store) -> dict:
@@ -19,6 +22,7 @@ def _describe(space, candidate, store) -> dict:
     return {
         "key": candidate.key,
         "encoding": space.encode(candidate.arch),
+        "query": store.query_of(candidate.key),
         "fitness": evaluation.fitness,
         "test_accuracy": evaluation.test_accuracy,
         "params": evaluation.params,
@@ -54,9 +58,9 @@ def write_outputs(search, run_dir: Path) -> dict:
     outcomes = [e for *_, e in store.history()]
     if not any(e.ok for e in outcomes):
         raise GptnasError(nothing_worked(outcomes, run_dir))
-    hall = [_describe(space, c, store) for c in search.hall_of_fame]
+    hall = ranked([_describe(space, c, store) for c in search.hall_of_fame])
     write_json(run_dir / "hall_of_fame.json", hall)
-    best = max(hall, key=lambda h: h["fitness"])
+    best = _describe(space, best_candidate(search), store)
     best["build"] = f"import gptnas; model = gptnas.build_model({space.name!r}, {best['key']!r}, num_classes={search.evaluator.num_classes})"
     best["num_classes"], best["input_size"] = search.evaluator.num_classes, search.evaluator.input_size
     best.update(search.evaluator.input_spec())  # input_channels, normalisation
@@ -66,6 +70,26 @@ def write_outputs(search, run_dir: Path) -> dict:
     write_atomic(run_dir / "best_architecture.txt", best["encoding"] + "\n")
     plot(search, run_dir)
     return best
+
+
+def ranked(described: list[dict]) -> list[dict]:
+    """Best first: higher fitness, then (a tie) fewer parameters, then the earlier query."""
+    return sorted(described, key=lambda h: (-h["fitness"], h["params"], h["query"]))
+
+
+def best_candidate(search):
+    """The best network evaluated: the highest fitness; among networks that tie there, the one with the fewest
+    parameters, then the earliest evaluated. A tie at the top means validation no longer tells the best apart
+    (saturated, e.g. 100 % on a small split): said in a warning."""
+    working = [(query, key, encoding, e) for query, key, encoding, _, e in search.store.history() if e.ok]
+    top = max(e.fitness for *_, e in working)
+    tied = sorted((e.params, query, key, encoding) for query, key, encoding, e in working if e.fitness == top)
+    if len(tied) > 1:
+        log.warning("%d networks tie at the top fitness (%.2f): validation is saturated and cannot tell them apart; "
+                    "the best is the one with the fewest parameters, then the earliest evaluated (query %d)",
+                    len(tied), top, tied[0][1])
+    _, _, key, encoding = tied[0]
+    return search.candidate(search.space.decode(encoding), key)
 
 
 def nothing_worked(outcomes: list, run_dir: Path) -> str:
@@ -132,7 +156,7 @@ def plot(search, run_dir: Path) -> None:
     ax.set_title(title)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(run_dir / "fitness.png", dpi=120)
+    save_figure(fig, run_dir / "fitness.png")
 
     pareto_plot(search, history, metric, title, run_dir / "pareto.png")
 
@@ -162,7 +186,13 @@ def pareto_plot(search, history, metric: str, title: str, path: Path) -> None:
     fig.suptitle(f"{title}: {metric.split(' (')[0]} against {', '.join(UNITS[c].split(' (')[0] for c in costs)}"
                  + (f" ({hidden} failed or chance-level networks not shown)" if hidden else ""), fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
+
+
+def save_figure(fig: Figure, path: Path) -> None:
+    """A PNG written whole or not at all; a link at `path` is replaced, never written through."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
 
 
 def _cost(evaluation, name: str):
@@ -184,7 +214,7 @@ def _scale(values: list[float]) -> tuple[float, float]:
 
 def summary_table(search, best: dict) -> str:
     """The final table printed to the terminal."""
-    hall = [_describe(search.space, c, search.store) for c in list(search.hall_of_fame)[:5]]
+    hall = ranked([_describe(search.space, c, search.store) for c in search.hall_of_fame])[:5]
     lines = [
         f"{search.settings.strategy} on {search.space.name} ({search.config.data.evaluator}, {search.config.data.dataset}): "
         f"{len(search.store)} unique architectures evaluated",

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sqlite3
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-from gptnas.errors import GptnasError
+from gptnas.errors import QUOTE_LIMIT, GptnasError, one_line, quote
 from gptnas.evaluators.base import WORST_FITNESS, Evaluation
+from gptnas.files import link_error
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -36,6 +38,14 @@ CREATE TABLE IF NOT EXISTS proxy_scores (
 );
 """
 FORMAT = "gptnas-results-1"
+SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite's files beside the store
+
+
+STATUSES = ("ok", "diverged", "out_of_memory", "failed")  # what Evaluation.status may be
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class ResultStore:
@@ -43,14 +53,19 @@ class ResultStore:
         """Opens (or creates) the store of the run with `identity`; with `must_exist`, a store that holds
         no run yet (missing, empty, or never written) is refused rather than started."""
         self.path = Path(path)
+        for name in (self.path.name, *(self.path.name + suffix for suffix in SIDE_FILES)):
+            if (self.path.parent / name).is_symlink():  # SQLite would write through it
+                raise link_error(self.path.parent / name)
         if must_exist and not self.holds_a_run(self.path):
             raise GptnasError(f"{self.path} holds no results although the run directory has a checkpoint; "
                               "restore results.sqlite (with its -wal file) or use a new --output_dir")
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None)
+            self._check_schema(complete=False)  # before this process changes anything in a handed file
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
+            self._check_schema(complete=True)
             stored = dict(self.db.execute("SELECT name, value FROM meta"))
         except sqlite3.DatabaseError as error:
             raise GptnasError(f"{self.path} is not a readable gptnas result store ({error}); use a new --output_dir") from None
@@ -65,19 +80,92 @@ class ResultStore:
             differ = [k for k in wanted if stored.get(k, "null") != wanted[k]]
             if differ:
                 raise GptnasError(
-                    f"{self.path.parent} belongs to another run ({differ[0]}: {stored.get(differ[0])} here, "
-                    f"{wanted[differ[0]]} asked); resume it with its own settings or use a new --output_dir"
+                    f"{self.path.parent} belongs to another run ({differ[0]}: "
+                    f"{str(stored.get(differ[0]))[:QUOTE_LIMIT]} here, {wanted[differ[0]][:QUOTE_LIMIT]} asked); "
+                    "resume it with its own settings or use a new --output_dir"
                 )
-        rows = self.db.execute("SELECT key, generation, result FROM evaluations").fetchall()
-        self._cache = {key: Evaluation.from_dict(json.loads(r)) for key, _, r in rows}
-        self._generation = {key: generation for key, generation, _ in rows}
-        self.proxy_scores: dict[str, float | None] = dict(self.db.execute("SELECT key, score FROM proxy_scores"))
+        rows = self.db.execute("SELECT query, key, generation, result FROM evaluations").fetchall()
+        self._cache = {key: self._evaluation(query, key, generation, r) for query, key, generation, r in rows}
+        self._generation = {key: generation for _, key, generation, _ in rows}
+        self.proxy_scores: dict[str, float | None] = {}
+        for key, score in self.db.execute("SELECT key, score FROM proxy_scores"):
+            if not isinstance(key, str) or not (score is None or _finite(score)):
+                raise self._refused(f"the proxy score of {quote(key)} is {quote(score)}, not a finite number")
+            self.proxy_scores[key] = score
+
+    def _check_schema(self, complete: bool) -> None:
+        """GptnasError unless the file holds exactly the tables SCHEMA creates (with `complete` False, a subset
+        of them: a store of an older gptnas gains the newer ones), with their columns: no trigger, no view, no
+        other table or index. SQLite runs what a crafted schema holds, so it is checked before any read."""
+        found = self._schema(self.db)
+        with closing(sqlite3.connect(":memory:")) as reference:
+            reference.executescript(SCHEMA)
+            wanted = self._schema(reference)
+        for entry, columns in found.items():
+            if entry not in wanted or wanted[entry] != columns:
+                raise self._refused(f"it holds {entry[0]} {quote(entry[1])}, which gptnas does not create")
+        if complete and found.keys() != wanted.keys():
+            missing = sorted(set(wanted) - set(found))[0]
+            raise self._refused(f"it lacks {missing[0]} {missing[1]}")
+
+    @staticmethod
+    def _schema(db) -> dict:
+        """{(type, name): columns} of every entry of a database's schema (a table's columns, else None)."""
+        entries = db.execute("SELECT type, name FROM sqlite_master").fetchall()
+        return {(kind, name): db.execute("SELECT name, type, [notnull], pk FROM pragma_table_info(?)",
+                                         (name,)).fetchall() if kind == "table" else None
+                for kind, name in entries}
+
+    def _evaluation(self, query, key, generation, result: str) -> Evaluation:
+        """The Evaluation a row holds, checked: numbered, keyed, of a generation, JSON, a finite fitness."""
+        where = f"query {quote(query)}"
+        if not isinstance(query, int) or not isinstance(key, str) or not isinstance(generation, int) \
+                or generation < 0:
+            raise self._refused(f"the row of {where} has a query, key or generation of the wrong kind")
+        try:
+            record = json.loads(result)
+            evaluation = Evaluation.from_dict(record)
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError, GptnasError) as error:
+            raise self._refused(f"the result of {where} is not an evaluation ({one_line(error)[:120]})") from None
+        if not _finite(record["fitness"]) or evaluation.status not in STATUSES:
+            raise self._refused(f"{where} has fitness {quote(record['fitness'])} and status "
+                                f"{quote(evaluation.status)}; fitness must be a finite number")
+        return evaluation
+
+    def _refused(self, why: str) -> GptnasError:
+        return GptnasError(f"{self.path} is not a result store gptnas wrote: {why}; use the run's own "
+                           "results.sqlite or a new --output_dir")
+
+    def check_settings(self, settings: dict, where: Path) -> None:
+        """Records the run's settings ({field: value}: every one but how the run executes) the first time; later,
+        settings that differ (a hand-edited config.yaml) are refused, naming the first field that differs."""
+        wanted = json.loads(json.dumps(settings))
+        row = self.db.execute("SELECT value FROM meta WHERE name = 'settings'").fetchone()
+        if row is None:  # a new store, or one written before the settings were recorded
+            with self._transaction():
+                self.db.execute("INSERT INTO meta VALUES ('settings', ?)", (json.dumps(wanted, sort_keys=True),))
+            return
+        try:
+            stored = json.loads(row[0])
+            differ = [k for k in sorted(set(stored) | set(wanted)) if stored.get(k) != wanted.get(k)]
+        except (ValueError, TypeError, AttributeError):
+            raise GptnasError(f"{self.path} records unreadable settings; use a new --output_dir") from None
+        if differ:
+            name = differ[0]
+            raise GptnasError(f"{where}: {name} is {quote(wanted.get(name))} but the run was started with "
+                              f"{quote(stored.get(name))}; a resumed run may change only how it executes: restore "
+                              f"{name} or start a new run")
 
     def __contains__(self, key: str) -> bool:
         return key in self._cache
 
     def __len__(self) -> int:
         return len(self._cache)
+
+    def query_of(self, key: str) -> int | None:
+        """The query number `key` was evaluated as; None when it was not."""
+        row = self.db.execute("SELECT query FROM evaluations WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
 
     def get(self, key: str) -> Evaluation | None:
         return self._cache.get(key)
@@ -131,8 +219,8 @@ class ResultStore:
 
     def history(self) -> list[tuple[int, str, str, int, Evaluation]]:
         """(query, key, encoding, generation, evaluation) in evaluation order."""
-        rows = self.db.execute("SELECT query, key, encoding, generation, result FROM evaluations ORDER BY query")
-        return [(q, k, e, g, Evaluation.from_dict(json.loads(r))) for q, k, e, g, r in rows]
+        rows = self.db.execute("SELECT query, key, encoding, generation FROM evaluations ORDER BY query")
+        return [(q, k, e, g, self._cache[k]) for q, k, e, g in rows]
 
     def digest(self, through_generation: int) -> dict:
         """Rows, last query and a SHA-256 of every evaluation up to and including `through_generation`:
@@ -155,13 +243,22 @@ class ResultStore:
 
     @contextmanager
     def _transaction(self):
-        self.db.execute("BEGIN IMMEDIATE")  # the connection autocommits otherwise
         try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            self.db.execute("BEGIN IMMEDIATE")  # the connection autocommits otherwise
+            try:
+                yield
+            except BaseException:
+                if self.db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                    self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        except sqlite3.OperationalError as error:
+            if getattr(error, "sqlite_errorcode", None) != sqlite3.SQLITE_FULL and "full" not in str(error):
+                raise
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise GptnasError(f"the disk holding {self.path} is full ({error}); every evaluation committed before is "
+                              f"kept: free some space, then continue with --resume {self.path.parent}") from None
 
     def close(self) -> None:
         self.db.close()

@@ -17,7 +17,7 @@ from typing import Any, Hashable, NamedTuple
 import torch
 from torch import nn
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, quote
 from gptnas.language import tokens as T
 from gptnas.language.grammar import Grammar, GrammarState, Trie
 from gptnas.registry import Registry
@@ -117,7 +117,7 @@ class SearchSpace(ABC):
             raise GptnasError(f"an encoded architecture must be a string of tokens, got {type(text).__name__}")
         tokens = text.split()
         if tokens and tokens[0] != self.tag and tokens[0].startswith("space:"):
-            raise GptnasError(f"architecture is tagged {tokens[0]!r} but space {self.name!r} expects {self.tag!r}")
+            raise GptnasError(f"architecture is tagged {quote(tokens[0])} but space {quote(self.name)} expects {quote(self.tag)}")
         payloads = self.grammar.parse(tokens)
         return self._assemble(list(payloads[1:]))
 

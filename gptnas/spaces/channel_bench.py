@@ -13,7 +13,7 @@ import random
 
 from torch import nn
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, quote
 from gptnas.spaces import blocks as B
 from gptnas.spaces.base import SPACES, SearchSpace, mutate_gene, uniform_crossover
 
@@ -51,7 +51,7 @@ class ChannelBench(SearchSpace):
 
     def from_key(self, key: str):
         if not isinstance(key, str) or len(key) != N_LAYERS or any(c not in "1234" for c in key):
-            raise GptnasError(f"{self.name} key must be 7 digits from 1-4 (e.g. '4444342'), got {key!r}")
+            raise GptnasError(f"{self.name} key must be 7 digits from 1-4 (e.g. '4444342'), got {quote(key)}")
         return tuple(int(c) for c in key)
 
     def build_model(self, arch, num_classes: int = 10) -> nn.Module:

@@ -16,7 +16,7 @@ from typing import Callable, NamedTuple
 
 from torch import nn
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, quote
 from gptnas.spaces import blocks as B
 from gptnas.spaces.base import SPACES, SearchSpace
 
@@ -137,7 +137,7 @@ class CifarSpace(SearchSpace):
         for i, block in enumerate(arch.blocks):
             kind = KINDS.get(block.kind)
             if kind is None:
-                raise GptnasError(f"block {i}: unknown kind {block.kind!r}; valid: {', '.join(KINDS)}")
+                raise GptnasError(f"block {i}: unknown kind {quote(block.kind)}; valid: {', '.join(KINDS)}")
             if block.stride not in kind.strides:
                 raise GptnasError(f"block {i}: {block.kind} takes stride {kind.strides}, got {block.stride}")
             if kind.keeps_width and block.width != 0:
@@ -224,7 +224,7 @@ class CifarSpace(SearchSpace):
 
     def from_key(self, key: str) -> CifarArch:
         if not isinstance(key, str) or not key.startswith("stem"):
-            raise GptnasError(f"a cifar key looks like 'stem32-resnet_basic/64/s1-maxpool/s2-...', got {key!r}")
+            raise GptnasError(f"a cifar key looks like 'stem32-resnet_basic/64/s1-maxpool/s2-...', got {quote(key)}")
         head, *parts = key.split("-")
         try:
             stem = int(head[len("stem"):])
@@ -237,7 +237,7 @@ class CifarSpace(SearchSpace):
                     raise ValueError(part)
                 blocks.append(Block(kind, width, stride))
         except ValueError:
-            raise GptnasError(f"malformed cifar key {key!r}: blocks are 'kind/width/sSTRIDE' or 'pool/s2'") from None
+            raise GptnasError(f"malformed cifar key {quote(key)}: blocks are 'kind/width/sSTRIDE' or 'pool/s2'") from None
         arch = CifarArch(stem, tuple(blocks))
         self.check(arch)
         return arch

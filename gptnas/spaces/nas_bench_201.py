@@ -22,7 +22,7 @@ from functools import lru_cache
 
 from torch import nn
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, quote
 from gptnas.language import tokens as T
 from gptnas.spaces import blocks as B
 from gptnas.spaces.base import SPACES, SearchSpace, mutate_gene, uniform_crossover
@@ -165,11 +165,11 @@ class NasBench201(SearchSpace):
         match = _KEY.match(key) if isinstance(key, str) else None
         if match is None:
             raise GptnasError(
-                f"NAS-Bench-201 key must look like '|op~0|+|op~0|op~1|+|op~0|op~1|op~2|', got {key!r}"
+                f"NAS-Bench-201 key must look like '|op~0|+|op~0|op~1|+|op~0|op~1|op~2|', got {quote(key)}"
             )
         unknown = [op for op in match.groups() if op not in OPS]
         if unknown:
-            raise GptnasError(f"unknown NAS-Bench-201 op {unknown[0]!r} in key {key!r}; valid ops: {', '.join(OPS)}")
+            raise GptnasError(f"unknown NAS-Bench-201 op {quote(unknown[0])} in key {quote(key)}; valid ops: {', '.join(OPS)}")
         return canonical(match.groups())
 
     # ------------------------------------------------------------ network

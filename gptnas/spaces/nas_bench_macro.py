@@ -18,7 +18,7 @@ import random
 
 from torch import nn
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, quote
 from gptnas.spaces import blocks as B
 from gptnas.spaces.base import SPACES, SearchSpace, mutate_gene, uniform_crossover
 
@@ -73,7 +73,7 @@ class NasBenchMacro(SearchSpace):
 
     def from_key(self, key: str):
         if not isinstance(key, str) or len(key) != sum(STAGES) or any(c not in "012" for c in key):
-            raise GptnasError(f"NAS-Bench-Macro key must be 8 digits from 0-2 (e.g. '22212220'), got {key!r}")
+            raise GptnasError(f"NAS-Bench-Macro key must be 8 digits from 0-2 (e.g. '22212220'), got {quote(key)}")
         return canonical(tuple(int(c) for c in key))
 
     # ------------------------------------------------------------ network

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gptnas.errors import GptnasError, one_line
+from gptnas.errors import GptnasError, check_limit, one_line, quote
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,8 @@ IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 COMMIT = re.compile(r"[0-9a-f]{40}")
 DECODE_CHUNK = 1024  # images decoded at a time
+MAX_IMAGE_SIZE = 1_024  # pixels a side: 1024x1024 is already 16x ImageNet's 224x224
+MAX_BATCH_SIZE = 65_536  # images in one batch, for training, proxies and retraining
 VALID = "cifar10, cifar100, digits, a Hub dataset id (owner/name) or a local folder"
 
 # What this process loaded, by (dataset, data_dir): (the revision asked for, the record dataset_source returns).
@@ -124,8 +126,8 @@ def check_dataset(dataset: str, also: tuple[str, ...] = ()) -> None:
     if dataset in DATASETS or dataset in also or _local_folder(dataset) is not None or HUB_ID.fullmatch(dataset):
         return
     if _looks_like_path(dataset):
-        raise GptnasError(f"dataset folder {dataset!r} does not exist; check the path")
-    raise GptnasError(f"unknown dataset {dataset!r}; valid: {', '.join((VALID, *also))}")
+        raise GptnasError(f"dataset folder {quote(dataset)} does not exist; check the path")
+    raise GptnasError(f"unknown dataset {quote(dataset)}; valid: {', '.join((VALID, *also))}")
 
 
 @lru_cache(maxsize=4)
@@ -142,9 +144,12 @@ def load_images(
     """The whole dataset as uint8 tensors (cached per process). Images keep their common square side,
     or are resized to `image_size`, or to `input_size` when their sizes differ."""
     check_dataset(dataset)
-    if image_size is not None and image_size < 1:
-        raise GptnasError(f"image_size must be >= 1, got {image_size}")
+    check_limit("image_size", image_size, MAX_IMAGE_SIZE, low=1)
     if dataset == "digits":
+        given = [f"--{name}" for name, value in (("image_column", image_column), ("label_column", label_column))
+                 if value is not None]
+        if given:
+            raise GptnasError(f"--dataset digits is bundled with its own images and labels; drop {given[0]}")
         return _digits(image_size)
     spec = DATASETS.get(dataset)
     splits = _read_splits(dataset, data_dir, revision)
@@ -306,9 +311,9 @@ def _read_folder(path: Path, dataset: str, given_as: str) -> tuple[dict, dict]:
     import datasets
 
     if not path.exists():
-        raise GptnasError(f"{given_as} {str(path)!r} does not exist; point it at a local copy of {dataset}")
+        raise GptnasError(f"{given_as} {quote(str(path))} does not exist; point it at a local copy of {dataset}")
     if not path.is_dir():
-        raise GptnasError(f"{given_as} {str(path)!r} is a file; give a folder")
+        raise GptnasError(f"{given_as} {quote(str(path))} is a file; give a folder")
     extra: dict = {}
     try:
         with _quiet_datasets():
@@ -322,7 +327,7 @@ def _read_folder(path: Path, dataset: str, given_as: str) -> tuple[dict, dict]:
                 splits = datasets.load_dataset(str(path))
     except Exception as error:  # noqa: BLE001 - unreadable, empty, not a dataset: the same advice for all
         raise GptnasError(
-            f"could not read {dataset} from {str(path)!r} ({one_line(error)}); give a folder of class "
+            f"could not read {dataset} from {quote(str(path))} ({one_line(error)}); give a folder of class "
             f"subfolders of images or a DatasetDict saved with save_to_disk"
         ) from None
     return _as_dict(splits), extra
@@ -417,7 +422,7 @@ def _column(table, given: str | None, candidates: tuple[str, ...], dataset: str,
     columns = table.column_names
     if given is not None:
         if given not in columns:
-            raise GptnasError(f"{where} has no column {given!r} (--{what}_column); its columns: {', '.join(columns)}")
+            raise GptnasError(f"{where} has no column {quote(given)} (--{what}_column); its columns: {', '.join(columns)}")
         return given
     for name in candidates:
         if name in columns:
@@ -435,31 +440,49 @@ def _labels(train, test, column: str, fixed: int | None, dataset: str) -> tuple[
 
     values = [np.asarray(split.select_columns([column]).with_format("numpy")[:][column]) for split in (train, test)]
     if any(v.ndim != 1 or any(isinstance(x, (list, np.ndarray)) for x in v[:100]) for v in values):
-        raise GptnasError(f"{dataset} column {column!r} must hold one label per image; is --label_column right?")
+        raise GptnasError(f"{dataset} column {quote(column)} must hold one label per image; is --label_column right?")
     feature = train.features[column]
     if isinstance(feature, datasets.ClassLabel):
         num_classes, names = feature.num_classes, feature.names
     elif fixed is not None:
         num_classes, names = fixed, None
     else:
-        try:
-            classes = np.unique(np.concatenate(values))
-        except TypeError:  # mixed types, None
-            raise GptnasError(f"{dataset} column {column!r} mixes kinds of labels; is --label_column right?") from None
+        classes = _classes(values, column, dataset)
         values = [np.searchsorted(classes, v) for v in values]
         num_classes, names = len(classes), [str(c) for c in classes]
     if num_classes < 2:
-        raise GptnasError(f"{dataset} has one class only ({', '.join(names or ['?'])}) in column {column!r}; "
+        raise GptnasError(f"{dataset} has one class only ({', '.join(names or ['?'])}) in column {quote(column)}; "
                           f"a classifier needs at least two (one subfolder per class)")
     try:
         train_labels, test_labels = (torch.as_tensor(v.astype(np.int64)) for v in values)
     except (TypeError, ValueError):
-        raise GptnasError(f"{dataset} column {column!r} holds {values[0].dtype} values, not class indices; "
+        raise GptnasError(f"{dataset} column {quote(column)} holds {values[0].dtype} values, not class indices; "
                           f"is --label_column right?") from None
     for labels in (train_labels, test_labels):
         if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-            raise GptnasError(f"{dataset} labels must lie in 0..{num_classes - 1}; is column {column!r} right?")
+            raise GptnasError(f"{dataset} labels must lie in 0..{num_classes - 1}; is column {quote(column)} right?")
     return train_labels, test_labels, num_classes
+
+
+def _classes(values: list[np.ndarray], column: str, dataset: str) -> np.ndarray:
+    """The classes of plain labels, sorted: the distinct labels of the training split (`values[0]`), which must
+    be integers or strings; a test label that no training image has is refused (no network could predict it)."""
+    train, test = values
+    for split in values:
+        kinds = {type(x) for x in split[:1000].tolist()}
+        if not (kinds <= {int} or kinds <= {str}):
+            found = ", ".join(sorted(k.__name__ for k in kinds))
+            raise GptnasError(f"{dataset} column {quote(column)} holds {found} labels; labels must be integers or "
+                              "strings (one kind); is --label_column right?")
+    try:
+        classes = np.unique(train)
+        unseen = np.setdiff1d(np.unique(test), classes)
+    except TypeError:  # integers and strings mixed across the splits
+        raise GptnasError(f"{dataset} column {quote(column)} mixes kinds of labels; is --label_column right?") from None
+    if len(unseen):
+        raise GptnasError(f"{dataset}: the test split has labels no training image has ({quote(unseen[:5].tolist())}); "
+                          "classes are taken from the training split: add training images of them or drop them")
+    return classes
 
 
 # ---------------------------------------------------------------- pixels

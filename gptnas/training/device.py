@@ -6,7 +6,7 @@ import gc
 
 import torch
 
-from gptnas.errors import GptnasError
+from gptnas.errors import GptnasError, quote
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -15,15 +15,21 @@ def resolve_device(device: str | None) -> torch.device:
     try:
         resolved = torch.device(device)
     except RuntimeError:
-        raise GptnasError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+        raise GptnasError(f"unknown device {quote(device)}; use cpu, cuda or cuda:N") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise GptnasError(f"device {device!r} asked for but CUDA is not available; use --device cpu")
+        raise GptnasError(f"device {quote(device)} asked for but CUDA is not available; use --device cpu")
     return resolved
 
 
+# How PyTorch words running out of memory: CUDA's allocator, and the CPU's (Linux, then Windows).
+OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "not enough memory")
+
+
 def is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, torch.cuda.OutOfMemoryError) or (
-        isinstance(error, RuntimeError) and "out of memory" in str(error)
+    """Whether `error` says the device ran out of memory: a GPU's, or the CPU's (a RuntimeError of PyTorch's
+    CPU allocator, or Python's MemoryError)."""
+    return isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)) or (
+        isinstance(error, RuntimeError) and any(words in str(error) for words in OUT_OF_MEMORY)
     )
 
 

@@ -146,8 +146,10 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
 
     def load_state_dict(self, state: dict) -> None:
         log = state.get("reconstruction_log", [])
-        if not isinstance(log, list) or not all(isinstance(e, dict) and "gen" in e for e in log):
-            raise ValueError("reconstruction_log must be a list of entries with a generation")
+        if not isinstance(log, list) or not all(isinstance(e, dict) and _whole(e.get("gen")) and _whole(e.get("changed"))
+                                                for e in log):
+            raise ValueError("reconstruction_log must be a list of entries with a generation and a count of changed "
+                             "networks")
         self.reconstruction_log = log
 
     def summary(self) -> dict:
@@ -256,3 +258,8 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
             return rewritten
         rewrites = iter(rewritten)
         return [next(rewrites) if gpt else arch for arch, gpt in zip(archs, self._arms)]
+
+
+def _whole(value) -> bool:
+    """Whether `value` is a count or generation number (a non-negative int, not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
