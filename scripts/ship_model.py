@@ -21,23 +21,22 @@ from gptnas.gpt.card import write_model_card
 
 # run folder name -> how the card names the model after that stage, in training order
 STAGES = {"pretrain": "after pretraining", "finetune": "after LoRA fine-tuning", "condition": "after conditioning",
-          "cifar_scale": "shipped, after CIFAR-scale training"}
+          "cifar_scale": "after CIFAR-scale training"}
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
+# what each stage trains on, for the card
+RECIPES = {
+    "pretrain": "pretraining on the timm networks (`data/pretrain_timm.jsonl.gz`, configs/pretrain.yaml)",
+    "finetune": "LoRA fine-tuning on the 36 torchvision networks of GPT-NAS (configs/finetune_lora.yaml), merged "
+                "into the weights",
+    "condition": "continued training on the conditioned corpus (configs/condition.yaml: each network under its "
+                 "quality token q0..q4, the quintile of its published accuracy within its source, and its "
+                 "parameter-count token)",
+    "cifar_scale": "CIFAR-scale training (configs/cifar_scale.yaml): pytorchcv's CIFAR-10, CIFAR-100 and SVHN "
+                   "networks under their dataset's quality token (`data/PYTORCHCV.md`), the classic CIFAR designs, "
+                   "cost-only samples of the `cifar` space and the ImageNet networks again, vocabulary extended",
+}
 NOTES = (
-    "## How it was made\n\n"
-    "`bash scripts/train_default_model.sh`, four stages: pretraining on the timm networks "
-    "(`data/pretrain_timm.jsonl.gz`, configs/pretrain.yaml); LoRA fine-tuning on the 36 torchvision networks "
-    "of GPT-NAS (configs/finetune_lora.yaml), merged into the weights; continued training on the conditioned "
-    "corpus (configs/condition.yaml: each network under its quality token q0..q4, the quintile of its published "
-    "accuracy within its source, and its parameter-count token); and CIFAR-scale training "
-    "(configs/cifar_scale.yaml): pytorchcv's CIFAR-10, CIFAR-100 and SVHN networks under their dataset's "
-    "quality token (`data/PYTORCHCV.md`), the classic CIFAR designs, cost-only samples of the `cifar` space "
-    "(no accuracy: what each cost token means in the space's spelling) and the ImageNet networks again, with "
-    "the vocabulary extended by the eighth-decade cost tokens and the dataset tags. The shipped weights "
-    "continued the model shipped before the CIFAR stage existed (gptnas commit 96a4ea7), which itself "
-    "continued the one of commit 22675de with the conditioning stage; the script reproduces the recipe on "
-    "today's corpus.\n\n"
     "It has seen no benchmark table (`gptnas_tables_seen` in config.json is empty): NAS-Bench-Macro, "
     "Channel-Bench-Macro and NAS-Bench-201 results are only ever read by the search. The leave-space-out GPTs "
     "of `python -m gptnas.bench --gpt transfer` continue it on the tables of the other spaces "
@@ -76,7 +75,8 @@ def main() -> None:
     for name in MODEL_FILES:
         if (last / name).exists():
             shutil.copy(last / name, args.target / name)
-    notes = NOTES
+    stages = "; ".join(RECIPES[run.name] for run in args.runs)
+    notes = f"## How it was made\n\n`bash scripts/train_default_model.sh`: {stages}.\n\n{NOTES}"
     if args.held_out:
         notes += ("\n## Held-out families, family by family\n\n`python benchmarks/held_out.py`: next-token loss / "
                   "top-1 over the layer tokens of each held-out family, the model shipped before against this one "
