@@ -127,7 +127,7 @@ class Skipped:
         return sum(len(names) for names in self.reasons.values())
 
 
-def _reason(error: Exception) -> str:
+def skip_reason(error: Exception) -> str:
     """The error message without node names and sizes, so that one cause counts once."""
     message = str(error).splitlines()[0] if str(error) else ""
     message = re.sub(r"\s*\((node|stuck at) [^)]*\)|\s*\[[^\]]*\]", "", message)
@@ -155,7 +155,7 @@ def _parameters_on_meta():
         nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
 
 
-def _build_on_meta(builder):
+def build_on_meta(builder):
     try:
         with torch.device("meta"):
             return builder()
@@ -165,7 +165,7 @@ def _build_on_meta(builder):
             return builder()
 
 
-def _record(name: str, source: str, family: str, model: nn.Module) -> dict:
+def traced_record(name: str, source: str, family: str, model: nn.Module) -> dict:
     words = encode_module(model, source)
     return {
         "name": name,
@@ -188,8 +188,8 @@ def torchvision_records() -> list[dict]:
     names = sorted((name, family) for family, members in TORCHVISION_FAMILIES.items() for name in members)
     for name, family in tqdm(names, desc="torchvision", disable=None):
         kwargs = {"weights": None, **TORCHVISION_KWARGS.get(name, {})}
-        model = _build_on_meta(lambda: torchvision.models.get_model(name, **kwargs))
-        records.append(_record(name, "torchvision", family, model))  # no skipping: the set must be complete
+        model = build_on_meta(lambda: torchvision.models.get_model(name, **kwargs))
+        records.append(traced_record(name, "torchvision", family, model))  # no skipping: the set must be complete
     return records
 
 
@@ -209,10 +209,10 @@ def timm_records(max_tokens: int) -> tuple[list[dict], Skipped]:
     records, skipped, by_text = [], Skipped(), {}
     for name in tqdm(names, desc="timm", disable=None):
         try:
-            model = _build_on_meta(lambda: timm.create_model(name, pretrained=False))
-            record = _record(name, "timm", timm_family(name), model)
+            model = build_on_meta(lambda: timm.create_model(name, pretrained=False))
+            record = traced_record(name, "timm", timm_family(name), model)
         except Exception as error:  # noqa: BLE001 - any failure to build or trace skips just that model
-            skipped.add(name, _reason(error))
+            skipped.add(name, skip_reason(error))
             continue
         if record["n_tokens"] > max_tokens:
             skipped.add(name, f"longer than {max_tokens} tokens")

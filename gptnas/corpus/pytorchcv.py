@@ -39,7 +39,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from gptnas.corpus.build import FINETUNE_FILE, MAX_TOKENS, PRETRAIN_FILE, Skipped, _build_on_meta, _reason, _record
+from gptnas.corpus.build import (FINETUNE_FILE, MAX_TOKENS, PRETRAIN_FILE, Skipped, build_on_meta, skip_reason,
+                                 traced_record)
 from gptnas.errors import GptnasError
 from gptnas.files import read_jsonl, write_atomic, write_jsonl
 from gptnas.language import tokens
@@ -109,9 +110,9 @@ def builder(name: str, modules: dict):
     return getattr(importlib.import_module(modules[name]), name)
 
 
-def family(builder) -> str:
-    """The family of a pytorchcv builder: its module's name, in the other corpora's spelling."""
-    name = builder.__module__.rpartition(".")[2].removesuffix("_cifar")
+def family(build) -> str:
+    """The family of a pytorchcv model function: its module's name, in the other corpora's spelling."""
+    name = build.__module__.rpartition(".")[2].removesuffix("_cifar")
     return FAMILY_NAMES.get(name, name)
 
 
@@ -124,8 +125,8 @@ def trace(row: dict, modules: dict, tag: str) -> dict:
     """One CSV row as a corpus record (without conditioning tokens)."""
     name = row["model_name"]
     build = builder(name, modules)
-    model = _build_on_meta(lambda: build(pretrained=False))
-    return {**_record(name, tag, family(build), model), "source": "pytorchcv"}
+    model = build_on_meta(lambda: build(pretrained=False))
+    return {**traced_record(name, tag, family(build), model), "source": "pytorchcv"}
 
 
 def trace_rows(rows: list[dict], modules: dict, tag_of, max_tokens: int, skipped: Skipped) -> list[dict]:
@@ -136,7 +137,7 @@ def trace_rows(rows: list[dict], modules: dict, tag_of, max_tokens: int, skipped
         try:
             record = trace(row, modules, tag_of(row))
         except Exception as error:  # noqa: BLE001 - any failure to build or trace skips just that model
-            skipped.add(row["model_name"], _reason(error))
+            skipped.add(row["model_name"], skip_reason(error))
             continue
         if record["n_tokens"] > max_tokens:
             skipped.add(row["model_name"], f"longer than {max_tokens} tokens")
