@@ -126,6 +126,16 @@ class Skipped:
     def count(self) -> int:
         return sum(len(names) for names in self.reasons.values())
 
+    def table(self, examples: int = 4) -> str:
+        """A markdown table of the reasons, the most frequent first, with up to `examples` names each."""
+        if not self.reasons:
+            return "Nothing was skipped."
+        rows = ["| models | reason | examples |", "|---:|---|---|"]
+        for reason, names in sorted(self.reasons.items(), key=lambda item: (-len(item[1]), item[0])):
+            shown = ", ".join(names[:examples]) + (", ..." if len(names) > examples else "")
+            rows.append(f"| {len(names)} | {reason.replace('|', '/')} | {shown} |")
+        return "\n".join(rows)
+
 
 def skip_reason(error: Exception) -> str:
     """The error message without node names and sizes, so that one cause counts once."""
@@ -279,16 +289,6 @@ def _family_table(finetune: list[dict], pretrain: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def _skipped_table(skipped: Skipped) -> str:
-    if not skipped.reasons:
-        return "Nothing was skipped."
-    rows = ["| models | reason | examples |", "|---:|---|---|"]
-    for reason, names in sorted(skipped.reasons.items(), key=lambda item: (-len(item[1]), item[0])):
-        examples = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
-        rows.append(f"| {len(names)} | {reason.replace('|', '/')} | {examples} |")
-    return "\n".join(rows)
-
-
 def data_card(finetune: list[dict], pretrain: list[dict], skipped: Skipped, max_tokens: int) -> str:
     import timm
     import torchvision
@@ -356,7 +356,7 @@ Only architectures are used: no weights are downloaded or stored.
 {skipped.count()} of {skipped.count() + len(pretrain) + n_aliases} timm candidates (the patterns in
 `gptnas/corpus/build.py`, `TIMM_FAMILIES`) were skipped:
 
-{_skipped_table(skipped)}
+{skipped.table()}
 
 ## Rebuild
 

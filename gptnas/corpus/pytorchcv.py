@@ -205,16 +205,6 @@ def imagenet_records(rows: list[dict], modules: dict, max_tokens: int, folder: P
     return condition(records, lambda r: IMAGENET_TAG), skipped
 
 
-def _skipped_table(skipped: Skipped) -> str:
-    if not skipped.reasons:
-        return "Nothing was left out."
-    rows = ["| networks | reason | names |", "|---:|---|---|"]
-    for reason, names in sorted(skipped.reasons.items(), key=lambda item: (-len(item[1]), item[0])):
-        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-        rows.append(f"| {len(names)} | {reason.replace('|', '/')} | {shown} |")
-    return "\n".join(rows)
-
-
 def _dataset_table(records: list[dict]) -> str:
     rows = ["| dataset (space tag) | networks | with quality | q0 | q1 | q2 | q3 | q4 | accuracy | params |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
@@ -271,7 +261,7 @@ can carry three quality tokens, one per dataset. {len(cifar)} records, tokens pe
 
 Left out ({cifar_skipped.count()} of {cifar_skipped.count() + len(cifar)} CSV rows):
 
-{_skipped_table(cifar_skipped)}
+{cifar_skipped.table(examples=8)}
 
 - `zeros_like`: DIA-ResNet's attention is one LSTM shared by all blocks of a stage, a recurrence the
   language (series-parallel, feed-forward) cannot write; the 1-bit and 32-bit WRN-20-10 of McDonnell
@@ -294,7 +284,7 @@ pytorchcv trained itself; weights it ported from another repository keep their e
 
 Left out ({imagenet_skipped.count()} CSV rows):
 
-{_skipped_table(imagenet_skipped)}
+{imagenet_skipped.table(examples=8)}
 
 No NAS benchmark table and no search-space sample is in these files: every record is a network
 a person designed and pytorchcv trained.
