@@ -6,6 +6,7 @@ import numbers
 from collections.abc import Collection
 
 from gptnas.errors import GptnasError, quote
+from gptnas.gpt.generate import walk
 from gptnas.language.tokens import PARAM_TOKENS, QUALITY_LEVELS, cap_bucket, condition
 
 
@@ -17,6 +18,17 @@ def check_condition(quality, max_params, known: Collection[str] = PARAM_TOKENS) 
     if max_params is not None and (not is_int(max_params) or max_params < 1):
         raise GptnasError(f"max_params must be a positive integer, got {quote(max_params)}")
     return condition(quality) + ([] if max_params is None else [cap_bucket(max_params, known)])
+
+
+def check_reachable(space, prefixes: list[str], max_params: int) -> None:
+    """GptnasError unless every prefix completes to a network of `space` with at most `max_params`
+    parameters (a space with `param_bounds`)."""
+    for i, prefix in enumerate(dict.fromkeys(prefixes)):
+        lowest = space.param_bounds.of(space.grammar.start() if not prefix else walk(space, prefix.split()))[0]
+        if lowest > max_params:
+            where = f"space {space.name}" if not prefix else f"prefix {quote(prefix)} of space {space.name}"
+            raise GptnasError(f"the smallest network of {where} has {lowest:,} parameters, more than "
+                              f"max_params={max_params:,}; raise max_params")
 
 
 def lower_cost(condition: list[str], steps: int, known: Collection[str]) -> list[str]:

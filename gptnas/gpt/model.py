@@ -32,8 +32,8 @@ from gptnas.gpt.folder import (
     stamp_vocab,
 )
 from gptnas.gpt import lora
-from gptnas.gpt.inputs import check_condition, check_prefixes, is_int, lower_cost, spellings
-from gptnas.language.tokens import BOS, EOS, PAD, QUALITY_LEVELS
+from gptnas.gpt.inputs import check_condition, check_prefixes, check_reachable, is_int, lower_cost, spellings
+from gptnas.language.tokens import BOS, EOS, PAD, QUALITY_LEVELS, bucket_floor
 from gptnas.spaces import get_space
 
 log = logging.getLogger(__name__)
@@ -151,9 +151,11 @@ class ArchGPT:
                  max_params: int | None = None) -> list[list]:
         """`n` architectures of `space` completing each prefix (an encoded-token string, possibly empty).
 
-        `quality` (0..4, 4: the best fifth) and `max_params` condition the GPT (gptnas/language/tokens.py);
-        with `max_params`, samples above it are drawn again, each time under the next lower cost token,
-        so none exceeds it.
+        `quality` (0..4, 4: the best fifth) and `max_params` condition the GPT (gptnas/language/tokens.py).
+        With `max_params`, in a space whose parameters add up over its segments (`space.param_bounds`:
+        cifar) each sample is written within the prompted cost token's bucket and under the cap, in one
+        draw; in the others, samples above the cap are drawn again, each time under the next lower cost
+        token, so none exceeds it.
         Returns one list of `n` architectures per prefix; same seed, same output.
         """
         space = get_space(space)
@@ -166,15 +168,19 @@ class ArchGPT:
         condition = check_condition(quality, max_params, self.vocab)
         generate.check_sampling(temperature, top_k)
         rows = [p.split() for p in prefixes for _ in range(n)]
+        bounded = max_params is not None and space.param_bounds is not None
+        if bounded:
+            check_reachable(space, prefixes, max_params)
         generator = torch.Generator(device=self.device).manual_seed(seed)
         archs: list = [None] * len(rows)
         todo = list(range(len(rows)))
         for redraw in range(MAX_REDRAWS):
             lowered = lower_cost(condition, redraw, self.vocab)
+            budget = (bucket_floor(lowered[-1], self.vocab), max_params) if bounded else None
             for start in range(0, len(todo), batch_size):
                 batch = todo[start : start + batch_size]
                 drawn = self.sample(space, [rows[i] for i in batch], temperature, top_k, generator,
-                                    conditions=[lowered] * len(batch))
+                                    conditions=[lowered] * len(batch), budgets=budget and [budget] * len(batch))
                 for i, s in zip(batch, drawn):
                     archs[i] = space.decode(" ".join(s.tokens))
             todo = [i for i in todo if max_params is not None and space.params(archs[i]) > max_params]
@@ -185,11 +191,13 @@ class ArchGPT:
 
     def sample(self, space, rows: list[list[str]], temperature: float = 1.0, top_k: int | None = None,
                generator: torch.Generator | None = None, stop_after: list[int] | None = None,
-               conditions: list[list[str]] | None = None) -> list[generate.Sampled]:
-        """Low-level batched sampling from token prefixes, each under its condition (see `generate.sample`)."""
+               conditions: list[list[str]] | None = None,
+               budgets: list[tuple[float, float]] | None = None) -> list[generate.Sampled]:
+        """Low-level batched sampling from token prefixes, each under its condition and parameter budget
+        (see `generate.sample`)."""
         return generate.sample(
-            self.model, self.vocab, space, rows, temperature=temperature, top_k=top_k,
-            generator=generator, masks=self._masks, stop_after=stop_after, conditions=conditions,
+            self.model, self.vocab, space, rows, temperature=temperature, top_k=top_k, generator=generator,
+            masks=self._masks, stop_after=stop_after, conditions=conditions, budgets=budgets,
         )
 
     def score(self, space, archs, constrained: bool = True, quality: int | None = None,

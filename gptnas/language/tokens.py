@@ -110,6 +110,14 @@ def cap_bucket(cap: int, known: Collection[str] = PARAM_TOKENS) -> str:
     return next((t for t in reversed(PARAM_TOKENS[: index + 1]) if t in known), PARAM_TOKENS[index])
 
 
+def bucket_floor(token: str, known: Collection[str] = PARAM_TOKENS) -> int:
+    """The smallest parameter count in the bucket `token` names, among the cost tokens `known` (a GPT
+    trained on fewer tokens read each as the bucket from its next lower one)."""
+    own = [t for t in PARAM_TOKENS if t in known]
+    below = own.index(token) - 1
+    return 0 if below < 0 else PARAM_EDGES[PARAM_TOKENS.index(own[below])] + 1
+
+
 def condition(quality_level: int | None = None, params: int | None = None) -> list[str]:
     """The conditioning prefix: a quality token and/or a cost token, in that order (either may be None)."""
     out = [] if quality_level is None else [quality(quality_level)]

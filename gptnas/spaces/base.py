@@ -19,6 +19,7 @@ from torch import nn
 
 from gptnas.errors import GptnasError, quote
 from gptnas.language import tokens as T
+from gptnas.language.budget import CostBounds
 from gptnas.language.grammar import Grammar, GrammarState, Trie
 from gptnas.registry import Registry
 
@@ -93,6 +94,11 @@ class SearchSpace(ABC):
         """Contexts with equal trie keys share a segment trie (override to save memory)."""
         return context
 
+    def _segment_params(self, context: Hashable, payload: Any) -> int:
+        """Parameters of one segment. Only for spaces whose networks' parameters are the sum over their
+        segments (`param_bounds` then samples under a cap in one draw); the others do not override it."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------ language
 
     @property
@@ -154,6 +160,15 @@ class SearchSpace(ABC):
     def vocabulary(self) -> frozenset[str]:
         """Every token this space can write."""
         return self.grammar.vocabulary
+
+    @cached_property
+    def param_bounds(self) -> CostBounds | None:
+        """Parameter bounds of what a grammar state can still become (gptnas/language/budget.py); None for a
+        space whose parameters do not add up over its segments."""
+        if type(self)._segment_params is SearchSpace._segment_params:
+            return None
+        return CostBounds(self.grammar, lambda context, payload: 0 if context == _TAG else
+                          self._segment_params(context, payload))
 
     # ------------------------------------------------------------ cost
 

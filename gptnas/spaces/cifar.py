@@ -10,15 +10,17 @@ width; Inception blocks keep the resolution, as in GoogLeNet.
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
+import torch
 from torch import nn
 
 from gptnas.errors import GptnasError, quote
 from gptnas.spaces import blocks as B
-from gptnas.spaces.base import SPACES, SearchSpace
+from gptnas.spaces.base import SPACES, SearchSpace, count_params
 
 WIDTHS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 STEM_WIDTHS = (16, 24, 32, 48, 64)
@@ -287,12 +289,10 @@ class CifarSpace(SearchSpace):
         return options
 
     def _segment_tokens(self, context, payload):
-        if context == _STEM:
-            return B.conv_bn_act(3, payload, 3).tokens
-        cin = context[0]
-        if payload == _HEAD:
-            return B.gap_classifier(cin, 10).tokens
-        return KINDS[payload.kind].build(cin, payload.width or cin, payload.stride).tokens
+        return _segment_layers(_input_width(context), payload).tokens
+
+    def _segment_params(self, context, payload):
+        return _segment_params(_input_width(context), payload)
 
     def _advance(self, context, payload):
         if context == _STEM:
@@ -314,3 +314,24 @@ class CifarSpace(SearchSpace):
         arch = CifarArch(payloads[0], tuple(payloads[1:-1]))
         self.check(arch)  # segments spliced together may break a global limit (strided blocks)
         return arch
+
+
+def _input_width(context) -> int | None:
+    """The width a segment takes in; None for the stem (it reads the image)."""
+    return None if context == _STEM else context[0]
+
+
+def _segment_layers(cin: int | None, payload) -> B.Layers:
+    """The layers of a stem (cin None), a block or the head (10 classes, as `params` counts them)."""
+    if cin is None:
+        return B.conv_bn_act(3, payload, 3)
+    if payload == _HEAD:
+        return B.gap_classifier(cin, 10)
+    return KINDS[payload.kind].build(cin, payload.width or cin, payload.stride)
+
+
+@functools.cache
+def _segment_params(cin: int | None, payload) -> int:
+    """Parameters of one segment: the network's are their sum, as stem, blocks and head run in sequence."""
+    with torch.device("meta"):
+        return count_params(_segment_layers(cin, payload).build())
