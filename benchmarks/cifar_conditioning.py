@@ -1,14 +1,14 @@
 """Does the cost token steer the GPT's `cifar` networks to a parameter budget?
 
-    python benchmarks/cifar_conditioning.py [--gpt PATH] [--samples 30] [--caps 1000000,5000000,20000000]
+    python benchmarks/cifar_conditioning.py [--gpt PATH] [--samples 30] [--drafts 4] [--caps 1000000,5000000,20000000]
 
-For each cap: samples drawn under the best quality token and `max_params` = cap
-(`ArchGPT.complete`: the prompt holds `tokens.cap_bucket(cap)`, and a sample
-above the cap is drawn again under the next lower cost token) against uniform samples of the space under
-the same cap (rejection sampling). Reports the parameter distribution (median as
-a fraction of the cap, the largest), the mean number of redraws per sample, how
-many never downsample, and the NASWOT and synflow scores (random inputs, as
-screening computes them). A cap the GPT cannot meet in 20 draws is reported as such.
+For each cap: samples drawn under the best quality token and `max_params` = cap (`ArchGPT.complete`: the
+prompt holds the GPT's cost token of `tokens.cap_bucket(cap)`, each sample is written within that bucket
+and under the cap, the likeliest of `--drafts` drafts) against uniform samples of the space under the same
+cap (rejection sampling). Reports the parameter distribution (median as a fraction of the cap, the largest),
+the GPT's drafts and redraws (samples drawn again for being over the cap) per sample and its seconds per
+sample, how many never downsample, and the NASWOT and synflow scores (random inputs, as screening computes
+them). A cap the GPT cannot meet is reported as such.
 """
 
 from __future__ import annotations
@@ -17,17 +17,18 @@ import argparse
 import math
 import random
 import statistics
+import time
 
 from gptnas.errors import GptnasError
 from gptnas.evaluators.proxy import ProxyEvaluator, ProxySettings
-from gptnas.gpt.model import ArchGPT
+from gptnas.gpt.model import DRAFTS, ArchGPT
 from gptnas.language.tokens import cap_bucket
 from gptnas.spaces import get_space
 
 
-def gpt_under(gpt, space, cap: int, n: int, seed: int) -> tuple[list, float]:
+def gpt_under(gpt, space, cap: int, n: int, seed: int, drafts: int) -> tuple[list, float, float]:
     """(`ArchGPT.complete`'s n samples under the best quality token and the cap, the mean number of
-    redraws per sample: rows sampled beyond the n)."""
+    redraws per sample: rows sampled beyond the n drafts, and the seconds per sample)."""
     sampled, sample = [], gpt.sample
 
     def counted(space, rows, *args, **kwargs):
@@ -35,11 +36,13 @@ def gpt_under(gpt, space, cap: int, n: int, seed: int) -> tuple[list, float]:
         return sample(space, rows, *args, **kwargs)
 
     gpt.sample = counted
+    started = time.perf_counter()
     try:
-        archs = gpt.complete(space, [""], n=n, quality=4, max_params=cap, seed=seed)[0]
+        archs = gpt.complete(space, [""], n=n, quality=4, max_params=cap, seed=seed, drafts=drafts)[0]
     finally:
         gpt.sample = sample
-    return archs, (sum(sampled) - n) / n
+    seconds = (time.perf_counter() - started) / n
+    return archs, (sum(sampled) - n * drafts) / n, seconds
 
 
 def uniform_under(space, cap: int, n: int, seed: int) -> list:
@@ -67,24 +70,25 @@ def main() -> None:
     parser.add_argument("--gpt", default=None)
     parser.add_argument("--samples", type=int, default=30)
     parser.add_argument("--caps", default="300000,1000000,5000000,20000000")
+    parser.add_argument("--drafts", type=int, default=DRAFTS, help="drafts per sample, the likeliest kept")
     args = parser.parse_args()
     space, gpt = get_space("cifar"), ArchGPT.from_pretrained(args.gpt)
     proxies = {name: ProxyEvaluator(space, "none", ProxySettings(proxy=name, batch_size=32, random_inputs=True,
                                                                   costs=False)) for name in ("naswot", "synflow")}
-    print("| cap | sampler | cost token | median params / cap | max params / cap | redraws per sample | never downsample "
-          "| NASWOT (median) | log10 synflow (median) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| cap | sampler | cost token | median params / cap | max params / cap | drafts / redraws per sample "
+          "| s per sample | never downsample | NASWOT (median) | log10 synflow (median) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for cap in (int(c) for c in args.caps.split(",")):
         token = cap_bucket(cap, gpt.vocab)
         try:
-            drawn, redraws = gpt_under(gpt, space, cap, args.samples, seed=0)
+            drawn, redraws, seconds = gpt_under(gpt, space, cap, args.samples, seed=0, drafts=args.drafts)
             cells = describe(space, drawn, cap, proxies)
-            print(f"| {cap:,} | GPT, q4 | {token} | " + " | ".join([*cells[:2], f"{redraws:.2f}", *cells[2:]]) + " |",
-                  flush=True)
+            print(f"| {cap:,} | GPT, q4 | {token} | " + " | ".join(
+                [*cells[:2], f"{args.drafts} / {redraws:.2f}", f"{seconds:.2f}", *cells[2:]]) + " |", flush=True)
         except GptnasError as error:
-            print(f"| {cap:,} | GPT, q4 | {token} | failed: {error} | | | | | |", flush=True)
+            print(f"| {cap:,} | GPT, q4 | {token} | failed: {error} | | | | | | |", flush=True)
         cells = describe(space, uniform_under(space, cap, args.samples, seed=0), cap, proxies)
-        print(f"| {cap:,} | uniform | - | " + " | ".join([*cells[:2], "-", *cells[2:]]) + " |", flush=True)
+        print(f"| {cap:,} | uniform | - | " + " | ".join([*cells[:2], "-", "-", *cells[2:]]) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -60,9 +60,8 @@ def test_the_bounds_are_reached_and_a_window_holds_every_sample(space, random_gp
 
 
 @pytest.mark.parametrize("cap", [300_000, 1_000_000, 5_000_000, 20_000_000])
-def test_sampling_under_a_cap_lands_in_the_prompted_bucket_below_the_cap_in_one_draw(space, random_gpt, cap):
-    token = T.cap_bucket(cap, random_gpt.vocab)
-    floor = T.bucket_floor(token, random_gpt.vocab)
+def test_sampling_under_a_cap_lands_in_the_bucket_below_the_cap_in_one_draw(space, random_gpt, cap):
+    floor = T.bucket_floor(T.cap_bucket(cap))
     assert cap / floor < 1.6  # the window: at most one and a half eighth-decade buckets below the cap
     calls = []
     sample = random_gpt.sample
@@ -71,9 +70,21 @@ def test_sampling_under_a_cap_lands_in_the_prompted_bucket_below_the_cap_in_one_
         archs = random_gpt.complete(space, [""], n=4, max_params=cap, seed=1)[0]
     finally:
         random_gpt.sample = sample
-    assert len(calls) == 1  # no redraw
+    assert len(calls) == 1  # every draft in one batch, none drawn again
     for arch in archs:
         assert space.is_valid(arch) and floor <= space.params(arch) <= cap
+
+
+def test_each_sample_under_a_cap_is_the_likeliest_of_its_drafts(space, random_gpt):
+    cap, seed = 1_000_000, 5
+    window = (T.bucket_floor(T.cap_bucket(cap)), cap)
+    condition = [T.cap_bucket(cap, random_gpt.vocab)]
+    drafts = random_gpt.sample(space, [[]] * 8, generator=torch.Generator().manual_seed(seed),
+                               conditions=[condition] * 8, budgets=[window] * 8)
+    drafts = [space.decode(" ".join(d.tokens)) for d in drafts]
+    scores = random_gpt.score(space, drafts, max_params=cap)
+    chosen = random_gpt.complete(space, [""], n=2, max_params=cap, seed=seed, drafts=4)[0]
+    assert chosen == [drafts[max(range(k, k + 4), key=scores.__getitem__)] for k in (0, 4)]
 
 
 def test_a_window_between_two_networks_keeps_the_cap(space, random_gpt):
@@ -92,11 +103,10 @@ def test_a_cap_below_the_smallest_network_or_a_prefix_is_a_one_line_error(space,
         random_gpt.complete(space, [wide], max_params=2_000)
 
 
-def test_a_bucket_floor_is_the_edge_below_among_the_tokens_a_gpt_knows():
+def test_a_bucket_floor_is_one_above_the_edge_below():
     assert T.bucket_floor("p10k") == 0
     assert T.bucket_floor("p1m") == T.PARAM_EDGES[T.PARAM_TOKENS.index("p750k")] + 1
-    quarter = T.PARAM_TOKENS[::2]  # a GPT trained on quarter-decade tokens
-    assert T.bucket_floor("p1m", quarter) == T.PARAM_EDGES[T.PARAM_TOKENS.index("p562k")] + 1
+    assert T.params_bucket(T.bucket_floor("p1m")) == "p1m"
 
 
 @pytest.mark.parametrize("name", [n for n in space_names() if n != "cifar"])

@@ -90,7 +90,7 @@ def test_generation_under_the_best_quality_is_always_valid(gpt, space):
 @pytest.mark.parametrize("cap", [300_000, 1_000_000, 5_000_000, 20_000_000])
 def test_generation_under_every_cap_is_valid_and_within_the_prompted_bucket_under_the_cap(gpt, cap):
     space = get_space("cifar")
-    floor = T.bucket_floor(T.cap_bucket(cap, gpt.vocab), gpt.vocab)
+    floor = T.bucket_floor(T.cap_bucket(cap))
     for arch in gpt.complete(space, [""], n=6, quality=4, max_params=cap, seed=0)[0]:
         assert space.is_valid(arch) and floor <= space.params(arch) <= cap
 
@@ -116,6 +116,8 @@ def test_conditioned_scores_and_the_quality_ratio(gpt):
     ({"quality": 5}, "quality must be an integer 0..4"),
     ({"quality": "best"}, "quality must be an integer 0..4"),
     ({"max_params": 0}, "max_params must be a positive integer"),
+    ({"drafts": 0}, "drafts must be an integer >= 1"),
+    ({"drafts": 10**6}, "drafts must be at most 1,000"),
 ])
 def test_bad_conditions_are_one_line_errors(gpt, kwargs, message):
     with pytest.raises(GptnasError, match=message):

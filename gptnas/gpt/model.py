@@ -33,13 +33,15 @@ from gptnas.gpt.folder import (
 )
 from gptnas.gpt import lora
 from gptnas.gpt.inputs import check_condition, check_prefixes, check_reachable, is_int, lower_cost, spellings
-from gptnas.language.tokens import BOS, EOS, PAD, QUALITY_LEVELS, bucket_floor
+from gptnas.language.tokens import BOS, EOS, PAD, QUALITY_LEVELS, bucket_floor, cap_bucket
 from gptnas.spaces import get_space
 
 log = logging.getLogger(__name__)
 
 MAX_COMPLETIONS = 100_000  # architectures one complete() call draws: each is held in memory until it returns
 MAX_REDRAWS = 20  # rounds of drawing again the samples above max_params
+DRAFTS = 4  # drafts per sample under max_params in a space with parameter bounds, the likeliest kept
+MAX_DRAFTS = 1_000
 
 
 def default_device() -> torch.device:
@@ -148,44 +150,70 @@ class ArchGPT:
 
     def complete(self, space, prefixes=("",), n: int = 1, temperature: float = 1.0, top_k: int | None = None,
                  seed: int = 0, batch_size: int = 256, quality: int | None = None,
-                 max_params: int | None = None) -> list[list]:
+                 max_params: int | None = None, drafts: int = DRAFTS) -> list[list]:
         """`n` architectures of `space` completing each prefix (an encoded-token string, possibly empty).
 
         `quality` (0..4, 4: the best fifth) and `max_params` condition the GPT (gptnas/language/tokens.py).
         With `max_params`, in a space whose parameters add up over its segments (`space.param_bounds`:
-        cifar) each sample is written within the prompted cost token's bucket and under the cap, in one
-        draw; in the others, samples above the cap are drawn again, each time under the next lower cost
-        token, so none exceeds it.
+        cifar) each sample is written in one go within the cap's cost bucket (`tokens.cap_bucket`) and
+        under the cap: the likeliest of `drafts` such drafts (see `_draw_within`). In the other spaces,
+        samples above the cap are drawn again, each time under the next lower cost token.
         Returns one list of `n` architectures per prefix; same seed, same output.
         """
         space = get_space(space)
         prefixes = check_prefixes(prefixes)
-        for name, value in (("n", n), ("batch_size", batch_size)):
+        for name, value in (("n", n), ("batch_size", batch_size), ("drafts", drafts)):
             if not is_int(value) or value < 1:
                 raise GptnasError(f"{name} must be an integer >= 1, got {quote(value)}")
         check_limit("n", n, MAX_COMPLETIONS)
         check_limit("n times the number of prefixes", n * len(prefixes), MAX_COMPLETIONS)
+        check_limit("drafts", drafts, MAX_DRAFTS)
         condition = check_condition(quality, max_params, self.vocab)
         generate.check_sampling(temperature, top_k)
         rows = [p.split() for p in prefixes for _ in range(n)]
-        bounded = max_params is not None and space.param_bounds is not None
-        if bounded:
+        sampling = dict(temperature=temperature, top_k=top_k, batch_size=batch_size,
+                        generator=torch.Generator(device=self.device).manual_seed(seed))
+        if max_params is not None and space.param_bounds is not None:
             check_reachable(space, prefixes, max_params)
-        generator = torch.Generator(device=self.device).manual_seed(seed)
+            archs = self._draw_within(space, rows, condition, max_params, drafts, **sampling)
+        else:
+            archs = self._draw_under(space, rows, condition, max_params, **sampling)
+        return [archs[i : i + n] for i in range(0, len(archs), n)]
+
+    def _draw_within(self, space, rows, condition, max_params, drafts, *, batch_size, **sampling) -> list:
+        """One architecture per row with between the floor of the cap's bucket and `max_params` parameters:
+        of `drafts` drafts written within that window, the one the GPT finds likeliest without the window,
+        which the window bent least (a GPT that knows large networks best is otherwise pushed, near the end,
+        into whatever still fits)."""
+        budget = (bucket_floor(cap_bucket(max_params)), max_params)
+        per_batch = max(1, batch_size // drafts)
+        archs = []
+        for start in range(0, len(rows), per_batch):
+            batch = [row for row in rows[start : start + per_batch] for _ in range(drafts)]
+            drawn = self.sample(space, batch, conditions=[condition] * len(batch), budgets=[budget] * len(batch),
+                                **sampling)
+            scores = generate.log_likelihood(self.model, self.vocab, space, [d.tokens for d in drawn],
+                                             conditions=[condition] * len(batch))
+            for first in range(0, len(drawn), drafts):
+                best = max(range(first, first + drafts), key=scores.__getitem__)
+                archs.append(space.decode(" ".join(drawn[best].tokens)))
+        return archs
+
+    def _draw_under(self, space, rows, condition, max_params, *, batch_size, **sampling) -> list:
+        """One architecture per row, drawn again (under the next lower cost token each round) while it has more
+        than `max_params` parameters."""
         archs: list = [None] * len(rows)
         todo = list(range(len(rows)))
         for redraw in range(MAX_REDRAWS):
             lowered = lower_cost(condition, redraw, self.vocab)
-            budget = (bucket_floor(lowered[-1], self.vocab), max_params) if bounded else None
             for start in range(0, len(todo), batch_size):
                 batch = todo[start : start + batch_size]
-                drawn = self.sample(space, [rows[i] for i in batch], temperature, top_k, generator,
-                                    conditions=[lowered] * len(batch), budgets=budget and [budget] * len(batch))
+                drawn = self.sample(space, [rows[i] for i in batch], conditions=[lowered] * len(batch), **sampling)
                 for i, s in zip(batch, drawn):
                     archs[i] = space.decode(" ".join(s.tokens))
             todo = [i for i in todo if max_params is not None and space.params(archs[i]) > max_params]
             if not todo:
-                return [archs[i : i + n] for i in range(0, len(archs), n)]
+                return archs
         raise GptnasError(f"{len(todo)} of {len(rows)} samples stayed above max_params={max_params} after "
                           f"{MAX_REDRAWS} draws; raise max_params (space {space.name})")
 

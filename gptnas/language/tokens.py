@@ -110,12 +110,10 @@ def cap_bucket(cap: int, known: Collection[str] = PARAM_TOKENS) -> str:
     return next((t for t in reversed(PARAM_TOKENS[: index + 1]) if t in known), PARAM_TOKENS[index])
 
 
-def bucket_floor(token: str, known: Collection[str] = PARAM_TOKENS) -> int:
-    """The smallest parameter count in the bucket `token` names, among the cost tokens `known` (a GPT
-    trained on fewer tokens read each as the bucket from its next lower one)."""
-    own = [t for t in PARAM_TOKENS if t in known]
-    below = own.index(token) - 1
-    return 0 if below < 0 else PARAM_EDGES[PARAM_TOKENS.index(own[below])] + 1
+def bucket_floor(token: str) -> int:
+    """The smallest parameter count in the bucket `token` names."""
+    index = PARAM_TOKENS.index(token)
+    return 0 if index == 0 else PARAM_EDGES[index - 1] + 1
 
 
 def condition(quality_level: int | None = None, params: int | None = None) -> list[str]:
