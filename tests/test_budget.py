@@ -1,5 +1,7 @@
-"""Parameter bounds of grammar states, and sampling within a parameter window in one draw."""
+"""Cost bounds of grammar states: sampling within a parameter window in one draw, reconstruction within limits."""
 
+import csv
+import json
 import random
 from pathlib import Path
 
@@ -7,9 +9,17 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
+import evolve
+
 from gptnas.errors import GptnasError
+from gptnas.evaluators.base import model_cost
 from gptnas.gpt.model import ArchGPT, new_model
 from gptnas.language import tokens as T
+from gptnas.language.budget import Budget
+from gptnas.search.config import EvolveConfig
+from gptnas.search.executors import SerialExecutor
+from gptnas.search.reconstruct import reconstruct
+from gptnas.search.run import build_search
 from gptnas.spaces import get_space, space_names
 
 
@@ -31,10 +41,13 @@ def random_archs(space, n=12, seed=0):
     return [space.sample(rng) for _ in range(n)]
 
 
-def test_a_cifar_network_has_the_parameters_of_its_segments_summed(space):
-    for arch in random_archs(space):
+@pytest.mark.parametrize("input_size, num_classes", [(32, 10), (8, 10), (32, 100), (28, 7)])
+def test_a_cifar_network_costs_the_sum_of_its_segments(space, input_size, num_classes):
+    for arch in random_archs(space, n=8):
         payloads = (space.tag,) + tuple(segment.payload for segment in space.segments(arch))
-        assert space.param_bounds.spent(payloads) == space.params(arch)
+        cost = model_cost(space, arch, num_classes, input_size)
+        for metric in ("params", "flops"):
+            assert space.cost_bounds(metric, input_size, num_classes).spent(payloads) == cost[metric]
 
 
 def test_every_prefix_of_a_network_is_bounded_around_its_parameters(space):
@@ -50,11 +63,11 @@ def test_every_prefix_of_a_network_is_bounded_around_its_parameters(space):
 def test_the_bounds_are_reached_and_a_window_holds_every_sample(space, random_gpt):
     low, high = space.param_bounds.of(space.start())
     assert 0 < low < 5_000 and high > 50_000_000  # a 10-block network of pools; 20 blocks at width 512
-    smallest = random_gpt.sample(space, [[]], budgets=[(0, low)])[0]
+    smallest = random_gpt.sample(space, [[]], budgets=[[Budget(space.param_bounds, 0, low)]])[0]
     assert space.params(space.decode(" ".join(smallest.tokens))) == low
     for floor, cap in ((200_000, 300_000), (750_000, 1_000_000), (3_000_000, 5_000_000)):
         drawn = random_gpt.sample(space, [[]] * 6, generator=torch.Generator().manual_seed(0),
-                                  budgets=[(floor, cap)] * 6)
+                                  budgets=[[Budget(space.param_bounds, floor, cap)]] * 6)
         for sampled in drawn:
             assert floor <= space.params(space.decode(" ".join(sampled.tokens))) <= cap
 
@@ -77,7 +90,7 @@ def test_sampling_under_a_cap_lands_in_the_bucket_below_the_cap_in_one_draw(spac
 
 def test_each_sample_under_a_cap_is_the_likeliest_of_its_drafts(space, random_gpt):
     cap, seed = 1_000_000, 5
-    window = (T.bucket_floor(T.cap_bucket(cap)), cap)
+    window = [Budget(space.param_bounds, T.bucket_floor(T.cap_bucket(cap)), cap)]
     condition = [T.cap_bucket(cap, random_gpt.vocab)]
     drafts = random_gpt.sample(space, [[]] * 8, generator=torch.Generator().manual_seed(seed),
                                conditions=[condition] * 8, budgets=[window] * 8)
@@ -89,7 +102,7 @@ def test_each_sample_under_a_cap_is_the_likeliest_of_its_drafts(space, random_gp
 
 def test_a_window_between_two_networks_keeps_the_cap(space, random_gpt):
     low, _ = space.param_bounds.of(space.start())
-    drawn = random_gpt.sample(space, [[]] * 3, budgets=[(low + 1, low + 1)] * 3)
+    drawn = random_gpt.sample(space, [[]] * 3, budgets=[[Budget(space.param_bounds, low + 1, low + 1)]] * 3)
     for sampled in drawn:  # nothing has exactly low + 1 parameters here: the floor gives way, the cap holds
         assert space.params(space.decode(" ".join(sampled.tokens))) <= low + 1
 
@@ -110,5 +123,44 @@ def test_a_bucket_floor_is_one_above_the_edge_below():
 
 
 @pytest.mark.parametrize("name", [n for n in space_names() if n != "cifar"])
-def test_spaces_whose_parameters_do_not_add_up_have_no_bounds(name):
-    assert get_space(name).param_bounds is None
+def test_spaces_whose_costs_do_not_add_up_have_no_bounds(name):
+    assert get_space(name).param_bounds is None and get_space(name).cost_bounds("flops") is None
+
+
+@pytest.mark.parametrize("metric, cap", [("flops", 5_120_000), ("params", 150_000)])
+def test_reconstruction_under_a_limit_writes_segments_that_keep_the_network_within_it(space, random_gpt, metric, cap):
+    """Each rewritten segment is followed by the rest of the network as it was: the limit holds for the whole."""
+    bounds = space.cost_bounds(metric, 8, 10)
+    cost = lambda arch: model_cost(space, arch, 10, 8)[metric]  # noqa: E731
+    rng, archs = random.Random(2), []
+    while len(archs) < 8:
+        arch = space.sample(rng)
+        if cost(arch) <= cap:
+            archs.append(arch)
+    free, _ = reconstruct(random_gpt, space, archs, 0.3, random.Random(1), seed=1)
+    bounded, stats = reconstruct(random_gpt, space, archs, 0.3, random.Random(1), seed=1, limits=[(bounds, cap)])
+    assert any(cost(arch) > cap for arch in free)  # a GPT that knows nothing breaks the limit unless held to it
+    assert stats.changed >= 6 and all(cost(arch) <= cap for arch in bounded)
+
+
+def test_a_gpt_ga_search_under_a_flops_limit_rewrites_within_it(tmp_path):
+    """The search hands its limits, priced for its evaluator's images, to reconstruction."""
+    out = tmp_path / "run"
+    cap = 40_000_000  # MACs at 32x32, where the proxy scores digits
+    assert evolve.main(["--space", "cifar", "--evaluator", "proxy", "--dataset", "digits", "--strategy", "gpt-ga",
+                        "--population", "4", "--generations", "1", "--max_flops", str(cap), "--seed", "3",
+                        "--output_dir", str(out)]) == 0
+    log = json.loads((out / "reconstruction.json").read_text())
+    assert sum(entry["changed"] for entry in log) >= 4
+    with open(out / "evaluations.csv", newline="") as f:
+        assert all(int(row["flops"]) <= cap for row in csv.DictReader(f))
+
+
+def test_gpt_ga_prices_its_limits_for_the_images_its_evaluator_reads(tmp_path):
+    config = EvolveConfig.from_flags(dict(space="cifar", dataset="digits", strategy="gpt-ga", max_params=400_000,
+                                          max_flops=6_000_000, output_dir=str(tmp_path)))
+    search = build_search(config, tmp_path, SerialExecutor(), show_progress=False)
+    size, classes = search.evaluator.input_size, search.evaluator.num_classes
+    assert size == 8 and search.strategy.cost_limits() == [(search.space.cost_bounds("params", 8, classes), 400_000),
+                                                           (search.space.cost_bounds("flops", 8, classes), 6_000_000)]
+    search.executor.close()

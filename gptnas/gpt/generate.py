@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from gptnas.errors import GptnasError, quote
+from gptnas.language.budget import Budget, allowed_within
 from gptnas.language.tokens import BOS, EOS, PAD
 
 
@@ -85,16 +86,15 @@ def sample(
     masks: MaskCache | None = None,
     stop_after: list[int] | None = None,
     conditions: list[list[str]] | None = None,
-    budgets: list[tuple[float, float]] | None = None,
+    budgets: list[list[Budget]] | None = None,
 ) -> list[Sampled]:
     """Completes each token prefix into a full architecture spelling (prefix included, no EOS).
 
     With `stop_after[row]` = k, a row stops once its k-th segment is complete (the model
     started the next one, or ended the architecture): one block regenerated in context.
     `conditions[row]` are conditioning tokens put before the row's prefix (not in the output).
-    With `budgets[row]` = (floor, cap), a row's tokens are further limited to those after which a
-    network with between floor and cap parameters remains (`space.param_bounds`; the floor gives
-    way where no network lies between the two).
+    With `budgets[row]`, a list of `Budget`s (gptnas/language/budget.py), a row's tokens are further
+    limited to those after which a network within each budget remains.
     """
     check_sampling(temperature, top_k)
     device = next(model.parameters()).device
@@ -114,7 +114,8 @@ def sample(
     while active:
         if int(next_position.max()) >= max_positions:
             raise GptnasError(f"an architecture outgrew the model's context of {max_positions} tokens")
-        allowed = torch.stack([masks(allowed_tokens(space, states[row], budgets and budgets[row])) for row in active])
+        allowed = torch.stack([masks(allowed_within(states[row], space.allowed(states[row]), budgets[row])
+                                     if budgets else space.allowed(states[row])) for row in active])
         choice, chosen_log_probs = choose(logits[active], allowed, temperature, top_k, generator)
         step_ids = torch.full((len(prefixes),), vocab[PAD], dtype=torch.long, device=device)
         step_ids[active] = choice
@@ -146,12 +147,6 @@ def sample(
         past, logits = out.cache, out.logits[:, -1, :]
         next_position = next_position + 1
     return [Sampled(tokens, state, lp) for tokens, state, lp in zip(outputs, states, log_probs)]
-
-
-def allowed_tokens(space, state, budget: tuple[float, float] | None) -> frozenset[str]:
-    """The tokens the grammar allows after `state`, less those that leave no network within `budget`."""
-    allowed = space.allowed(state)
-    return allowed if budget is None else space.param_bounds.within(state, allowed, *budget)
 
 
 def start_states(space, prefixes: list[list[str]]) -> list:

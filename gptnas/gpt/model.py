@@ -33,6 +33,7 @@ from gptnas.gpt.folder import (
 )
 from gptnas.gpt import lora
 from gptnas.gpt.inputs import check_condition, check_prefixes, check_reachable, is_int, lower_cost, spellings
+from gptnas.language.budget import Budget
 from gptnas.language.tokens import BOS, EOS, PAD, QUALITY_LEVELS, bucket_floor, cap_bucket
 from gptnas.spaces import get_space
 
@@ -185,7 +186,7 @@ class ArchGPT:
         of `drafts` drafts written within that window, the one the GPT finds likeliest without the window,
         which the window bent least (a GPT that knows large networks best is otherwise pushed, near the end,
         into whatever still fits)."""
-        budget = (bucket_floor(cap_bucket(max_params)), max_params)
+        budget = [Budget(space.param_bounds, bucket_floor(cap_bucket(max_params)), max_params)]
         per_batch = max(1, batch_size // drafts)
         archs = []
         for start in range(0, len(rows), per_batch):
@@ -220,7 +221,7 @@ class ArchGPT:
     def sample(self, space, rows: list[list[str]], temperature: float = 1.0, top_k: int | None = None,
                generator: torch.Generator | None = None, stop_after: list[int] | None = None,
                conditions: list[list[str]] | None = None,
-               budgets: list[tuple[float, float]] | None = None) -> list[generate.Sampled]:
+               budgets: list[list[Budget]] | None = None) -> list[generate.Sampled]:
         """Low-level batched sampling from token prefixes, each under its condition and parameter budget
         (see `generate.sample`)."""
         return generate.sample(

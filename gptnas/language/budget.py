@@ -1,22 +1,43 @@
 """The cost range of everything a grammar state can still become, so that sampling stays within a budget.
 
-In a space whose networks' parameters add up over the segments of their spelling (a stem, blocks, a
-head in sequence), the grammar gives exact bounds: the cheapest and the dearest completion of a
-context is a shortest and a longest path through the segment automaton; of a node inside a segment's
-trie, the best of the segments below it, each followed by its context's completion; of a state, its
-segments so far plus its node's bound. A sampler that allows only the tokens after which some completion
-still lies in [floor, cap] writes, in one draw, a network whose cost lies there.
+In a space whose networks' costs add up over the segments of their spelling (a stem, blocks, a head in
+sequence: parameters, and multiply-accumulates at a given input size), the grammar gives exact bounds: the
+cheapest and the dearest completion of a context is a shortest and a longest path through the segment
+automaton; of a node inside a segment's trie, the best of the segments below it, each followed by its
+context's completion; of a state, its segments so far plus its node's bound. A sampler that allows only the
+tokens after which some completion still lies in [floor, cap] writes, in one draw, a network whose cost lies
+there.
+
+When one segment of a network is rewritten in place (GPT reconstruction), what follows it is fixed: a
+`Tail` names the segment and the payloads after it, and the bounds are those of the segment followed by
+exactly that tail, priced in the context the new segment leaves.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Hashable
+from typing import Any, Callable, Hashable, NamedTuple
 
 from gptnas.language.grammar import Grammar, GrammarState, Trie
 from gptnas.language.tokens import EOS
 
 Bounds = tuple[float, float]  # (lowest, highest) cost; (inf, -inf) where nothing completes
+
+
+class Tail(NamedTuple):
+    """A rewrite of payload number `index` (the space tag is 0) followed by the fixed `payloads`."""
+
+    index: int
+    payloads: tuple
+
+
+class Budget(NamedTuple):
+    """Sample only networks whose cost under `bounds` lies in [floor, cap] (after `tail`, when rewriting)."""
+
+    bounds: "CostBounds"
+    floor: float
+    cap: float
+    tail: Tail | None = None
 
 
 class CostBounds:
@@ -28,27 +49,30 @@ class CostBounds:
         self._node_bounds: dict[tuple[Hashable, int], Bounds] = {}
         self._payloads_below: dict[int, tuple] = {}
         self._spent: dict[tuple, tuple[int, Hashable]] = {(): (0, grammar.language.start_context())}
+        self._tail_costs: dict[tuple[Hashable, tuple], int] = {}
 
-    def of(self, state: GrammarState) -> Bounds:
-        """The lowest and highest cost of an architecture that continues `state`."""
-        lows, highs = zip(*(self._thread(t) for t in state.threads))
+    def of(self, state: GrammarState, tail: Tail | None = None) -> Bounds:
+        """The lowest and highest cost of an architecture that continues `state` (then `tail`)."""
+        lows, highs = zip(*(self._thread(t, tail) for t in state.threads))
         return min(lows), max(highs)
 
-    def within(self, state: GrammarState, allowed: frozenset[str], floor: float, cap: float) -> frozenset[str]:
-        """The tokens of `allowed` after which a completion costing between `floor` and `cap` remains. Where
-        none does (the window falls between two networks), those after which one at most `cap` remains."""
-        low, high = self.of(state)
+    def within(self, state: GrammarState, allowed: frozenset[str], floor: float, cap: float,
+               tail: Tail | None = None) -> frozenset[str]:
+        """The tokens of `allowed` after which a network costing between `floor` and `cap` remains. Where none
+        does (the window falls between two networks), those after which one at most `cap` remains; where
+        none does either (a tail too dear for any rewrite), all of `allowed`."""
+        low, high = self.of(state, tail)
         if floor <= low and high <= cap:
             return allowed
-        bounds = {token: self._after(state, token) for token in allowed}
+        bounds = {token: self._after(state, token, tail) for token in allowed}
         keep = frozenset(t for t, (lo, hi) in bounds.items() if lo <= cap and hi >= floor)
         return keep or frozenset(t for t, (lo, _) in bounds.items() if lo <= cap) or allowed
 
-    def _after(self, state: GrammarState, token: str) -> Bounds:
+    def _after(self, state: GrammarState, token: str, tail: Tail | None) -> Bounds:
         if token == EOS:
-            cost = self.spent(self.grammar.finish(state))
+            cost = self._finished(self.grammar.finish(state), tail)
             return cost, cost
-        return self.of(self.grammar.step(state, token))
+        return self.of(self.grammar.step(state, token), tail)
 
     def spent(self, payloads: tuple) -> int:
         """The cost of the complete segments `payloads` (from the first, the space tag)."""
@@ -63,9 +87,41 @@ class CostBounds:
             self._spent[payloads] = known
         return known
 
-    def _thread(self, thread) -> Bounds:
+    def _finished(self, payloads: tuple, tail: Tail | None) -> int:
+        """The cost of a network whose segments are `payloads` (the rewritten one and then `tail`, with a tail)."""
+        if tail is None:
+            return self.spent(payloads)
+        cost, context = self._spent_and_context(tuple(payloads[: tail.index + 1]))
+        return cost + self._tail_cost(context, tail.payloads)
+
+    def _tail_cost(self, context: Hashable, payloads: tuple) -> int:
+        """The cost of `payloads` written from `context` on; infinite where the network has already ended."""
+        key = (context, payloads)
+        cost = self._tail_costs.get(key)
+        if cost is None:
+            cost = 0
+            for payload in payloads:
+                if not self.grammar.trie(context).children:
+                    cost = math.inf
+                    break
+                cost += self.segment_cost(context, payload)
+                context = self.grammar.language.advance(context, payload)
+            self._tail_costs[key] = cost
+        return cost
+
+    def _thread(self, thread, tail: Tail | None) -> Bounds:
+        if tail is not None and len(thread.payloads) > tail.index:  # the rewrite is written: the cost is known
+            cost = self._finished(thread.payloads, tail)
+            return cost, cost
+        if tail is not None and len(thread.payloads) < tail.index:  # still in the prefix: the tokens after it tell
+            return 0, math.inf
         spent = self.spent(thread.payloads)
-        low, high = self.node(thread.context, thread.node)
+        if tail is None:
+            low, high = self.node(thread.context, thread.node)
+        else:
+            values = [self.segment_cost(thread.context, p) + self._tail_cost(
+                self.grammar.language.advance(thread.context, p), tail.payloads) for p in self._below(thread.node)]
+            low, high = min(values, default=math.inf), max(values, default=-math.inf)
         return spent + low, spent + high
 
     def node(self, context: Hashable, node: Trie) -> Bounds:
@@ -97,3 +153,11 @@ class CostBounds:
                 p for child in node.children.values() for p in self._below(child))
             self._payloads_below[id(node)] = payloads
         return payloads
+
+
+def allowed_within(state: GrammarState, allowed: frozenset[str], budgets: list[Budget]) -> frozenset[str]:
+    """`allowed` less the tokens that leave no network within each budget (the budgets applied in turn; one
+    that would leave nothing gives way)."""
+    for budget in budgets:
+        allowed = budget.bounds.within(state, allowed, budget.floor, budget.cap, budget.tail) or allowed
+    return allowed

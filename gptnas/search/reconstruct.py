@@ -6,7 +6,10 @@ writes a new one after the layers before it, under the space's grammar.
 Segments are rewritten left to right, each conditioned on the already
 rewritten prefix; with `candidates` > 1 the most likely of several
 samples is kept. A rewrite that breaks a global rule of the space (too many
-strided blocks, say) is dropped and the old segment stays.
+strided blocks, say) is dropped and the old segment stays. Under cost limits
+(`limits`: the search's --max_params / --max_flops, in a space with cost
+bounds), a segment is written only with tokens after which the network, with
+the segments that follow it as they are, can stay within every limit.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from gptnas.errors import GptnasError
+from gptnas.language.budget import Budget, CostBounds, Tail
 from gptnas.language.tokens import is_layer
 
 
@@ -39,9 +43,9 @@ def selected_segments(space, arch, rate: float, rng: random.Random) -> list[int]
 
 def reconstruct(gpt, space, archs: list, rate: float, rng: random.Random, *, seed: int,
                 temperature: float = 1.0, top_k: int | None = None, candidates: int = 1, ranking: str = "likelihood",
-                condition: list[str] | None = None):
+                condition: list[str] | None = None, limits: list[tuple[CostBounds, int]] = ()):
     """The candidates with their selected segments rewritten by the GPT (sampled under the conditioning
-    tokens `condition`); and what happened.
+    tokens `condition`, and within `limits`: (cost bounds, cap) pairs); and what happened.
 
     With several candidates per segment, `ranking` picks one: "likelihood", the rewrite the GPT finds
     most likely; "gain", the network whose log-likelihood the online adaptation raised most over the
@@ -55,15 +59,17 @@ def reconstruct(gpt, space, archs: list, rate: float, rng: random.Random, *, see
     generator = torch.Generator(device=gpt.device).manual_seed(seed)
     for round_ in range(max((len(p) for p in plans), default=0)):
         todo = [i for i, plan in enumerate(plans) if len(plan) > round_]
-        rows, stops = [], []
+        rows, stops, budgets = [], [], []
         for i in todo:
             segments = space.segments(current[i])
             position = plans[i][round_]
             prefix = [space.tag] + [t for s in segments[:position] for t in s.tokens]
+            tail = Tail(position + 1, tuple(s.payload for s in segments[position + 1 :]))  # payloads from the tag
             rows += [prefix] * candidates
-            stops += [position + 2] * candidates  # payloads counted from the space tag
+            stops += [position + 2] * candidates
+            budgets += [[Budget(bounds, 0, cap, tail) for bounds, cap in limits]] * candidates
         sampled = gpt.sample(space, rows, temperature, top_k, generator, stop_after=stops,
-                             conditions=[condition or []] * len(rows))
+                             conditions=[condition or []] * len(rows), budgets=budgets if limits else None)
         options: dict[int, list] = {}
         for n, i in enumerate(todo):
             position = plans[i][round_]

@@ -94,9 +94,10 @@ class SearchSpace(ABC):
         """Contexts with equal trie keys share a segment trie (override to save memory)."""
         return context
 
-    def _segment_params(self, context: Hashable, payload: Any) -> int:
-        """Parameters of one segment. Only for spaces whose networks' parameters are the sum over their
-        segments (`param_bounds` then samples under a cap in one draw); the others do not override it."""
+    def _segment_cost(self, context: Hashable, payload: Any, metric: str, input_size: int, num_classes: int) -> int:
+        """The parameters (`metric` "params") or multiply-accumulates ("flops", on `input_size` images) of one
+        segment. Only for spaces whose networks' costs are the sums over their segments (`cost_bounds` then
+        keeps sampling within a budget); the others do not override it."""
         raise NotImplementedError
 
     # ------------------------------------------------------------ language
@@ -161,14 +162,26 @@ class SearchSpace(ABC):
         """Every token this space can write."""
         return self.grammar.vocabulary
 
-    @cached_property
+    @property
     def param_bounds(self) -> CostBounds | None:
-        """Parameter bounds of what a grammar state can still become (gptnas/language/budget.py); None for a
-        space whose parameters do not add up over its segments."""
-        if type(self)._segment_params is SearchSpace._segment_params:
+        """`cost_bounds("params")`: parameter bounds, as `params` counts them (10 classes)."""
+        return self.cost_bounds("params")
+
+    def cost_bounds(self, metric: str, input_size: int | None = None, num_classes: int = 10) -> CostBounds | None:
+        """Bounds of the cost (params or flops, on networks for `input_size` images and `num_classes` classes)
+        of what a grammar state can still become (gptnas/language/budget.py); None for a space whose costs do
+        not add up over its segments."""
+        if type(self)._segment_cost is SearchSpace._segment_cost:
             return None
-        return CostBounds(self.grammar, lambda context, payload: 0 if context == _TAG else
-                          self._segment_params(context, payload))
+        key = (metric, input_size or self.input_size, num_classes)
+        if key not in self._cost_bounds:
+            self._cost_bounds[key] = CostBounds(self.grammar, lambda context, payload: 0 if context == _TAG else
+                                                self._segment_cost(context, payload, *key))
+        return self._cost_bounds[key]
+
+    @cached_property
+    def _cost_bounds(self) -> dict[tuple, CostBounds]:
+        return {}
 
     # ------------------------------------------------------------ cost
 
@@ -280,6 +293,9 @@ def count_params(model: nn.Module) -> int:
 
 def count_macs(model: nn.Module, input_size: int, channels: int = 3) -> int:
     """Multiply-accumulates of conv and linear layers (the FLOPs convention of NAS benchmarks)."""
+    parameter = next(model.parameters(), None)
+    if parameter is None:
+        return 0  # no convolution or linear layer (a pooling)
     total = 0
 
     def conv_hook(module: nn.Conv2d, _inputs, output):
@@ -291,17 +307,25 @@ def count_macs(model: nn.Module, input_size: int, channels: int = 3) -> int:
         nonlocal total
         total += output.numel() * module.in_features
 
-    handles = []
+    handles, skipped = [], []
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             handles.append(module.register_forward_hook(conv_hook))
         elif isinstance(module, nn.Linear):
             handles.append(module.register_forward_hook(linear_hook))
-    device = next(model.parameters()).device
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm) and "forward" not in vars(module):
+            module.forward = _same  # keeps the shape and counts nothing; the slowest layer on the meta device
+            skipped.append(module)
     try:
         with torch.no_grad():
-            model.eval()(torch.zeros(1, channels, input_size, input_size, device=device))
+            model.eval()(torch.zeros(1, channels, input_size, input_size, device=parameter.device))
     finally:
         for handle in handles:
             handle.remove()
+        for module in skipped:
+            del module.forward
     return total
+
+
+def _same(x):
+    return x

@@ -20,7 +20,7 @@ from torch import nn
 
 from gptnas.errors import GptnasError, quote
 from gptnas.spaces import blocks as B
-from gptnas.spaces.base import SPACES, SearchSpace, count_params
+from gptnas.spaces.base import SPACES, SearchSpace, count_macs, count_params
 
 WIDTHS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 STEM_WIDTHS = (16, 24, 32, 48, 64)
@@ -291,8 +291,9 @@ class CifarSpace(SearchSpace):
     def _segment_tokens(self, context, payload):
         return _segment_layers(_input_width(context), payload).tokens
 
-    def _segment_params(self, context, payload):
-        return _segment_params(_input_width(context), payload)
+    def _segment_cost(self, context, payload, metric, input_size, num_classes):
+        side = None if metric == "params" else _side(input_size, 0 if context == _STEM else context[2])
+        return _segment_cost(_input_width(context), payload, side, num_classes)
 
     def _advance(self, context, payload):
         if context == _STEM:
@@ -321,17 +322,27 @@ def _input_width(context) -> int | None:
     return None if context == _STEM else context[0]
 
 
-def _segment_layers(cin: int | None, payload) -> B.Layers:
-    """The layers of a stem (cin None), a block or the head (10 classes, as `params` counts them)."""
+def _side(input_size: int, downsamples: int) -> int:
+    """The feature map's side after `downsamples` strided blocks: exact when each halving is (32, 8 ...); else
+    within a pixel, as a strided convolution rounds up where a pooling rounds down."""
+    for _ in range(downsamples):
+        input_size = -(-input_size // 2)
+    return input_size
+
+
+def _segment_layers(cin: int | None, payload, num_classes: int = 10) -> B.Layers:
+    """The layers of a stem (cin None), a block or the head."""
     if cin is None:
         return B.conv_bn_act(3, payload, 3)
     if payload == _HEAD:
-        return B.gap_classifier(cin, 10)
+        return B.gap_classifier(cin, num_classes)
     return KINDS[payload.kind].build(cin, payload.width or cin, payload.stride)
 
 
 @functools.cache
-def _segment_params(cin: int | None, payload) -> int:
-    """Parameters of one segment: the network's are their sum, as stem, blocks and head run in sequence."""
+def _segment_cost(cin: int | None, payload, side: int | None, num_classes: int) -> int:
+    """Parameters (side None) or multiply-accumulates on a side x side input of one segment: the network's
+    are their sums, as stem, blocks and head run in sequence."""
     with torch.device("meta"):
-        return count_params(_segment_layers(cin, payload).build())
+        module = _segment_layers(cin, payload, num_classes).build()
+        return count_params(module) if side is None else count_macs(module, side, channels=cin or 3)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from gptnas.errors import GptnasError
-from gptnas.language.tokens import condition
+from gptnas.language.tokens import PARAM_TOKENS, condition
 from gptnas.search.adapt import adapt
 from gptnas.search.reconstruct import reconstruct
 from gptnas.search.seeds import derived_seed
@@ -193,11 +193,15 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
         return archs
 
     def sample_initial(self) -> list:
-        g = self.settings
+        """The GPT's initial population; under --max_params, in a space with parameter bounds and with a GPT that
+        knows cost tokens, written within the cap's cost bucket (`ArchGPT.complete`), where the limits would
+        otherwise replace most of it by mutants and uniform samples."""
+        g, space = self.settings, self.search.space
+        bounded = space.param_bounds is not None and any(t in self.gpt.vocab for t in PARAM_TOKENS)
+        cap = self.search.settings.max_params if bounded else None
         started = time.perf_counter()
-        samples = self.gpt.complete(self.search.space, [""], n=self.search.settings.population,
-                                    temperature=g.temperature, top_k=g.top_k, seed=self.seed_of("init"),
-                                    quality=g.quality)[0]
+        samples = self.gpt.complete(space, [""], n=self.search.settings.population, temperature=g.temperature,
+                                    top_k=g.top_k, seed=self.seed_of("init"), quality=g.quality, max_params=cap)[0]
         self.gpt_seconds += time.perf_counter() - started
         return samples
 
@@ -248,7 +252,7 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
         rewritten, stats = reconstruct(
             self.gpt, s.space, chosen, rate, s.rng, seed=self.seed_of("reconstruct", generation),
             temperature=g.temperature, top_k=g.top_k, candidates=g.reconstruct_candidates,
-            ranking=g.candidate_ranking, condition=condition(g.quality),
+            ranking=g.candidate_ranking, condition=condition(g.quality), limits=self.cost_limits(),
         )
         seconds = time.perf_counter() - started
         self.gpt_seconds += seconds
@@ -258,6 +262,18 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
             return rewritten
         rewrites = iter(rewritten)
         return [next(rewrites) if gpt else arch for arch, gpt in zip(archs, self._arms)]
+
+
+    def cost_limits(self) -> list:
+        """(cost bounds, cap) of each of --max_params and --max_flops that is set, where the space has cost
+        bounds: reconstruction then writes within them instead of leaving the limits to replace its rewrites."""
+        s, c = self.search, self.search.settings
+        limits = []
+        for metric, cap in (("params", c.max_params), ("flops", c.max_flops)):
+            bounds = cap and s.space.cost_bounds(metric, s.evaluator.input_size, s.evaluator.num_classes)
+            if bounds:
+                limits.append((bounds, cap))
+        return limits
 
 
 def _whole(value) -> bool:
