@@ -23,7 +23,7 @@ def check_condition(quality, max_params, known: Collection[str] = PARAM_TOKENS) 
 def check_reachable(space, prefixes: list[str], max_params: int) -> None:
     """GptnasError unless every prefix completes to a network of `space` with at most `max_params`
     parameters (a space with `param_bounds`)."""
-    for i, prefix in enumerate(dict.fromkeys(prefixes)):
+    for prefix in dict.fromkeys(prefixes):
         lowest = space.param_bounds.of(space.grammar.start() if not prefix else walk(space, prefix.split()))[0]
         if lowest > max_params:
             where = f"space {space.name}" if not prefix else f"prefix {quote(prefix)} of space {space.name}"

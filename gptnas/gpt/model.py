@@ -222,7 +222,7 @@ class ArchGPT:
                generator: torch.Generator | None = None, stop_after: list[int] | None = None,
                conditions: list[list[str]] | None = None,
                budgets: list[list[Budget]] | None = None) -> list[generate.Sampled]:
-        """Low-level batched sampling from token prefixes, each under its condition and parameter budget
+        """Low-level batched sampling from token prefixes, each under its condition and cost budgets
         (see `generate.sample`)."""
         return generate.sample(
             self.model, self.vocab, space, rows, temperature=temperature, top_k=top_k, generator=generator,

@@ -34,7 +34,7 @@ class Tail(NamedTuple):
 class Budget(NamedTuple):
     """Sample only networks whose cost under `bounds` lies in [floor, cap] (after `tail`, when rewriting)."""
 
-    bounds: "CostBounds"
+    bounds: CostBounds
     floor: float
     cap: float
     tail: Tail | None = None
