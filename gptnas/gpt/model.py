@@ -11,6 +11,7 @@ the checks of what users hand it: gptnas/gpt/inputs.py.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -34,7 +35,7 @@ from gptnas.gpt.folder import (
 from gptnas.gpt import lora
 from gptnas.gpt.inputs import check_condition, check_prefixes, check_reachable, is_int, lower_cost, spellings
 from gptnas.language.budget import Budget
-from gptnas.language.tokens import BOS, EOS, PAD, QUALITY_LEVELS, bucket_floor, cap_bucket
+from gptnas.language.tokens import BOS, EOS, PAD, QUALITY_LEVELS
 from gptnas.spaces import get_space
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 MAX_COMPLETIONS = 100_000  # architectures one complete() call draws: each is held in memory until it returns
 MAX_REDRAWS = 20  # rounds of drawing again the samples above max_params
 DRAFTS = 4  # drafts per sample under max_params in a space with parameter bounds, the likeliest kept
+FLOOR_SHARE = 0.75  # ... each with at least this share of max_params (one cost bucket, x1.33, below it)
 MAX_DRAFTS = 1_000
 
 
@@ -156,8 +158,8 @@ class ArchGPT:
 
         `quality` (0..4, 4: the best fifth) and `max_params` condition the GPT (gptnas/language/tokens.py).
         With `max_params`, in a space whose parameters add up over its segments (`space.param_bounds`:
-        cifar) each sample is written in one go within the cap's cost bucket (`tokens.cap_bucket`) and
-        under the cap: the likeliest of `drafts` such drafts (see `_draw_within`). In the other spaces,
+        cifar) each sample is written in one go with between 75 % of the cap and the cap: the likeliest of
+        `drafts` such drafts (see `_draw_within`). In the other spaces,
         samples above the cap are drawn again, each time under the next lower cost token.
         Returns one list of `n` architectures per prefix; same seed, same output.
         """
@@ -182,11 +184,11 @@ class ArchGPT:
         return [archs[i : i + n] for i in range(0, len(archs), n)]
 
     def _draw_within(self, space, rows, condition, max_params, drafts, *, batch_size, **sampling) -> list:
-        """One architecture per row with between the floor of the cap's bucket and `max_params` parameters:
+        """One architecture per row with between FLOOR_SHARE of `max_params` and `max_params` parameters:
         of `drafts` drafts written within that window, the one the GPT finds likeliest without the window,
         which the window bent least (a GPT that knows large networks best is otherwise pushed, near the end,
         into whatever still fits)."""
-        budget = [Budget(space.param_bounds, bucket_floor(cap_bucket(max_params)), max_params)]
+        budget = [Budget(space.param_bounds, math.ceil(FLOOR_SHARE * max_params), max_params)]
         per_batch = max(1, batch_size // drafts)
         archs = []
         for start in range(0, len(rows), per_batch):

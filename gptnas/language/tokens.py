@@ -110,12 +110,6 @@ def cap_bucket(cap: int, known: Collection[str] = PARAM_TOKENS) -> str:
     return next((t for t in reversed(PARAM_TOKENS[: index + 1]) if t in known), PARAM_TOKENS[index])
 
 
-def bucket_floor(token: str) -> int:
-    """The smallest parameter count in the bucket `token` names."""
-    index = PARAM_TOKENS.index(token)
-    return 0 if index == 0 else PARAM_EDGES[index - 1] + 1
-
-
 def condition(quality_level: int | None = None, params: int | None = None) -> list[str]:
     """The conditioning prefix: a quality token and/or a cost token, in that order (either may be None)."""
     out = [] if quality_level is None else [quality(quality_level)]
