@@ -3,8 +3,8 @@
     python benchmarks/cifar_conditioning.py [--gpt PATH] [--samples 30] [--drafts 4] [--caps 1000000,5000000,20000000]
 
 For each cap: samples drawn under the best quality token and `max_params` = cap (`ArchGPT.complete`: the
-prompt holds the GPT's cost token of `tokens.cap_bucket(cap)`, each sample is written within that bucket
-and under the cap, the likeliest of `--drafts` drafts) against uniform samples of the space under the same
+prompt holds the GPT's cost token of `tokens.cap_bucket(cap)`; each sample is written with between 75 % of
+the cap and the cap, the likeliest of `--drafts` drafts) against uniform samples of the space under the same
 cap (rejection sampling). Reports the parameter distribution (median as a fraction of the cap, the largest),
 the GPT's drafts and redraws (samples drawn again for being over the cap) per sample and its seconds per
 sample, how many never downsample, and the NASWOT and synflow scores (random inputs, as screening computes
