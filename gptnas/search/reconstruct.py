@@ -43,11 +43,9 @@ def selected_segments(space, arch, rate: float, rng: random.Random) -> list[int]
 
 def reconstruct(gpt, space, archs: list, rate: float, rng: random.Random, *, seed: int,
                 temperature: float = 1.0, top_k: int | None = None, candidates: int = 1, ranking: str = "likelihood",
-                condition: list[str] | None = None, limits: list[tuple[CostBounds, int]] = (),
-                keep: list[CostBounds] = ()):
+                condition: list[str] | None = None, limits: list[tuple[CostBounds, int]] = ()):
     """The candidates with their selected segments rewritten by the GPT (sampled under the conditioning
-    tokens `condition`, within `limits`: (cost bounds, cap) pairs, and costing no more under each of `keep`
-    than the network did); and what happened.
+    tokens `condition`, and within `limits`: (cost bounds, cap) pairs); and what happened.
 
     With several candidates per segment, `ranking` picks one: "likelihood", the rewrite the GPT finds
     most likely; "gain", the network whose log-likelihood the online adaptation raised most over the
@@ -69,10 +67,9 @@ def reconstruct(gpt, space, archs: list, rate: float, rng: random.Random, *, see
             tail = Tail(position + 1, tuple(s.payload for s in segments[position + 1 :]))  # payloads from the tag
             rows += [prefix] * candidates
             stops += [position + 2] * candidates
-            kept = [(bounds, bounds.spent((space.tag, *(s.payload for s in segments)))) for bounds in keep]
-            budgets += [[Budget(bounds, 0, cap, tail) for bounds, cap in [*limits, *kept]]] * candidates
+            budgets += [[Budget(bounds, 0, cap, tail) for bounds, cap in limits]] * candidates
         sampled = gpt.sample(space, rows, temperature, top_k, generator, stop_after=stops,
-                             conditions=[condition or []] * len(rows), budgets=budgets if limits or keep else None)
+                             conditions=[condition or []] * len(rows), budgets=budgets if limits else None)
         options: dict[int, list] = {}
         for n, i in enumerate(todo):
             position = plans[i][round_]

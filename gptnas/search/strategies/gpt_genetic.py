@@ -62,9 +62,6 @@ class GptSettings:
                                "[floor, 1 - floor]", "needs": (lambda c: c.gpt.trust == "learned", "--trust learned")})
     reconstruct_candidates: int = field(default=1, metadata={"help": "samples per rewritten segment; one is kept by "
                                         "--candidate_ranking"})
-    rewrite_cost: Literal["limits", "keep"] = field(default="limits", metadata={
-        "help": "what a rewrite may cost, in a space with cost bounds (cifar): limits (up to --max_params and "
-                "--max_flops) or keep (also no more parameters or multiply-accumulates than the network had)"})
     candidate_ranking: Literal["likelihood", "gain", "ratio"] = field(default="likelihood", metadata={
         "help": "likelihood (the most likely rewrite), gain (the one online adaptation made most likely relative to "
                 "the original GPT) or ratio (highest p(arch | best quality) / p(arch): the GPT as a predictor)",
@@ -256,7 +253,6 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
             self.gpt, s.space, chosen, rate, s.rng, seed=self.seed_of("reconstruct", generation),
             temperature=g.temperature, top_k=g.top_k, candidates=g.reconstruct_candidates,
             ranking=g.candidate_ranking, condition=condition(g.quality), limits=self.cost_limits(),
-            keep=self.kept_costs(),
         )
         seconds = time.perf_counter() - started
         self.gpt_seconds += seconds
@@ -278,15 +274,6 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
             if bounds:
                 limits.append((bounds, cap))
         return limits
-
-
-    def kept_costs(self) -> list:
-        """--rewrite_cost keep: the cost bounds (parameters, multiply-accumulates) a rewrite may not raise."""
-        s = self.search
-        if self.settings.rewrite_cost != "keep":
-            return []
-        bounds = [s.space.cost_bounds(m, s.evaluator.input_size, s.evaluator.num_classes) for m in ("params", "flops")]
-        return [b for b in bounds if b is not None]
 
 
 def _whole(value) -> bool:
