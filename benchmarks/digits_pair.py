@@ -33,7 +33,7 @@ def run(run_dir: Path, strategy: str, seed: int) -> None:
     """One evolve.py run, resumed when a killed one left its checkpoint; nothing when it finished."""
     if (run_dir / "best.json").exists():
         return
-    if (run_dir / "checkpoint.json").exists():
+    if (run_dir / "config.yaml").exists():  # a run directory: killed, maybe before its first checkpoint
         command = [sys.executable, str(EVOLVE), "--resume", str(run_dir)]
     else:
         command = [sys.executable, str(EVOLVE), "--space", "cifar", "--dataset", "digits", "--strategy", strategy,
