@@ -158,3 +158,14 @@ def test_gpt_ga_prices_its_limits_for_the_images_its_evaluator_reads(tmp_path):
     assert size == 8 and search.strategy.cost_limits() == [(search.space.cost_bounds("params", 8, classes), 400_000),
                                                            (search.space.cost_bounds("flops", 8, classes), 6_000_000)]
     search.executor.close()
+
+
+def test_gpt_ga_samples_its_initial_population_within_the_parameter_cap(tmp_path):
+    """--init gpt under --max_params: the GPT's own networks, each with 75-100 % of the cap, none repaired."""
+    out, cap = tmp_path / "run", 1_000_000
+    assert evolve.main(["--space", "cifar", "--evaluator", "proxy", "--dataset", "digits", "--strategy", "gpt-ga",
+                        "--init", "gpt", "--no-initial_reconstruction", "--population", "4", "--generations", "0",
+                        "--max_params", str(cap), "--output_dir", str(out)]) == 0
+    with open(out / "evaluations.csv", newline="") as f:
+        params = [int(row["params"]) for row in csv.DictReader(f)]
+    assert len(params) == 4 and all(0.75 * cap <= p <= cap for p in params)
