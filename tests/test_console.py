@@ -4,6 +4,7 @@ continues, no half-made run directory when a run cannot start, plots that say wh
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import re
 import signal
@@ -20,7 +21,7 @@ from PIL import Image
 import evolve
 from gptnas.config import load_yaml
 from gptnas.search.config import EvolveConfig
-from gptnas.search.executors import SerialExecutor
+from gptnas.search.executors import ProcessExecutor, SerialExecutor
 from gptnas.search.run import build_search
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,3 +117,14 @@ def test_a_search_console_holds_our_lines_only(tmp_path):
     assert len(header) == len(row) and row.split()[:3] == ["0", "2", "2"]
     best = json.loads((run / "best.json").read_text())
     assert best["input_channels"] == 3 and best["input_size"] == 8 and len(best["normalisation"]["mean"]) == 3
+
+
+def test_the_process_executor_starts_every_worker_before_the_search():
+    """Workers start with Ctrl-C ignored in the search's process; started on the first evaluations (under load,
+    seconds after the run began), a Ctrl-C then was lost and the run went on."""
+    before = len(multiprocessing.active_children())
+    executor = ProcessExecutor(2)
+    try:
+        assert len(multiprocessing.active_children()) - before == 2
+    finally:
+        executor.close()

@@ -80,15 +80,21 @@ def tie_to_parent(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _start_worker(parent: int, slots, threads: int) -> None:
+def _start_worker(parent: int, slots, threads: int, started) -> None:
     """Ties the worker to the search's life and gives it one GPU of its own (when there are GPUs), else
-    its share of the CPU cores: small networks train faster as parallel processes than on shared threads."""
+    its share of the CPU cores: small networks train faster as parallel processes than on shared threads.
+    Counts itself in `started` once it is up."""
     tie_to_parent(parent)
     gpu = slots.get()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     else:
         torch.set_num_threads(threads)
+    with started.get_lock():
+        started.value += 1
+
+
+WORKER_START_SECONDS = 120  # how long a search waits for its worker processes to start
 
 
 class ProcessExecutor:
@@ -98,13 +104,23 @@ class ProcessExecutor:
         gpus = torch.cuda.device_count()
         for worker in range(workers):
             slots.put(worker % gpus if gpus else None)
+        started = context.Value("i", 0)
+        threads = max(1, (os.cpu_count() or 1) // workers)
         self.pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                        initargs=(os.getpid(), slots, max(1, (os.cpu_count() or 1) // workers)))
+                                        initargs=(os.getpid(), slots, threads, started))
         self.workers = workers
+        # Every worker starts now, before the search, and is waited for: the pool starts one per submit while
+        # none is idle, with Ctrl-C ignored meanwhile (workers_ignore_ctrl_c), and a worker stopped while it
+        # starts prints a traceback. Started on the first evaluations, a Ctrl-C then was lost or left one.
+        with workers_ignore_ctrl_c():
+            for _ in range(workers):
+                self.pool.submit(os.getpid)
+        deadline = time.monotonic() + WORKER_START_SECONDS
+        while started.value < workers and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def run(self, evaluator, space_name: str, archs: list) -> Iterator[tuple[int, object]]:
-        with workers_ignore_ctrl_c():  # the pool starts its workers on submit
-            futures = {self.pool.submit(evaluate_job, evaluator, space_name, arch): i for i, arch in enumerate(archs)}
+        futures = {self.pool.submit(evaluate_job, evaluator, space_name, arch): i for i, arch in enumerate(archs)}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
