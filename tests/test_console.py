@@ -25,6 +25,10 @@ from gptnas.search.executors import ProcessExecutor, SerialExecutor
 from gptnas.search.run import build_search
 
 ROOT = Path(__file__).resolve().parents[1]
+# evolve.py as a terminal's foreground job runs it: Ctrl-C not ignored, whatever this test runner inherited (a
+# job started in the background by a shell without job control, as CI may be, ignores SIGINT, and so do its children).
+AS_FOREGROUND_JOB = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                     "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
 NB201 = ["--space", "nas-bench-201", "--evaluator", "benchmark", "--dataset", "cifar10", "--strategy", "ga"]
 
 
@@ -46,8 +50,8 @@ def test_the_progress_bar_ends_at_100_percent_of_what_was_evaluated(tmp_path, re
 def test_ctrl_c_prints_one_line_with_the_resume_command_and_the_run_resumes(tmp_path, requires_table, moment):
     requires_table("nas-bench-201:cifar10")
     run = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, str(ROOT / "evolve.py"), *NB201, "--population", "30", "--generations",
-                                "400", "--workers", "2", "--output_dir", str(run)],
+    process = subprocess.Popen([sys.executable, "-c", AS_FOREGROUND_JOB, str(ROOT / "evolve.py"), *NB201, "--population",
+                                "30", "--generations", "400", "--workers", "2", "--output_dir", str(run)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
     deadline = time.time() + 120
