@@ -135,20 +135,21 @@ def benchmark_dir() -> Path:
     return Path(cache) / "gptnas" / "benchmarks"
 
 
-
-
-def _download(source: TableSpec, target: Path) -> None:
-    """Download to a temporary file beside `target`; rename only once verified."""
+def download(url: str, sha256: str | None, target: Path) -> str:
+    """Downloads `url` to a temporary file beside `target` and renames it only once verified against
+    `sha256` (None: not pinned, any content is kept); returns the file's sha256."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    log.info("downloading %s", source.url)
+    log.info("downloading %s", url)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(source.url, timeout=60) as response:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
             while chunk := response.read(1 << 20):
                 out.write(chunk)
-        if file_sha256(Path(tmp)) != source.sha256:
-            raise GptnasError(f"download of {source.url} does not match its pinned sha256; try again later")
+        digest = file_sha256(Path(tmp))
+        if sha256 is not None and digest != sha256:
+            raise GptnasError(f"download of {url} does not match its pinned sha256; try again later")
         os.replace(tmp, target)
+        return digest
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -162,7 +163,7 @@ def table_path(name: str) -> Path:
     path = benchmark_dir() / source.path
     if not path.exists():
         try:
-            _download(source, path)
+            download(source.url, source.sha256, path)
         except OSError as error:  # no network, DNS failure, HTTP error, read-only cache
             raise GptnasError(
                 f"benchmark table {quote(name)} is not at {path} and could not be downloaded ({error}); "

@@ -12,8 +12,10 @@ from urllib.parse import urlparse
 import pytest
 import torch
 
+from gptnas import latency_tables
 from gptnas.tables import BENCHMARK_DIR_ENV, TABLES, benchmark_dir, on_disk, table_path
 
+LATENCY = "hw-latency:"  # requires_table("hw-latency:fpga"): HELP's fpga latencies
 REACH_SECONDS = 5  # how long a test waits to learn whether a table's host can be reached
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -43,6 +45,8 @@ def requires_table():
     downloaded, or the test skips with the reason."""
 
     def check(name: str):
+        if name.startswith(LATENCY):  # hw-latency:DEVICE, a HELP device table and its cell index
+            return [check_latency(file) for file in (latency_tables.INDEX, name.removeprefix(LATENCY))]
         if on_disk(name):
             return
         if reachable(TABLES[name].url):
@@ -50,6 +54,15 @@ def requires_table():
             return
         pytest.skip(f"benchmark table {name} is not in {benchmark_dir()} and cannot be downloaded (offline); set "
                     f"{BENCHMARK_DIR_ENV} to a folder that holds the tables, e.g. ../shared/benchmarks")
+
+    def check_latency(name: str):
+        if (benchmark_dir() / latency_tables.FOLDER / f"{name}.pt").exists():
+            return
+        if reachable(latency_tables.upstream_url(name)):
+            latency_tables.local_file(name)  # downloads into the benchmark directory (pinned commit and sha256)
+            return
+        pytest.skip(f"latency table {name} is not in {benchmark_dir() / latency_tables.FOLDER} and cannot be "
+                    f"downloaded (offline); set {BENCHMARK_DIR_ENV} to a folder that holds it")
 
     return check
 

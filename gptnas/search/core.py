@@ -20,6 +20,7 @@ from typing import Literal
 from deap import tools
 from tqdm.auto import tqdm
 
+from gptnas import latency_tables
 from gptnas.errors import GptnasError, check_limit, quote
 from gptnas.evaluators.base import WORST_FITNESS
 from gptnas.search import checkpoint, screen
@@ -41,7 +42,7 @@ MAX_LATENCY_BATCH_SIZE = 4_096
 MAX_SEED = 2**32 - 1  # what every generator takes (numpy's legacy one included)
 # What the result store records of the run it belongs to (the rest may change); a store of another run is refused.
 IDENTITY = ("space", "strategy", "evaluator", "dataset", "seed", "population", "objectives", "max_params",
-            "max_flops", "max_latency_ms")
+            "max_flops", "max_latency_ms", "latency_table")
 
 
 @dataclass
@@ -68,6 +69,11 @@ class SearchSettings:
                                   "evaluated image size) are never evaluated; the cpu profile sets one"})
     max_latency_ms: float | None = field(default=None, metadata={"help": "networks slower than this at batch 1 on the "
                                          "evaluation device are never evaluated"})
+    latency_table: str | None = field(default=None, metadata={
+        "help": "latency from a device's measured table instead of this machine (nas-bench-201): one of HELP's "
+                "devices (raspi4, pixel3, eyeriss, fpga, pixel2, gold_6226, 1080ti_1 ...; gptnas.latency_tables) "
+                "or the path of a .pt file in their format",
+        "needs": (lambda c: c.search.measures_latency(), "--objectives accuracy,latency or --max_latency_ms")})
     latency_batch_size: int | None = field(default=None, metadata={
         "help": "also measure latency at this batch size (stored with every evaluation; the objective and limit use "
                 "batch 1)", "needs": (lambda c: c.search.measures_latency(), "--objectives accuracy,latency or "
@@ -123,6 +129,12 @@ class SearchSettings:
             raise GptnasError(f"max_latency_ms must be a finite number > 0, got {self.max_latency_ms}")
         if self.screen_pool < 1:
             raise GptnasError(f"screen_pool must be >= 1, got {self.screen_pool}")
+        if self.latency_table is not None:
+            latency_tables.check_device(self.latency_table)
+            latency_tables.check_space(self.latency_table, self.space)
+            if self.latency_batch_size is not None:
+                raise GptnasError("--latency_batch_size measures on this machine; a latency table has its own "
+                                  "batch size (HELP's GPU devices name it: 1080ti_32); drop one of them")
 
 
 class BudgetSpent(Exception):

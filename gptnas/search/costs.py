@@ -3,7 +3,8 @@
 Parameters and FLOPs (multiply-accumulates) come from the space; latency is
 measured on the evaluation device (`gptnas.training.latency`: median of timed
 forward passes after a warm-up), at batch 1 (and at `--latency_batch_size` when
-given), once per architecture. `--objectives accuracy,params|flops|latency` makes the search
+given), once per architecture, or, with `--latency_table DEVICE`, looked up in
+that device's measured table (`gptnas.latency_tables`). `--objectives accuracy,params|flops|latency` makes the search
 multi-objective (NSGA-II): accuracy is maximised, every other objective
 minimised. `--max_params`, `--max_flops` and `--max_latency_ms` are hard limits:
 a network over one is never evaluated.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 from gptnas.evaluators.base import Evaluation, model_cost
+from gptnas.latency_tables import load_latency_table
 from gptnas.training.device import resolve_device
 from gptnas.training.latency import measure_latency
 
@@ -29,6 +31,11 @@ class Costs:
         self.objectives = settings.objective_list()
         self.measures_latency = settings.measures_latency()
         self._latency: dict[str, tuple[float, float]] = {}  # key -> (batch 1, batch N) ms, this process
+        self.table = None if settings.latency_table is None else load_latency_table(settings.latency_table, space.name)
+
+    def source(self) -> dict | None:
+        """Where latency comes from: the device table's files and their sha256, or None (measured here)."""
+        return None if self.table is None else {"device": self.table.device, **self.table.source}
 
     def feasible(self, arch) -> bool:
         c = self.config
@@ -40,8 +47,11 @@ class Costs:
         return c.max_latency_ms is None or self.latency(arch)[0] <= c.max_latency_ms
 
     def latency(self, arch) -> tuple[float, float | None]:
-        """(ms at batch 1, ms at --latency_batch_size or None) of the network on the evaluation device."""
+        """(ms at batch 1, ms at --latency_batch_size or None) of the network on the evaluation device, or
+        (ms on the table's device, None)."""
         key = self.space.key(arch)
+        if self.table is not None:
+            return self.table(key), None
         if key not in self._latency:
             model = self.space.build_model(arch, self.evaluator.num_classes)
             size = self.evaluator.input_size

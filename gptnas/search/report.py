@@ -64,7 +64,8 @@ def write_outputs(search, run_dir: Path) -> dict:
     best["build"] = f"import gptnas; model = gptnas.build_model({space.name!r}, {best['key']!r}, num_classes={search.evaluator.num_classes})"
     best["num_classes"], best["input_size"] = search.evaluator.num_classes, search.evaluator.input_size
     best.update(search.evaluator.input_spec())  # input_channels, normalisation
-    best["sources"] = {"evaluator": search.evaluator.source(), "gpt": search.strategy.summary().get("gpt_source")}
+    best["sources"] = {"evaluator": search.evaluator.source(), "gpt": search.strategy.summary().get("gpt_source"),
+                       **({"latency": search.costs.source()} if search.costs.table is not None else {})}
     write_json(run_dir / "sources.json", best["sources"])  # what to fetch to repeat the run on the same bytes
     write_json(run_dir / "best.json", best)
     write_atomic(run_dir / "best_architecture.txt", best["encoding"] + "\n")
