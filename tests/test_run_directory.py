@@ -119,6 +119,7 @@ def kill_and_resume(args: list[str], run_dir: Path, total: int, kills: int, seed
     ("workers", ["--strategy", "ga", "--workers", "2"], 3),
     ("gpt-ga adapting", ["--strategy", "gpt-ga", "--adapt_every", "1", "--adapt_steps", "2", "--population", "8",
                          "--generations", "3"], 2),
+    ("tpe", ["--strategy", "tpe"], 2),  # Optuna's sampler replays its trials from the store
 ])
 def test_kill_9_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_path, requires_table, name, extra, kills):
     requires_table("nas-bench-201:cifar10")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 
 import pytest
 
@@ -45,9 +46,30 @@ def store_some(search: Search, generation: int, count: int, rng: random.Random) 
 
 
 def test_every_strategy_is_found_by_name_and_bad_names_list_the_valid_ones():
-    assert strategy_names() == ["ga", "gpt-ga", "random", "regularized-evolution"]
-    with pytest.raises(GptnasError, match="unknown strategy 'gpt'; valid: ga, gpt-ga, random, regularized-evolution"):
+    assert strategy_names() == ["ga", "gpt-ga", "random", "regularized-evolution", "tpe"]
+    with pytest.raises(GptnasError, match="unknown strategy 'gpt'; valid: ga, gpt-ga, random, regularized-evolution, tpe"):
         get_strategy("gpt")
+
+
+def test_tpe_asks_optuna_for_every_choice_of_a_conditional_space_and_stays_within_the_limits(tmp_path):
+    config = EvolveConfig.from_flags(dict(space="cifar", evaluator="proxy", dataset="digits", strategy="tpe",
+                                          population=5, max_params=300_000, output_dir=str(tmp_path)))
+    space = get_space("cifar")
+    search = Search(config, space, get_evaluator("proxy", space, "digits"), tmp_path, SerialExecutor(),
+                    show_progress=False)
+    search.seed_generation(0)
+    proposals = search.strategy.propose()
+    assert len(proposals) == 5 and all(space.params(arch) <= 300_000 for _, arch in proposals)
+    for trial, arch in proposals:  # asked, or made feasible and told to Optuna as a trial of its own
+        trial = trial or search.strategy.as_trial(arch, (90.0,))
+        assert len(trial.params) == sum(segment.is_choice for segment in space.segments(arch))  # one per choice
+        assert search.strategy.suggested(trial) == arch
+
+
+def test_tpe_without_optuna_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna raises ImportError
+    with pytest.raises(GptnasError, match=r"--strategy tpe needs Optuna: pip install 'gptnas\[peers\]'"):
+        make_search(tmp_path, strategy="tpe")
 
 
 def test_elimination_rate_decays_linearly_over_the_budget_counted_before_the_generation(tmp_path):

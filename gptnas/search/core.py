@@ -52,7 +52,7 @@ class SearchSettings:
     space: str = field(default="cifar", metadata={"help": "search space: cifar, nas-bench-macro, "
                        "channel-bench-mobilenet, channel-bench-resnet or nas-bench-201"})
     strategy: str = field(default="gpt-ga", metadata={"help": "gpt-ga (GPT-NAS), ga (no GPT), "
-                          "regularized-evolution or random"})
+                          "regularized-evolution, random or tpe (Optuna's TPE, an optional extra)"})
     seed: int = field(default=0, metadata={"help": "every draw of the run, and the evaluator's initialisation"})
     profile: Literal["gpt-nas", "cpu"] | None = field(default=None, metadata={"help": "defaults for population, "
                                                      "generations, workers and candidate training: gpt-nas (the "

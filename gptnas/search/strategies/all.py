@@ -5,6 +5,7 @@ from gptnas.search.strategies.gpt_genetic import GptGeneticAlgorithm, GptSetting
 from gptnas.search.strategies.genetic import GeneticAlgorithm
 from gptnas.search.strategies.random_search import RandomSearch
 from gptnas.search.strategies.regularized_evolution import RegularizedEvolution
+from gptnas.search.strategies.tpe import TreeParzen
 
 __all__ = ["GeneticAlgorithm", "GptGeneticAlgorithm", "GptSettings", "RandomSearch", "RegularizedEvolution",
-           "get_strategy", "strategies", "strategy_names"]
+           "TreeParzen", "get_strategy", "strategies", "strategy_names"]

@@ -1,0 +1,111 @@
+"""Optuna's TPE sampler as an external peer (Bergstra et al. 2011; with two or three objectives Optuna's TPE is
+MOTPE, Ozaki et al. 2022), driven through Optuna's ask-and-tell interface over the space's own choices.
+
+An architecture is the sequence of choices the space's grammar offers (`SearchSpace._options` in each
+context, from the stem to the head). Each choice with more than one option is one categorical parameter of
+the trial, named by its position and context, so a space whose later choices depend on earlier ones (the
+number of blocks in `cifar`) is a conditional space, which Optuna samples define-by-run. Every generation
+asks `population` trials, evaluates them through the shared core and tells Optuna their objectives (a
+network evaluated before is told its stored values and costs no query; one outside the hard limits is
+told it failed, and the network the core evaluates in its place is added as a trial of its own).
+
+Optuna is an optional extra (`pip install 'gptnas[peers]'`). The sampler is seeded by the run's seed, so a
+resumed run replays its trials, finds every evaluation in the result store and continues exactly; it keeps
+no checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from deap import tools
+
+from gptnas.errors import GptnasError
+from gptnas.search.seeds import derived_seed
+from gptnas.search.strategies import Strategy, register
+
+def _optuna():
+    try:
+        import optuna  # an optional extra: only this strategy needs it
+    except ImportError:
+        raise GptnasError("--strategy tpe needs Optuna: pip install 'gptnas[peers]'") from None
+    optuna.logging.set_verbosity(logging.WARNING)
+    return optuna
+
+
+@register
+class TreeParzen(Strategy):
+    name = "tpe"
+
+    def register(self, toolbox) -> None:
+        s = self.search
+        optuna = _optuna()
+        sampler = optuna.samplers.TPESampler(seed=derived_seed(s.settings.seed, "tpe") % 2**32)
+        directions = ["maximize"] + ["minimize"] * (len(s.costs.objectives) - 1)
+        self.study = optuna.create_study(directions=directions, sampler=sampler)
+        toolbox.register("propose", self.propose)
+        toolbox.register("evaluate", s.evaluate)
+        select = tools.selNSGA2 if s.pareto else tools.selBest
+        toolbox.register("select", select, k=s.settings.population)
+
+    def walk(self, pick) -> list:
+        """The segment payloads of one architecture, from the stem to the head: `pick(name, options, i)` chooses
+        the i-th segment where the grammar offers more than one option."""
+        space = self.search.space
+        context, payloads = space._start(), []
+        while not space._complete(context):
+            options = space._options(context)
+            i = len(payloads)
+            payloads.append(options[0] if len(options) == 1 else pick(f"{i}|{context!r}", options, i))
+            context = space._advance(context, payloads[-1])
+        return payloads
+
+    def suggested(self, trial):
+        """The architecture whose choices `trial` suggests."""
+        def pick(name, options, _):
+            labels = [repr(option) for option in options]
+            return options[labels.index(trial.suggest_categorical(name, labels))]
+        return self.search.space.assemble(self.walk(pick))
+
+    def as_trial(self, arch, values):
+        """A finished Optuna trial of `arch` (not asked for: made feasible by the core) with its objectives."""
+        optuna, params, distributions = _optuna(), {}, {}
+        given = self.search.space._payloads(arch)
+
+        def pick(name, options, i):
+            labels = [repr(option) for option in options]
+            params[name], distributions[name] = repr(given[i]), optuna.distributions.CategoricalDistribution(labels)
+            return given[i]
+        self.walk(pick)
+        return optuna.trial.create_trial(params=params, distributions=distributions, values=list(values))
+
+    def propose(self) -> list[tuple]:
+        """`population` (trial, architecture) pairs. An asked architecture outside the hard limits is made
+        feasible as every strategy's are (mutated, then resampled: `Search.make_feasible`); Optuna is told its
+        trial failed, and the architecture evaluated in its place comes without a trial (None)."""
+        s, proposals = self.search, []
+        for _ in range(s.settings.population):
+            trial = self.study.ask()
+            arch = self.suggested(trial)
+            if s.costs.feasible(arch):
+                proposals.append((trial, arch))
+            else:
+                self.study.tell(trial, state=_optuna().trial.TrialState.FAIL)
+                proposals.append((None, s.make_feasible(arch)))
+        return proposals
+
+    def run(self) -> list:
+        s, toolbox = self.search, self.toolbox
+        everyone = []
+        for generation in range(s.settings.generations + 1):
+            s.seed_generation(generation)
+            proposals = toolbox.propose()
+            candidates = toolbox.evaluate([arch for _, arch in proposals], generation)
+            for (trial, arch), candidate in zip(proposals, candidates):
+                if trial is None:
+                    self.study.add_trial(self.as_trial(arch, candidate.fitness.values))
+                else:
+                    self.study.tell(trial, candidate.fitness.values)
+            everyone += candidates
+            s.record(generation, toolbox.select(everyone), s.store.evaluated_in(generation))
+        return s.population
