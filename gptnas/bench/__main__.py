@@ -32,6 +32,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         "'transfer' (per benchmark, the shipped model trained further on the tables of every other "
                         "space, built once and cached) or a folder / Hub id; a GPT that saw a table of the searched "
                         f"space is refused (default: {harness.DEFAULT_GPT})")
+    parser.add_argument("--objectives", default="accuracy", help="accuracy, or accuracy,latency: the report then "
+                        "gives each strategy's hypervolume and its best accuracy under latency caps")
+    parser.add_argument("--latency_table", default=None, help="latency from this device's measured table "
+                        "(nas-bench-201; HELP's devices: raspi4, pixel3, eyeriss, fpga ...; or a .pt path)")
+    parser.add_argument("--max_latency_ms", type=float, default=None, help="constrained search: networks slower "
+                        "than this are never evaluated; the report measures against the best network within it")
     parser.add_argument("--output_dir", default="bench", help="study directory; an existing one is resumed")
     return parser.parse_args(argv)
 
@@ -53,9 +59,11 @@ def main(argv: list[str] | None = None) -> int:
             raise GptnasError(f"study config {config} does not exist; pass a YAML file or --config none")
         study = harness.load_study_config(config)
         output_dir = Path(args.output_dir)
-        identity = harness.study_identity(benchmarks, strategies, args.seeds, args.budget, study, args.gpt)
+        hardware = {name: getattr(args, name) for name in harness.HARDWARE_FIELDS
+                    if getattr(args, name) not in (None, "accuracy")}
+        identity = harness.study_identity(benchmarks, strategies, args.seeds, args.budget, study, args.gpt, hardware)
+        tasks = harness.plan(benchmarks, strategies, args.seeds, args.budget, study, output_dir, args.gpt, hardware)
         harness.claim_output_dir(output_dir, identity)
-        tasks = harness.plan(benchmarks, strategies, args.seeds, args.budget, study, output_dir, args.gpt)
         with exclusive_lock(output_dir):  # one study process per folder
             trajectories = harness.run_all(tasks, args.workers)
             text = report.write_report(trajectories, benchmarks, strategies, args.budget, output_dir, command, identity)

@@ -39,9 +39,10 @@ from gptnas.tables import TABLES, TABLES_BY_SPACE, benchmark_dir, table_for, tab
 
 DEFAULT_BENCHMARKS = ("nas-bench-macro", "channel-bench-mobilenet", "nas-bench-201:cifar10", "nas-bench-201:cifar100")
 TRAJECTORY = "trajectory.json"
+HARDWARE_FIELDS = ("objectives", "latency_table", "max_latency_ms")  # the study's, from the harness's flags
 # What the harness decides itself; a study config may not set these.
 HARNESS_FIELDS = ("space", "dataset", "strategy", "seed", "budget", "evaluator", "output_dir", "executor", "workers",
-                  "screen")
+                  "screen", *HARDWARE_FIELDS)
 SCREENED = "+"  # ga+naswot: the strategy ga, screened by naswot
 SHIPPED, TRANSFER = "shipped", "transfer"  # --gpt: the model shipped in the package / the leave-space-out GPTs
 DEFAULT_GPT = SHIPPED  # benchmarks/RESULTS.md, "Leave-space-out transfer": the ablation that chose it
@@ -173,7 +174,8 @@ class RunTask:
 
 
 def plan(benchmarks: list[Benchmark], strategies: list[str], seeds: int, budget: int, study: dict,
-         output_dir: Path, gpt: str | None = None) -> list[RunTask]:
+         output_dir: Path, gpt: str | None = None, hardware: dict | None = None) -> list[RunTask]:
+    """Every run of the study; `hardware` holds the HARDWARE_FIELDS the study sets for all runs."""
     tasks, gpts = [], {}
     for benchmark in benchmarks:
         for strategy in strategies:
@@ -182,7 +184,7 @@ def plan(benchmarks: list[Benchmark], strategies: list[str], seeds: int, budget:
                 variant = study.get(strategy, {}) if proxy else {}  # ga+naswot's own section, on top of ga's
                 settings = {**study.get("common", {}), **study.get(base, {}), **variant}
                 settings.update(space=benchmark.space, dataset=benchmark.dataset, strategy=base, seed=seed,
-                                budget=budget, evaluator="benchmark", generations=budget)
+                                budget=budget, evaluator="benchmark", generations=budget, **(hardware or {}))
                 if proxy:
                     settings["screen"] = proxy
                 if get_strategy(base).uses_gpt:
@@ -190,7 +192,7 @@ def plan(benchmarks: list[Benchmark], strategies: list[str], seeds: int, budget:
                     if (benchmark.space, option) not in gpts:
                         gpts[benchmark.space, option] = gpt_for(benchmark, option)
                     settings["gpt"] = gpts[benchmark.space, option]
-                EvolveConfig.from_flags(dict(settings), "study")
+                EvolveConfig.from_flags(dict(settings), "study").refuse_unused(hardware or {})
                 run_dir = output_dir / "runs" / benchmark.name.replace(":", "_") / strategy / f"seed_{seed}"
                 tasks.append(RunTask(benchmark, strategy, seed, settings, str(run_dir)))
     return tasks
@@ -216,6 +218,7 @@ def run_one(task: RunTask) -> dict:
         "keys": [key for _, key, _, _, _ in history],
         "fitness": [e.fitness for *_, e in history],
         "test": [e.test_accuracy for *_, e in history],
+        **({"latency": [e.latency_ms for *_, e in history]} if search.costs.measures_latency else {}),
         "gpt": summary.get("gpt"),
         "gpt_seconds": summary.get("gpt_seconds", 0.0),  # this process's time in the GPT (0 when resumed)
         "proxy_seconds": sum(seconds for *_, seconds in screened),  # the screening proxy's, over the whole run
@@ -259,9 +262,9 @@ def run_all(tasks: list[RunTask], workers: int) -> list[dict]:
     return [results[i] for i in range(len(tasks))]
 
 
-def study_identity(benchmarks, strategies, seeds, budget, study, gpt) -> dict:
+def study_identity(benchmarks, strategies, seeds, budget, study, gpt, hardware: dict | None = None) -> dict:
     return {"benchmarks": [b.name for b in benchmarks], "strategies": strategies, "seeds": seeds, "budget": budget,
-            "study": study, "gpt": gpt}
+            "study": study, "gpt": gpt, **({"hardware": hardware} if hardware else {})}
 
 
 def claim_output_dir(output_dir: Path, identity: dict) -> None:

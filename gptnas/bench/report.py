@@ -25,9 +25,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from matplotlib.figure import Figure
-from scipy.stats import wilcoxon
 
+from gptnas.bench import pareto
 from gptnas.bench.harness import Benchmark, split_variant, uses_gpt
+from gptnas.bench.stats import mean_std, median_queries, one_sided_wilcoxon
 from gptnas.gpt.provenance import tables_seen_by
 from gptnas.spaces import get_space
 from gptnas.tables import TABLES, load_table, table_for
@@ -69,7 +70,12 @@ class Optimum:
 
 
 @lru_cache(maxsize=None)
-def optimum(benchmark: Benchmark) -> Optimum:
+def optimum(benchmark: Benchmark, device: str | None = None, limit: float | None = None) -> Optimum:
+    """The table's optimum, or with a device and a latency limit the constrained one (gptnas/bench/pareto.py)."""
+    if device is not None and limit is not None:
+        within = [c for c in pareto.table_cells(benchmark, device) if c.latency <= limit]
+        best = pareto.constrained_optimum(benchmark, device, limit)
+        return Optimum(best.fitness, best.test, max(c.test for c in within), len(within))
     space = get_space(benchmark.space)
     name = table_for(space, benchmark.dataset)
     spec, table = TABLES[name], load_table(name)
@@ -101,7 +107,9 @@ def query_points(budget: int) -> list[int]:
     return sorted({q for q in QUERY_POINTS if q <= budget} | {budget})
 
 
-def write_csvs(trajectories: list[dict], benchmarks: list[Benchmark], budget: int, output_dir: Path) -> None:
+def write_csvs(trajectories: list[dict], benchmarks: list[Benchmark], budget: int, output_dir: Path,
+               constraint: tuple = ()) -> None:
+    """runs.csv and optimum.csv; `constraint` is (device, latency limit) for a constrained study."""
     by_name = {b.name: b for b in benchmarks}
     with open(output_dir / "runs.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -114,28 +122,14 @@ def write_csvs(trajectories: list[dict], benchmarks: list[Benchmark], budget: in
         writer = csv.writer(f)
         writer.writerow(["benchmark", "strategy", "seed", "queries_to_optimum", f"queries_to_within_{WITHIN}"])
         for t in trajectories:
-            best = optimum(by_name[t["benchmark"]]).fitness
+            best = optimum(by_name[t["benchmark"]], *constraint).fitness
             hit, near = first_query_reaching(t, best), first_query_reaching(t, best - WITHIN)
             writer.writerow([t["benchmark"], t["strategy"], t["seed"], "" if hit is None else hit, "" if near is None else near])
 
 
-def median_queries(values: list[int | None], budget: int) -> str:
-    """Median with unreached runs counted as beyond the budget."""
-    ranked = sorted(math.inf if v is None else v for v in values)
-    middle = statistics.median(ranked)
-    return f">{budget}" if math.isinf(middle) else f"{middle:g}"
-
-
-def one_sided_wilcoxon(ours: list[float], theirs: list[float]) -> float:
-    """p-value of the paired Wilcoxon signed-rank test that `ours` is greater (1.0 when all pairs tie)."""
-
-    if all(abs(a - b) < 1e-12 for a, b in zip(ours, theirs)):
-        return 1.0
-    return float(wilcoxon(ours, theirs, alternative="greater").pvalue)
-
-
-def plot_regret(benchmark: Benchmark, groups: dict[str, list[dict]], budget: int, path: Path) -> None:
-    best = optimum(benchmark).best_test
+def plot_regret(benchmark: Benchmark, groups: dict[str, list[dict]], budget: int, path: Path,
+                constraint: tuple = ()) -> None:
+    best = optimum(benchmark, *constraint).best_test
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
     queries = range(1, budget + 1)
@@ -153,12 +147,6 @@ def plot_regret(benchmark: Benchmark, groups: dict[str, list[dict]], budget: int
     fig.savefig(path, dpi=120)
 
 
-def _mean_std(values: list[float]) -> str:
-    if len(values) < 2:
-        return f"{values[0]:.2f}"
-    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
-
-
 def gpt_lines(groups: dict[str, list[dict]]) -> list[str]:
     """Which GPT the runs of a benchmark used, and which benchmark tables were in its training corpus."""
     used = sorted({t.get("gpt") or "" for runs in groups.values() for t in runs if "gpt" in t and
@@ -171,12 +159,14 @@ def gpt_lines(groups: dict[str, list[dict]]) -> list[str]:
     return lines + [""] if lines else []
 
 
-def benchmark_section(benchmark: Benchmark, groups: dict[str, list[dict]], budget: int, png: str) -> tuple[list[str], dict]:
+def benchmark_section(benchmark: Benchmark, groups: dict[str, list[dict]], budget: int, png: str,
+                      constraint: tuple = ()) -> tuple[list[str], dict]:
     """Markdown for one benchmark, and the gpt-ga figures the targets are checked against."""
-    best = optimum(benchmark)
+    best = optimum(benchmark, *constraint)
     points = query_points(budget)
     lines = [f"### {benchmark.name}", "",
-             f"{best.architectures} canonical architectures; optimum fitness {best.fitness:.2f} "
+             f"{best.architectures} canonical architectures{' within the limit' if constraint else ''}; "
+             f"optimum fitness {best.fitness:.2f} "
              f"(its test accuracy {best.test:.2f}; best test accuracy in the table {best.best_test:.2f}).", ""]
     lines += gpt_lines(groups)
     header = ["strategy"] + [f"acc @{q}" for q in points] + ["median q to optimum", f"median q to within {WITHIN}",
@@ -192,7 +182,7 @@ def benchmark_section(benchmark: Benchmark, groups: dict[str, list[dict]], budge
         queries = max(sum(len(t["fitness"]) for t in runs), 1)
         seconds = sum(t["gpt_seconds"] for t in runs) / queries * 100
         figures[strategy] = {"at": at, "median_to_optimum": median_queries(hits, budget), "hits": hits}
-        lines.append("| " + " | ".join([strategy] + [_mean_std(at[q]) for q in points]
+        lines.append("| " + " | ".join([strategy] + [mean_std(at[q]) for q in points]
                                        + [median_queries(hits, budget), median_queries(near, budget), f"{seconds:.1f}"]
                                        + proxy_cost(runs, queries)) + " |")
     lines += comparisons(groups, figures, points)
@@ -292,24 +282,39 @@ LEAKAGE = (
 
 def write_report(trajectories: list[dict], benchmarks: list[Benchmark], strategies: list[str], budget: int,
                  output_dir: Path, command: str, settings: dict) -> str:
-    write_csvs(trajectories, benchmarks, budget, output_dir)
+    hardware = settings.get("hardware", {})
+    device, limit = hardware.get("latency_table"), hardware.get("max_latency_ms")
+    pareto_study = device is not None and "latency" in hardware.get("objectives", "")
+    constraint = (device, limit) if device is not None and limit is not None else ()
+    write_csvs(trajectories, benchmarks, budget, output_dir, constraint)
     seeds = len({t["seed"] for t in trajectories})
     lines = ["# gptnas benchmark report", "", f"Command: `{command}`", "",
              f"{len(trajectories)} runs: {len(benchmarks)} benchmarks x {len(strategies)} strategies x {seeds} paired seeds, "
              f"budget {budget} unique queries each.", "", LEAKAGE,
              "", __doc__.split("Definitions (stated in the report too):")[1].strip(), ""]
+    if device is not None:
+        lines += [pareto.__doc__.split("Definitions (stated in the report too):")[1].strip(), ""]
     if settings.get("study"):
         lines += ["Study settings (on top of each strategy's defaults): `" + repr(settings["study"]) + "`", ""]
+    if hardware:
+        lines += [f"Hardware settings of every run: `{hardware!r}`", ""]
     all_figures = {}
     for benchmark in benchmarks:
         groups = {s: sorted((t for t in trajectories if t["benchmark"] == benchmark.name and t["strategy"] == s),
                             key=lambda t: t["seed"]) for s in strategies}
         groups = {s: runs for s, runs in groups.items() if runs}
-        png = f"regret_{benchmark.name.replace(':', '_')}.png"
-        plot_regret(benchmark, groups, budget, output_dir / png)
-        section, all_figures[benchmark.name] = benchmark_section(benchmark, groups, budget, png)
+        name = benchmark.name.replace(":", "_")
+        plot_regret(benchmark, groups, budget, output_dir / f"regret_{name}.png", constraint)
+        section, all_figures[benchmark.name] = benchmark_section(benchmark, groups, budget, f"regret_{name}.png",
+                                                                 constraint)
+        if constraint:
+            section[2:2] = pareto.constrained_lines(benchmark, *constraint)
+            section += pareto.constrained_targets(benchmark, *constraint, all_figures[benchmark.name])
+        if pareto_study:
+            section += pareto.hypervolume_section(benchmark, groups, budget, device, str(output_dir / f"front_{name}.png"))
         lines += section
-    lines += targets_section(all_figures)
+    if not hardware:  # the targets are set for unconstrained, single-objective searches
+        lines += targets_section(all_figures)
     text = "\n".join(lines)
     (output_dir / "report.md").write_text(text)
     return text
