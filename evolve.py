@@ -27,6 +27,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from gptnas.config import build_parser, flatten, from_dict, load_yaml
 from gptnas.deploy.export import push_network
+from gptnas.deploy.onnx_export import check_onnx_runtime, export_onnx
 from gptnas.deploy.retrain import RETRAIN_DIR, RetrainSettings
 from gptnas.deploy.retrain import retrain as train_best
 from gptnas.errors import GptnasError, message, quote
@@ -57,6 +58,9 @@ def build_cli():
                            "test it once, save its weights; resumable")
     for name in RETRAIN_SETTINGS:
         runs.add_argument(f"--retrain_{name}", default=None, metavar=name.upper(), help=f"--retrain: {name}")
+    runs.add_argument("--export", choices=["onnx"], default=None,
+                      help="--retrain: also write RUN_DIR/retrain/model.onnx, checked against PyTorch with "
+                           "onnxruntime (needs pip install 'gptnas[onnx]'); on a finished retraining, exports only")
     runs.add_argument("--push_to_hub", action="store_true", default=None,
                       help="--retrain: publish RUN_DIR/retrain (weights, config.json, model card) to the Hub")
     runs.add_argument("--hub_model_id", metavar="ORG/NAME", help="--push_to_hub: the Hub repository")
@@ -74,9 +78,12 @@ def parse(argv: list[str] | None) -> tuple[str, tuple]:
     retrain_dir, resume, config_path = args.pop("retrain"), args.pop("resume"), args.pop("config")
     retrain = {name: args.pop(f"retrain_{name}") for name in RETRAIN_SETTINGS}
     hub = {name: args.pop(name) for name in HUB_FLAGS}
+    export = args.pop("export")
     flags = {k: v for k, v in args.items() if v is not None}
     if retrain_dir:
-        return "retrain", (Path(retrain_dir), retrain_settings(retrain, flags), hub_settings(hub))
+        return "retrain", (Path(retrain_dir), retrain_settings(retrain, flags), hub_settings(hub), export)
+    if export:
+        raise GptnasError("--export writes the retrained network as ONNX: it needs --retrain RUN_DIR")
     if any(v is not None for v in retrain.values()):
         raise GptnasError("the --retrain_* flags need --retrain RUN_DIR")
     if any(v is not None for v in hub.values()):
@@ -217,13 +224,18 @@ def make_run_dir(run_dir: Path) -> None:
         raise GptnasError(f"cannot write the run directory {run_dir} ({error.strerror}); pick another --output_dir") from None
 
 
-def retrain(run_dir: Path, settings: RetrainSettings, hub: dict | None = None) -> int:
+def retrain(run_dir: Path, settings: RetrainSettings, hub: dict | None = None, export: str | None = None) -> int:
     if not run_dir.is_dir():
         raise GptnasError(f"{run_dir} is not a finished gptnas search (no such folder); pass the right run directory")
+    if export:
+        check_onnx_runtime()  # before a retraining of days
     with exclusive_lock(run_dir):  # one process at a time in a run directory: a search or a retraining
         result = train_best(run_dir, settings)
-    out = run_dir / RETRAIN_DIR
-    print(f"test accuracy {result['test_accuracy']:.2f} %; exported to {out} (gptnas.load_network({str(out)!r}))")
+        out = run_dir / RETRAIN_DIR
+        print(f"test accuracy {result['test_accuracy']:.2f} %; exported to {out} (gptnas.load_network({str(out)!r}))")
+        if export:
+            onnx = export_onnx(out, settings.seed)
+            print(f"ONNX: {out / onnx['file']} (onnxruntime within {onnx['max_abs_difference']:.2g} of PyTorch)")
     if hub:
         url = push_network(out, hub["repo_id"], token=hub["token"], private=hub["private"])
         print(f"published: gptnas.load_network({hub['repo_id']!r}) ({url})")

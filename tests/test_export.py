@@ -242,3 +242,42 @@ def test_latency_is_a_positive_number_of_milliseconds_and_leaves_the_model_as_it
     assert model.training and torch.equal(model[1].running_mean, running_mean)  # timed in eval mode
     with pytest.raises(ValueError):
         measure_latency(model, (3, 16, 16), repeats=0)
+
+
+def test_export_onnx_writes_a_checked_model_the_card_lists_and_push_publishes(run, tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+    import onnxruntime
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    made = []
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda token=None: made.append(FakeApi(tmp_path / "hub", token))
+                        or made[-1])
+    assert evolve.main(["--retrain", str(copy), "--export", "onnx", "--push_to_hub", "--hub_model_id", "org/net"]) == 0
+    out = copy / "retrain"
+    record = read_config(out)["onnx"]
+    assert record["file"] == "model.onnx" and record["max_abs_difference"] <= 1e-4 and record["checked_batch"] == 8
+    assert "## ONNX" in (out / "README.md").read_text() and "model.onnx (" in capsys.readouterr().out
+    assert {p.name for p in (tmp_path / "hub").iterdir()} == {*EXPORTED, "model.onnx"}
+
+    # the runtime's answer on other images, any batch size, equals the PyTorch network's
+    model, session = gptnas.load_network(out), onnxruntime.InferenceSession(str(out / "model.onnx"))
+    images = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(7))
+    (logits,) = session.run(["logits"], {"images": images.numpy()})
+    with torch.inference_mode():
+        assert torch.allclose(torch.from_numpy(logits), model(images), atol=1e-4)
+
+    retrain(copy, QUICK)  # finished: nothing changes
+    assert (out / "model.onnx").exists()
+
+
+def test_export_onnx_needs_a_retraining_and_the_extra(run, tmp_path, capsys, monkeypatch):
+    assert evolve.main(["--space", "cifar", "--export", "onnx"]) == 2
+    assert "--export writes the retrained network as ONNX: it needs --retrain RUN_DIR" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    assert evolve.main(["--retrain", str(copy), "--export", "onnx"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install 'gptnas[onnx]'" in err[0]
+    assert not (copy / "retrain" / "model.onnx").exists()

@@ -5,6 +5,7 @@
                         text), num_classes, input size and channels, the input standardisation, the dataset,
                         the results (test accuracy, params, FLOPs, latency), the training and search settings
     README.md           the model card (Hugging Face metadata with a model-index, usage, architecture)
+    model.onnx          with `--export onnx` only: the network for ONNX runtimes, checked (onnx_export.py)
 
 `load_network(folder or "org/name")` rebuilds the `nn.Module` from config.json and the safetensors
 alone: nothing in the folder is executed, so a downloaded network is as safe to load as its numbers
@@ -39,8 +40,8 @@ log = logging.getLogger(__name__)
 
 FORMAT = "gptnas-network"
 FORMAT_VERSION = 1  # raise when config.json changes so that older gptnas cannot read it right
-CONFIG, WEIGHTS, CARD = "config.json", "model.safetensors", "README.md"
-EXPORTED = (WEIGHTS, CONFIG, CARD)  # the folder, whole
+CONFIG, WEIGHTS, CARD, ONNX = "config.json", "model.safetensors", "README.md", "model.onnx"
+EXPORTED = (WEIGHTS, CONFIG, CARD)  # the folder, whole (and ONNX once `--export onnx` wrote it)
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.md"]  # what a Hub download fetches: never code
 LOCAL_SETTINGS = ("output_dir", "data_dir")  # paths on the machine that ran the search: not published
 MAX_CLASSES = 100_000  # ImageNet-21k has 21,841: a larger count in config.json is a mistake or an attack
@@ -70,6 +71,7 @@ def export_network(
     {"name": ...} (and "hub_id", "revision" for a Hub dataset). Latency is measured where `model` is."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / ONNX).unlink(missing_ok=True)  # an ONNX file of earlier weights
     state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
     with atomic_path(folder / WEIGHTS) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt"})
@@ -192,14 +194,15 @@ def push_network(folder: str | Path, repo_id: str, *, token: str | None = None, 
     read_config(folder)  # refuse to publish what could not be loaded back
     if not (folder / WEIGHTS).is_file():
         raise GptnasError(f"{folder} has no {WEIGHTS}; retrain first: python evolve.py --retrain RUN_DIR")
+    extra = [ONNX] if (folder / ONNX).is_file() and "onnx" in read_config(folder) else []
     with tempfile.TemporaryDirectory(prefix=".push-", dir=folder) as staged:
-        for name in (WEIGHTS, CONFIG):
+        for name in (WEIGHTS, CONFIG, *extra):
             try:
                 os.link(folder / name, Path(staged) / name)  # same file system: no copy of the weights
             except OSError:  # a file system without hard links
                 shutil.copy2(folder / name, Path(staged) / name)
         write_network_card(staged, repo_id)
-        return push_folder(staged, repo_id, list(EXPORTED), "Upload network (gptnas)", token=token, api=api,
+        return push_folder(staged, repo_id, [*EXPORTED, *extra], "Upload network (gptnas)", token=token, api=api,
                            private=private)
 
 
@@ -284,6 +287,7 @@ def _card_body(config: dict[str, Any], title: str, repo_id: str | None) -> str:
         "    classes = model((images - mean) / std).argmax(1)",
         "```",
         "",
+        *onnx_usage(config),
         "## Architecture",
         "",
         "In the gptnas architecture language, one token per layer:",
@@ -305,6 +309,28 @@ def _card_body(config: dict[str, Any], title: str, repo_id: str | None) -> str:
             lines += [f"## {heading}", "", "```yaml", yaml.safe_dump(settings, sort_keys=False).strip(), "```", ""]
     lines.append(f"gptnas {config.get('gptnas_version', '?')}, export format {config['format_version']}.")
     return "\n".join(lines) + "\n"
+
+
+def onnx_usage(config: dict[str, Any]) -> list[str]:
+    """The card's lines on model.onnx, when the folder has one."""
+    onnx = config.get("onnx")
+    if not isinstance(onnx, dict):
+        return []
+    return [
+        "## ONNX",
+        "",
+        f"`{ONNX}` (opset {onnx.get('opset')}): input {onnx.get('inputs')}, standardised as above; output "
+        f"{onnx.get('outputs')}. On a batch of {onnx.get('checked_batch')} images onnxruntime "
+        f"{onnx.get('onnxruntime')} gave logits at most {onnx.get('max_abs_difference')} away from PyTorch's.",
+        "",
+        "```python",
+        "import onnxruntime",
+        "",
+        f'session = onnxruntime.InferenceSession("{ONNX}")',
+        'logits, = session.run(["logits"], {"images": ((images - mean) / std).numpy()})',
+        "```",
+        "",
+    ]
 
 
 __all__ = [
