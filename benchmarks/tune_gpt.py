@@ -10,7 +10,6 @@ per run. Finished runs are kept in --output_dir and not run again.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 from pathlib import Path
 
@@ -32,11 +31,8 @@ def main() -> None:
     args = parser.parse_args()
     benchmarks = harness.parse_benchmarks(BENCHMARKS)
     study = harness.load_study_config(str(STUDY_CONFIG))
-    tasks = []
-    for task in harness.plan(benchmarks, ["gpt-ga"], args.seeds, args.budget, study, args.output_dir, args.gpt):
-        seed = task.seed + FIRST_TUNING_SEED
-        tasks.append(dataclasses.replace(task, seed=seed, settings={**task.settings, "seed": seed},
-                                         run_dir=task.run_dir.replace(f"seed_{task.seed}", f"seed_{seed}")))
+    tasks = harness.plan(benchmarks, ["gpt-ga"], args.seeds, args.budget, study, args.output_dir, args.gpt,
+                         first_seed=FIRST_TUNING_SEED)
     results = harness.run_all(tasks, args.workers)
     for benchmark in benchmarks:
         runs = [r for t, r in zip(tasks, results) if t.benchmark == benchmark]

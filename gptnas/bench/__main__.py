@@ -23,6 +23,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated benchmarks as space[:dataset], or 'available' for every table on disk")
     parser.add_argument("--strategies", default="gpt-ga,ga,regularized-evolution,random")
     parser.add_argument("--seeds", type=int, default=30, help="seeds 0 .. N-1, the same for every strategy (paired)")
+    parser.add_argument("--first_seed", type=int, default=0, help="seeds FIRST .. FIRST+N-1 instead (1000: the tuning "
+                        "seeds settings are chosen on, kept apart from the report seeds 0-29)")
     parser.add_argument("--budget", type=int, default=200, help="unique queries per run")
     parser.add_argument("--workers", type=int, default=1, help="runs in parallel, one process each")
     parser.add_argument("--config", default=None,
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.seeds < 1 or args.budget < 1 or args.workers < 1:
             raise GptnasError("--seeds, --budget and --workers must be at least 1")
+        if args.first_seed < 0:
+            raise GptnasError(f"--first_seed must be >= 0, got {args.first_seed}")
         benchmarks = harness.parse_benchmarks(args.spaces)
         if not benchmarks:
             raise GptnasError("no benchmark to run: --spaces is empty, or no table is in the benchmark directory")
@@ -61,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         output_dir = Path(args.output_dir)
         hardware = {name: getattr(args, name) for name in harness.HARDWARE_FIELDS
                     if getattr(args, name) not in (None, "accuracy")}
-        identity = harness.study_identity(benchmarks, strategies, args.seeds, args.budget, study, args.gpt, hardware)
-        tasks = harness.plan(benchmarks, strategies, args.seeds, args.budget, study, output_dir, args.gpt, hardware)
+        identity = harness.study_identity(benchmarks, strategies, args.seeds, args.budget, study, args.gpt, hardware,
+                                          args.first_seed)
+        tasks = harness.plan(benchmarks, strategies, args.seeds, args.budget, study, output_dir, args.gpt, hardware,
+                             args.first_seed)
         harness.claim_output_dir(output_dir, identity)
         with exclusive_lock(output_dir):  # one study process per folder
             trajectories = harness.run_all(tasks, args.workers)

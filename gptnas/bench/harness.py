@@ -174,13 +174,14 @@ class RunTask:
 
 
 def plan(benchmarks: list[Benchmark], strategies: list[str], seeds: int, budget: int, study: dict,
-         output_dir: Path, gpt: str | None = None, hardware: dict | None = None) -> list[RunTask]:
-    """Every run of the study; `hardware` holds the HARDWARE_FIELDS the study sets for all runs."""
+         output_dir: Path, gpt: str | None = None, hardware: dict | None = None, first_seed: int = 0) -> list[RunTask]:
+    """Every run of the study, on seeds first_seed .. first_seed + seeds - 1; `hardware` holds the
+    HARDWARE_FIELDS the study sets for all runs."""
     tasks, gpts = [], {}
     for benchmark in benchmarks:
         for strategy in strategies:
             base, proxy = split_variant(strategy)
-            for seed in range(seeds):
+            for seed in range(first_seed, first_seed + seeds):
                 variant = study.get(strategy, {}) if proxy else {}  # ga+naswot's own section, on top of ga's
                 settings = {**study.get("common", {}), **study.get(base, {}), **variant}
                 settings.update(space=benchmark.space, dataset=benchmark.dataset, strategy=base, seed=seed,
@@ -262,9 +263,11 @@ def run_all(tasks: list[RunTask], workers: int) -> list[dict]:
     return [results[i] for i in range(len(tasks))]
 
 
-def study_identity(benchmarks, strategies, seeds, budget, study, gpt, hardware: dict | None = None) -> dict:
+def study_identity(benchmarks, strategies, seeds, budget, study, gpt, hardware: dict | None = None,
+                   first_seed: int = 0) -> dict:
     return {"benchmarks": [b.name for b in benchmarks], "strategies": strategies, "seeds": seeds, "budget": budget,
-            "study": study, "gpt": gpt, **({"hardware": hardware} if hardware else {})}
+            "study": study, "gpt": gpt, **({"hardware": hardware} if hardware else {}),
+            **({"first_seed": first_seed} if first_seed else {})}
 
 
 def claim_output_dir(output_dir: Path, identity: dict) -> None:
