@@ -36,7 +36,8 @@ NETWORKS = 15_625
 # Every device of HELP's data/nasbench201/latency at HELP_COMMIT (a _N suffix is the batch size).
 DEVICES = ("raspi4", "pixel3", "eyeriss", "fpga", "pixel2", "samsung_a50", "samsung_s7", "essential_ph_1",
            "gold_6226", "gold_6240", "silver_4114", "silver_4210r",
-           *(f"{gpu}_{batch}" for gpu in ("1080ti", "2080ti", "titan_rtx", "titanx", "titanxp") for batch in (1, 32, 256)))
+           *(f"{gpu}_{batch}" for gpu in ("1080ti", "2080ti", "titan_rtx", "titanx", "titanxp")
+             for batch in (1, 32, 256)))
 PINNED = {  # sha256 of the files verified for this project (the benchmark directory's SOURCES.md)
     "raspi4": "2fae425c50bcaef7aacc5391244cd0af98bfc7fba689a8741e461cb18192f57c",
     "pixel3": "cf1387da12e06b1d4541ce85f3ca4869d551084e09daf4acf024b6e21a80d465",

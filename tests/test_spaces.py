@@ -73,6 +73,23 @@ def _walk(space, tokens):
 @pytest.mark.parametrize("name", SPACES)
 @quick
 @given(seed=seeds)
+def test_an_architecture_is_a_sequence_of_named_choices_that_spell_it_back(name, seed):
+    space, rng, offered = get_space(name), random.Random(seed), {}
+
+    def pick(choice, options, _):
+        assert offered.setdefault(choice, options) == options  # a choice's name fixes what it offers
+        return rng.choice(options)
+
+    archs = [space.choose(pick) for _ in range(3)]
+    for arch in archs:
+        assert space.decode(space.encode(arch)) == arch
+        given = [segment.payload for segment in space.segments(arch)]
+        assert space.choose(lambda choice, options, i: given[i]) == arch
+
+
+@pytest.mark.parametrize("name", SPACES)
+@quick
+@given(seed=seeds)
 def test_every_sequence_the_grammar_allows_is_an_architecture(name, seed):
     space = get_space(name)
     arch = space.decode(" ".join(random_walk(space, random.Random(seed))))

@@ -92,8 +92,8 @@ class Scale:
         """Hypervolume of (test accuracy, latency) points; both objectives minimised in the unit square."""
         if not points:
             return 0.0
-        scaled = np.array([[(self.best - acc) / (self.best - self.median), (ms - self.fastest) / (self.slowest - self.fastest)]
-                           for acc, ms in points])
+        scaled = np.array([[(self.best - acc) / (self.best - self.median),
+                            (ms - self.fastest) / (self.slowest - self.fastest)] for acc, ms in points])
         return float(moocore.hypervolume(scaled, ref=[1.0, 1.0]))
 
 
@@ -115,18 +115,18 @@ def run_hypervolume(trajectory: dict, queries: int, scale: Scale) -> float:
 
 
 def best_under(trajectory: dict, cap: float) -> float:
-    """Test accuracy of the best (by fitness) network the run evaluated within `cap` ms (nan: none)."""
-    within = [(f, t) for f, t, ms in run_points(trajectory, len(trajectory["fitness"])) if ms <= cap]
-    return max(within)[1] if within else math.nan
+    """Test accuracy of the best (by fitness; the earliest of a tie) network the run evaluated within `cap` ms
+    (nan: none)."""
+    best, reported = -math.inf, math.nan
+    for fitness, test, ms in run_points(trajectory, len(trajectory["fitness"])):
+        if ms <= cap and fitness > best:
+            best, reported = fitness, test
+    return reported
 
 
 def table_front(cells) -> list[Cell]:
     best = front([(c.test, c.test, c.latency) for c in cells])
     return sorted((Cell("", math.nan, t, ms) for _, t, ms in best), key=lambda c: c.latency)
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q))
 
 
 def hypervolume_section(benchmark: Benchmark, groups: dict[str, list[dict]], budget: int, device: str,
@@ -138,7 +138,7 @@ def hypervolume_section(benchmark: Benchmark, groups: dict[str, list[dict]], bud
     best_front = table_front(cells)
     ideal = scale.hypervolume([(c.test, c.latency) for c in best_front])
     points = [q for q in HYPERVOLUME_POINTS if q <= budget]
-    caps = [round(percentile([c.latency for c in cells], p), 3) for p in CAP_PERCENTILES]
+    caps = [round(float(np.percentile([c.latency for c in cells], p)), 3) for p in CAP_PERCENTILES]
     lines = [f"Latency on `{device}`: {scale.fastest:.3f}-{scale.slowest:.3f} ms over the table's {len(cells)} "
              f"canonical networks; the table's front has {len(best_front)} networks and hypervolume {ideal:.4f}.", "",
              "| strategy | " + " | ".join(f"HV @{q}" for q in points) + " | "

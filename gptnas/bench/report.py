@@ -311,7 +311,8 @@ def write_report(trajectories: list[dict], benchmarks: list[Benchmark], strategi
             section[2:2] = pareto.constrained_lines(benchmark, *constraint)
             section += pareto.constrained_targets(benchmark, *constraint, all_figures[benchmark.name])
         if pareto_study:
-            section += pareto.hypervolume_section(benchmark, groups, budget, device, str(output_dir / f"front_{name}.png"))
+            front_png = str(output_dir / f"front_{name}.png")
+            section += pareto.hypervolume_section(benchmark, groups, budget, device, front_png)
         lines += section
     if not hardware:  # the targets are set for unconstrained, single-objective searches
         lines += targets_section(all_figures)

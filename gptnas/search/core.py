@@ -68,7 +68,7 @@ class SearchSettings:
     max_flops: int | None = field(default=None, metadata={"help": "networks with more multiply-accumulates (at the "
                                   "evaluated image size) are never evaluated; the cpu profile sets one"})
     max_latency_ms: float | None = field(default=None, metadata={"help": "networks slower than this at batch 1 on the "
-                                         "evaluation device are never evaluated"})
+                                         "evaluation device (or the --latency_table device) are never evaluated"})
     latency_table: str | None = field(default=None, metadata={
         "help": "latency from a device's measured table instead of this machine (nas-bench-201): one of HELP's "
                 "devices (raspi4, pixel3, eyeriss, fpga, pixel2, gold_6226, 1080ti_1 ...; gptnas.latency_tables) "

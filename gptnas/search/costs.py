@@ -1,13 +1,14 @@
 """What a network costs, and the objectives and limits a search puts on it.
 
-Parameters and FLOPs (multiply-accumulates) come from the space; latency is
+Parameters and FLOPs (multiply-accumulates) come from the space. Latency is
 measured on the evaluation device (`gptnas.training.latency`: median of timed
 forward passes after a warm-up), at batch 1 (and at `--latency_batch_size` when
-given), once per architecture, or, with `--latency_table DEVICE`, looked up in
-that device's measured table (`gptnas.latency_tables`). `--objectives accuracy,params|flops|latency` makes the search
-multi-objective (NSGA-II): accuracy is maximised, every other objective
-minimised. `--max_params`, `--max_flops` and `--max_latency_ms` are hard limits:
-a network over one is never evaluated.
+given), once per architecture; or, with `--latency_table DEVICE`, it is looked
+up in that device's measured table (`gptnas.latency_tables`).
+`--objectives accuracy,params|flops|latency` makes the search multi-objective
+(NSGA-II): accuracy is maximised, every other objective minimised.
+`--max_params`, `--max_flops` and `--max_latency_ms` are hard limits: a network
+over one is never evaluated.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class Costs:
         self.config, self.space, self.evaluator, self.device = settings, space, evaluator, device
         self.objectives = settings.objective_list()
         self.measures_latency = settings.measures_latency()
+        self.limited = any(limit is not None for limit in (settings.max_params, settings.max_flops,
+                                                           settings.max_latency_ms))
         self._latency: dict[str, tuple[float, float]] = {}  # key -> (batch 1, batch N) ms, this process
         self.table = None if settings.latency_table is None else load_latency_table(settings.latency_table, space.name)
 

@@ -9,13 +9,17 @@ samples is kept. A rewrite that breaks a global rule of the space (too many
 strided blocks, say) is dropped and the old segment stays. Under cost limits
 (`limits`: the search's --max_params / --max_flops, in a space with cost
 bounds), a segment is written only with tokens after which the network, with
-the segments that follow it as they are, can stay within every limit.
+the segments that follow it as they are, can stay within every limit. Any
+other hard limit is checked after the fact (`feasible`: a latency limit, or a
+space without cost bounds): a rewrite outside it is dropped like one that breaks
+the grammar, so the most likely rewrite within the limits is kept.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -43,9 +47,11 @@ def selected_segments(space, arch, rate: float, rng: random.Random) -> list[int]
 
 def reconstruct(gpt, space, archs: list, rate: float, rng: random.Random, *, seed: int,
                 temperature: float = 1.0, top_k: int | None = None, candidates: int = 1, ranking: str = "likelihood",
-                condition: list[str] | None = None, limits: list[tuple[CostBounds, int]] = ()):
+                condition: list[str] | None = None, limits: list[tuple[CostBounds, int]] = (),
+                feasible: Callable[[object], bool] | None = None):
     """The candidates with their selected segments rewritten by the GPT (sampled under the conditioning
-    tokens `condition`, and within `limits`: (cost bounds, cap) pairs); and what happened.
+    tokens `condition`, within `limits`: (cost bounds, cap) pairs, and kept only where `feasible`); and what
+    happened.
 
     With several candidates per segment, `ranking` picks one: "likelihood", the rewrite the GPT finds
     most likely; "gain", the network whose log-likelihood the online adaptation raised most over the
@@ -80,6 +86,8 @@ def reconstruct(gpt, space, archs: list, rate: float, rng: random.Random, *, see
                 try:
                     arch = space.assemble(payloads)
                 except GptnasError:
+                    continue
+                if feasible is not None and not feasible(arch):
                     continue
                 options.setdefault(i, []).append([s.log_prob, arch])
         if candidates > 1 and ranking in RANKERS:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from functools import cached_property
-from typing import Any, Hashable, NamedTuple
+from typing import Any, Callable, Hashable, NamedTuple
 
 import torch
 from torch import nn
@@ -141,6 +141,19 @@ class SearchSpace(ABC):
     def assemble(self, payloads: list[Any]) -> Any:
         """The architecture of segment payloads (e.g. after one was replaced); GptnasError if invalid."""
         return self._assemble(list(payloads))
+
+    def choose(self, pick: Callable[[str, list[Any], int], Any]) -> Any:
+        """The architecture made segment by segment, from the stem to the head: where the grammar offers more
+        than one option, `pick(name, options, i)` chooses the i-th segment; `name` is its position and context,
+        the same wherever the same choice is offered. The space as a sequence of categorical choices, each
+        depending on those before it (for define-by-run optimisers such as Optuna's)."""
+        context, payloads = self._start(), []
+        while not self._complete(context):
+            options = self._options(context)
+            i = len(payloads)
+            payloads.append(options[0] if len(options) == 1 else pick(f"{i}|{context!r}", options, i))
+            context = self._advance(context, payloads[-1])
+        return self.assemble(payloads)
 
     def allowed_next(self, prefix_tokens) -> set[str]:
         """Exactly the tokens that may follow `prefix_tokens` (EOS when it is complete)."""

@@ -253,6 +253,7 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
             self.gpt, s.space, chosen, rate, s.rng, seed=self.seed_of("reconstruct", generation),
             temperature=g.temperature, top_k=g.top_k, candidates=g.reconstruct_candidates,
             ranking=g.candidate_ranking, condition=condition(g.quality), limits=self.cost_limits(),
+            feasible=s.costs.feasible if s.costs.limited else None,
         )
         seconds = time.perf_counter() - started
         self.gpt_seconds += seconds

@@ -1,8 +1,8 @@
 """Optuna's TPE sampler as an external peer (Bergstra et al. 2011; with two or three objectives Optuna's TPE is
 MOTPE, Ozaki et al. 2022), driven through Optuna's ask-and-tell interface over the space's own choices.
 
-An architecture is the sequence of choices the space's grammar offers (`SearchSpace._options` in each
-context, from the stem to the head). Each choice with more than one option is one categorical parameter of
+An architecture is the sequence of choices the space's grammar offers (`SearchSpace.choose`, from the
+stem to the head). Each choice with more than one option is one categorical parameter of
 the trial, named by its position and context, so a space whose later choices depend on earlier ones (the
 number of blocks in `cifar`) is a conditional space, which Optuna samples define-by-run. Every generation
 asks `population` trials, evaluates them through the shared core and tells Optuna their objectives (a
@@ -23,6 +23,7 @@ from deap import tools
 from gptnas.errors import GptnasError
 from gptnas.search.seeds import derived_seed
 from gptnas.search.strategies import Strategy, register
+
 
 def _optuna():
     try:
@@ -48,35 +49,23 @@ class TreeParzen(Strategy):
         select = tools.selNSGA2 if s.pareto else tools.selBest
         toolbox.register("select", select, k=s.settings.population)
 
-    def walk(self, pick) -> list:
-        """The segment payloads of one architecture, from the stem to the head: `pick(name, options, i)` chooses
-        the i-th segment where the grammar offers more than one option."""
-        space = self.search.space
-        context, payloads = space._start(), []
-        while not space._complete(context):
-            options = space._options(context)
-            i = len(payloads)
-            payloads.append(options[0] if len(options) == 1 else pick(f"{i}|{context!r}", options, i))
-            context = space._advance(context, payloads[-1])
-        return payloads
-
     def suggested(self, trial):
         """The architecture whose choices `trial` suggests."""
         def pick(name, options, _):
             labels = [repr(option) for option in options]
             return options[labels.index(trial.suggest_categorical(name, labels))]
-        return self.search.space.assemble(self.walk(pick))
+        return self.search.space.choose(pick)
 
     def as_trial(self, arch, values):
         """A finished Optuna trial of `arch` (not asked for: made feasible by the core) with its objectives."""
         optuna, params, distributions = _optuna(), {}, {}
-        given = self.search.space._payloads(arch)
+        given = [segment.payload for segment in self.search.space.segments(arch)]
 
         def pick(name, options, i):
             labels = [repr(option) for option in options]
             params[name], distributions[name] = repr(given[i]), optuna.distributions.CategoricalDistribution(labels)
             return given[i]
-        self.walk(pick)
+        self.search.space.choose(pick)
         return optuna.trial.create_trial(params=params, distributions=distributions, values=list(values))
 
     def propose(self) -> list[tuple]:
