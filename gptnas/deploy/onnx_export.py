@@ -26,6 +26,8 @@ from gptnas.files import atomic_path, write_json
 
 TOLERANCE = 1e-4  # max abs difference of the logits, onnxruntime against PyTorch
 CHECK_BATCH = 8
+# The exporter's chatter ("torchvision is not installed", "Replaced initializer ..."), silenced while it runs.
+QUIET_LOGGERS = ("torch.onnx", "onnx_ir", "onnxscript")
 
 
 def check_onnx_runtime():
@@ -68,10 +70,17 @@ def export_onnx(folder: str | Path, seed: int = 0) -> dict[str, Any]:
 
 def _export(model: torch.nn.Module, example: torch.Tensor, path: Path) -> int:
     """Exports `model` to `path` with a dynamic batch dimension; returns the opset."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress lines
-        warnings.simplefilter("ignore")
-        logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # e.g. "torchvision is not installed"
-        program = torch.onnx.export(model, (example,), input_names=["images"], output_names=["logits"],
-                                    dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True)
-        program.save(str(path))
+    loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress lines
+            warnings.simplefilter("ignore")
+            for logger in loggers:
+                logger.setLevel(logging.ERROR)
+            program = torch.onnx.export(model, (example,), input_names=["images"], output_names=["logits"],
+                                        dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True)
+            program.save(str(path))
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
     return max(op.version for op in program.model_proto.opset_import if op.domain in ("", "ai.onnx"))
