@@ -145,7 +145,9 @@ def test_a_gpt_ga_search_under_a_flops_limit_rewrites_within_it(tmp_path):
                         "--population", "4", "--generations", "1", "--max_flops", str(cap), "--seed", "3",
                         "--output_dir", str(out)]) == 0
     log = json.loads((out / "reconstruction.json").read_text())
-    assert sum(entry["changed"] for entry in log) >= 4
+    # The uniform initial samples may start over the limit; a rewrite that leaves one over it is dropped (and
+    # the limits then mutate the network), so not every network the GPT rewrote comes out changed.
+    assert sum(entry["changed"] for entry in log) >= 1
     with open(out / "evaluations.csv", newline="") as f:
         assert all(int(row["flops"]) <= cap for row in csv.DictReader(f))
 
