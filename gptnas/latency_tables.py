@@ -33,6 +33,7 @@ FOLDER = "hw-latency"  # inside the benchmark directory
 INDEX = "str_arch2idx"
 SPACE = "nas-bench-201"  # the only space HELP's tables cover
 NETWORKS = 15_625
+MAX_FILE_BYTES = 16 << 20  # a device file is about 140 kB; a handed file larger than this is refused unread
 # Every device of HELP's data/nasbench201/latency at HELP_COMMIT (a _N suffix is the batch size).
 DEVICES = ("raspi4", "pixel3", "eyeriss", "fpga", "pixel2", "samsung_a50", "samsung_s7", "essential_ph_1",
            "gold_6226", "gold_6240", "silver_4114", "silver_4210r",
@@ -71,8 +72,12 @@ def is_path(device: str) -> bool:
 def check_device(device: str) -> None:
     """One-line GptnasError unless `device` is a HELP device or the path of an existing file."""
     if is_path(device):
-        if not Path(device).is_file():
-            raise GptnasError(f"latency table {quote(device)} is not a file")
+        path = Path(device)
+        if path.is_symlink() or not path.is_file():
+            raise GptnasError(f"latency table {quote(device)} is not a file (a symbolic link is not followed)")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise GptnasError(f"latency table {quote(device)} is larger than {MAX_FILE_BYTES >> 20} MiB; a device "
+                              f"file holds {NETWORKS:,} numbers")
     elif device not in DEVICES:
         raise GptnasError(f"unknown latency table {quote(device)}; name one of HELP's devices ({', '.join(DEVICES)}) "
                           "or the path of a .pt file in their format")

@@ -143,7 +143,8 @@ def test_push_publishes_the_folder_with_a_card_naming_the_repo_and_its_test_accu
     assert card.data.eval_results[0].dataset_revision == COMMIT
 
 
-def test_evolve_retrain_push_to_hub_publishes_a_finished_retraining(run, tmp_path, monkeypatch, capsys):
+def retrained_copy_and_fake_hub(run, tmp_path, monkeypatch) -> tuple[Path, list]:
+    """A copy of the retrained run, and the fake Hub APIs `huggingface_hub.HfApi` now makes (into tmp_path/hub)."""
     import huggingface_hub
 
     copy = tmp_path / "run"
@@ -151,6 +152,11 @@ def test_evolve_retrain_push_to_hub_publishes_a_finished_retraining(run, tmp_pat
     made = []
     monkeypatch.setattr(huggingface_hub, "HfApi", lambda token=None: made.append(FakeApi(tmp_path / "hub", token))
                         or made[-1])
+    return copy, made
+
+
+def test_evolve_retrain_push_to_hub_publishes_a_finished_retraining(run, tmp_path, monkeypatch, capsys):
+    copy, made = retrained_copy_and_fake_hub(run, tmp_path, monkeypatch)
     args = ["--retrain", str(copy), "--push_to_hub", "--hub_model_id", "org/net", "--hub_private_repo",
             "--hub_token", "hf_secret"]
     assert evolve.main(args) == 0  # finished already: publishes without training again
@@ -245,14 +251,9 @@ def test_latency_is_a_positive_number_of_milliseconds_and_leaves_the_model_as_it
 
 
 def test_export_onnx_writes_a_checked_model_the_card_lists_and_push_publishes(run, tmp_path, monkeypatch, capsys):
-    import huggingface_hub
     import onnxruntime
 
-    copy = tmp_path / "run"
-    shutil.copytree(run, copy)
-    made = []
-    monkeypatch.setattr(huggingface_hub, "HfApi", lambda token=None: made.append(FakeApi(tmp_path / "hub", token))
-                        or made[-1])
+    copy, _ = retrained_copy_and_fake_hub(run, tmp_path, monkeypatch)
     assert evolve.main(["--retrain", str(copy), "--export", "onnx", "--push_to_hub", "--hub_model_id", "org/net"]) == 0
     out = copy / "retrain"
     record = read_config(out)["onnx"]

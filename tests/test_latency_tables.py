@@ -76,6 +76,7 @@ def test_a_device_file_not_pinned_is_read_and_its_sha256_recorded(tmp_path, monk
 @pytest.mark.parametrize("flags, expected", [
     (["--latency_table", "fpgax", "--max_latency_ms", "3"], "unknown latency table 'fpgax'; name one of HELP's devices"),
     (["--latency_table", "/nowhere/fpga.pt", "--max_latency_ms", "3"], "latency table '/nowhere/fpga.pt' is not a file"),
+    (["--latency_table", "/dev/zero", "--max_latency_ms", "3"], "latency table '/dev/zero' is not a file"),
     (["--latency_table", "fpga"], "--latency_table needs --objectives accuracy,latency or --max_latency_ms"),
     (["--latency_table", "fpga", "--max_latency_ms", "3", "--latency_batch_size", "4"],
      "--latency_batch_size measures on this machine"),
@@ -114,3 +115,14 @@ def test_a_handed_latency_file_that_does_not_cover_the_space_is_refused(tmp_path
                         "--output_dir", str(tmp_path / "run")]) == 2
     assert expected in one_error_line(capsys)
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "run").exists()
+
+
+def test_a_handed_latency_file_that_is_a_link_or_too_large_is_refused_unread(tmp_path, capsys):
+    big = tmp_path / "big.pt"
+    with open(big, "wb") as f:
+        f.truncate(latency_tables.MAX_FILE_BYTES + 1)
+    (tmp_path / "link.pt").symlink_to(big)
+    for name, expected in (("big.pt", "is larger than 16 MiB"), ("link.pt", "a symbolic link is not followed")):
+        assert evolve.main([*NB201, "--latency_table", str(tmp_path / name), "--max_latency_ms", "3",
+                            "--output_dir", str(tmp_path / "run")]) == 2
+        assert expected in one_error_line(capsys)
