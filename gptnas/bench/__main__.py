@@ -25,7 +25,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=30, help="seeds 0 .. N-1, the same for every strategy (paired)")
     parser.add_argument("--first_seed", type=int, default=0, help="seeds FIRST .. FIRST+N-1 instead (1000: the tuning "
                         "seeds settings are chosen on, kept apart from the report seeds 0-29)")
-    parser.add_argument("--budget", type=int, default=200, help="unique queries per run")
+    parser.add_argument("--budget", type=int, default=200, help="unique queries per run (or full-training "
+                        "equivalents: --budget_unit full)")
+    parser.add_argument("--multi_fidelity", choices=["sh"], default=None, help="successive halving inside every "
+                        "generation, for every strategy that takes it (nas-bench-201: its 12-epoch table)")
+    parser.add_argument("--eta", type=int, default=None, help="--multi_fidelity: 1/eta of a rung goes on (default 3)")
+    parser.add_argument("--min_fidelity", type=float, default=None, help="--multi_fidelity: the lowest rung")
+    parser.add_argument("--budget_unit", choices=["query", "full"], default=None, help="what --budget counts: "
+                        "queries (default) or full-training equivalents (a 12-epoch query costs 12/200); the "
+                        "report then reads accuracy at 5, 10, 25 ... equivalents")
     parser.add_argument("--workers", type=int, default=1, help="runs in parallel, one process each")
     parser.add_argument("--config", default=None,
                         help="per-strategy settings (YAML: common, strategies.<name>); default: the study settings "
@@ -65,10 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         output_dir = Path(args.output_dir)
         hardware = {name: getattr(args, name) for name in harness.HARDWARE_FIELDS
                     if getattr(args, name) not in (None, "accuracy")}
+        fidelity = {name: getattr(args, name) for name in harness.FIDELITY_FIELDS if getattr(args, name) is not None}
         identity = harness.study_identity(benchmarks, strategies, args.seeds, args.budget, study, args.gpt, hardware,
-                                          args.first_seed)
+                                          args.first_seed, fidelity)
         tasks = harness.plan(benchmarks, strategies, args.seeds, args.budget, study, output_dir, args.gpt, hardware,
-                             args.first_seed)
+                             args.first_seed, fidelity)
         harness.claim_output_dir(output_dir, identity)
         with exclusive_lock(output_dir):  # one study process per folder
             trajectories = harness.run_all(tasks, args.workers)

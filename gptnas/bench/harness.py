@@ -40,9 +40,11 @@ from gptnas.tables import TABLES, TABLES_BY_SPACE, benchmark_dir, table_for, tab
 DEFAULT_BENCHMARKS = ("nas-bench-macro", "channel-bench-mobilenet", "nas-bench-201:cifar10", "nas-bench-201:cifar100")
 TRAJECTORY = "trajectory.json"
 HARDWARE_FIELDS = ("objectives", "latency_table", "max_latency_ms")  # the study's, from the harness's flags
+# ... and multi-fidelity, for the strategies that take it (regularized evolution runs single-fidelity)
+FIDELITY_FIELDS = ("multi_fidelity", "eta", "min_fidelity", "budget_unit")
 # What the harness decides itself; a study config may not set these.
 HARNESS_FIELDS = ("space", "dataset", "strategy", "seed", "budget", "evaluator", "output_dir", "executor", "workers",
-                  "screen", *HARDWARE_FIELDS)
+                  "screen", *HARDWARE_FIELDS, *FIDELITY_FIELDS)
 SCREENED = "+"  # ga+naswot: the strategy ga, screened by naswot
 SHIPPED, TRANSFER = "shipped", "transfer"  # --gpt: the model shipped in the package / the leave-space-out GPTs
 DEFAULT_GPT = SHIPPED  # benchmarks/RESULTS.md, "Leave-space-out transfer": the ablation that chose it
@@ -174,9 +176,10 @@ class RunTask:
 
 
 def plan(benchmarks: list[Benchmark], strategies: list[str], seeds: int, budget: int, study: dict,
-         output_dir: Path, gpt: str | None = None, hardware: dict | None = None, first_seed: int = 0) -> list[RunTask]:
+         output_dir: Path, gpt: str | None = None, hardware: dict | None = None, first_seed: int = 0,
+         fidelity: dict | None = None) -> list[RunTask]:
     """Every run of the study, on seeds first_seed .. first_seed + seeds - 1; `hardware` holds the
-    HARDWARE_FIELDS the study sets for all runs."""
+    HARDWARE_FIELDS the study sets for all runs, `fidelity` the FIDELITY_FIELDS, set on every run that takes them."""
     tasks, gpts = [], {}
     for benchmark in benchmarks:
         for strategy in strategies:
@@ -185,7 +188,8 @@ def plan(benchmarks: list[Benchmark], strategies: list[str], seeds: int, budget:
                 variant = study.get(strategy, {}) if proxy else {}  # ga+naswot's own section, on top of ga's
                 settings = {**study.get("common", {}), **study.get(base, {}), **variant}
                 settings.update(space=benchmark.space, dataset=benchmark.dataset, strategy=base, seed=seed,
-                                budget=budget, evaluator="benchmark", generations=budget, **(hardware or {}))
+                                budget=budget, evaluator="benchmark", generations=budget, **(hardware or {}),
+                                **fidelity_settings(base, fidelity or {}))
                 if proxy:
                     settings["screen"] = proxy
                 if get_strategy(base).uses_gpt:
@@ -197,6 +201,14 @@ def plan(benchmarks: list[Benchmark], strategies: list[str], seeds: int, budget:
                 run_dir = output_dir / "runs" / benchmark.name.replace(":", "_") / strategy / f"seed_{seed}"
                 tasks.append(RunTask(benchmark, strategy, seed, settings, str(run_dir)))
     return tasks
+
+
+def fidelity_settings(strategy: str, fidelity: dict) -> dict:
+    """The study's FIDELITY_FIELDS that `strategy` takes: the budget unit always, the rest where it runs
+    multi-fidelity (its own way, like dehb, or through --multi_fidelity)."""
+    config = EvolveConfig.from_flags({"strategy": strategy, "budget": 1, "multi_fidelity": "sh"}, "study") \
+        if get_strategy(strategy).uses("multi_fidelity") else EvolveConfig.from_flags({"strategy": strategy}, "study")
+    return {k: v for k, v in fidelity.items() if k == "budget_unit" or not config.needs(k)}
 
 
 # ---------------------------------------------------------------- one run (in any process)
@@ -212,6 +224,7 @@ def run_one(task: RunTask) -> dict:
     search = build_search(config, run_dir, SerialExecutor(), show_progress=False)
     search.run()
     history, screened = search.store.history(), search.store.screened()
+    spent = spending(search) if any(k in task.settings for k in FIDELITY_FIELDS) else {}
     search.store.close()
     summary = search.strategy.summary()
     trajectory = {
@@ -220,6 +233,7 @@ def run_one(task: RunTask) -> dict:
         "fitness": [e.fitness for *_, e in history],
         "test": [e.test_accuracy for *_, e in history],
         **({"latency": [e.latency_ms for *_, e in history]} if search.costs.measures_latency else {}),
+        **spent,
         "gpt": summary.get("gpt"),
         "gpt_seconds": summary.get("gpt_seconds", 0.0),  # this process's time in the GPT (0 when resumed)
         "proxy_seconds": sum(seconds for *_, seconds in screened),  # the screening proxy's, over the whole run
@@ -228,6 +242,23 @@ def run_one(task: RunTask) -> dict:
     }
     write_atomic(done, json.dumps(trajectory))
     return trajectory
+
+
+def spending(search) -> dict:
+    """{"cost": the budget spent (in its unit) when each query of the history had finished, "rungs": evaluations
+    below the full schedule, "spent": the whole run's}: what a study counting full-training equivalents plots.
+    Within a generation, every lower rung is evaluated before the full schedule."""
+    unit, rungs = search.settings.budget_unit or "query", search.store.rungs()
+    lower: dict[int, float] = {}
+    for _, level, _, generation, _ in rungs:
+        lower[generation] = lower.get(generation, 0.0) + (1.0 if unit == "query" else level)
+    cost, spent, pending = [], 0.0, sorted(lower)
+    for *_, generation, _ in search.store.history():
+        while pending and pending[0] <= generation:
+            spent += lower[pending.pop(0)]
+        spent += 1
+        cost.append(round(spent, 9))
+    return {"cost": cost, "rungs": len(rungs), "spent": round(spent + sum(lower[g] for g in pending), 9)}
 
 
 def _init_worker(parent: int) -> None:
@@ -264,10 +295,10 @@ def run_all(tasks: list[RunTask], workers: int) -> list[dict]:
 
 
 def study_identity(benchmarks, strategies, seeds, budget, study, gpt, hardware: dict | None = None,
-                   first_seed: int = 0) -> dict:
+                   first_seed: int = 0, fidelity: dict | None = None) -> dict:
     return {"benchmarks": [b.name for b in benchmarks], "strategies": strategies, "seeds": seeds, "budget": budget,
             "study": study, "gpt": gpt, **({"hardware": hardware} if hardware else {}),
-            **({"first_seed": first_seed} if first_seed else {})}
+            **({"first_seed": first_seed} if first_seed else {}), **({"fidelity": fidelity} if fidelity else {})}
 
 
 def claim_output_dir(output_dir: Path, identity: dict) -> None:

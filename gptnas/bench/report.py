@@ -13,6 +13,11 @@ Definitions (stated in the report too):
 - `mean ± sd`: the mean over seeds and the sample standard deviation across seeds (not a standard error);
 - p-values: the paired one-sided Wilcoxon signed-rank test over seeds; with n seeds the smallest p it can give
   is 1/2^n (0.25 with 2 seeds, 0.03 with 5), so few seeds cannot show a difference however large.
+- with `--budget_unit full`, the budget and every "@" column count full-training equivalents instead of queries:
+  an evaluation at a share f of the full schedule costs f (NAS-Bench-201's 12-epoch table: 0.06), a full one 1;
+  accuracy at B equivalents is the test accuracy of the best-fitness network trained in full within B, and
+  "cost to optimum" is the budget spent when the optimum was first evaluated in full. With `--multi_fidelity sh`,
+  only networks evaluated at the full schedule are reported or compared; the lower rungs cost budget.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from gptnas.spaces import get_space
 from gptnas.tables import TABLES, load_table, table_for
 
 QUERY_POINTS = (10, 25, 50, 100, 200)
+FULL_POINTS = (5, 10, 25, 50, 100, 200)  # with --budget_unit full: full-training equivalents
 WITHIN = 0.1
 TARGET_STRATEGY = "gpt-ga"  # the strategy the targets below are set for
 # This project's targets for gpt-ga: (reported accuracy at 10 queries, at 100 queries, median queries to the
@@ -49,6 +55,10 @@ TARGETS = {
     "nas-bench-201:cifar10": (93.90, 94.30, 80),
     "nas-bench-201:cifar100": (71.50, 73.20, 60),
 }
+
+# ... with multi-fidelity, in full-training equivalents: (reported accuracy at 10, median cost to the optimum); at
+# 10 within 0.1 of the table's best test accuracy.
+FIDELITY_TARGETS = {"nas-bench-201:cifar10": (94.27, 25), "nas-bench-201:cifar100": (73.41, 25)}
 
 # ... and for gpt-ga with zero-cost screening: reported accuracy at 10 queries.
 SCREENED_TARGETS = {"nas-bench-macro": 93.05, "channel-bench-mobilenet": 91.80, "nas-bench-201:cifar10": 94.00,
@@ -85,42 +95,53 @@ def optimum(benchmark: Benchmark, device: str | None = None, limit: float | None
                    max(float(r[spec.test]) for r in canonical), len(canonical))
 
 
+def costs(trajectory: dict) -> list[float]:
+    """The budget spent when each query of the trajectory had finished (its own count without a "cost")."""
+    return trajectory.get("cost") or list(range(1, len(trajectory["fitness"]) + 1))
+
+
 def reported_curve(trajectory: dict, budget: int) -> list[float]:
-    """Reported accuracy after 1..budget queries."""
+    """Reported accuracy after 1..budget units of budget spent (queries, or full-training equivalents)."""
     curve, best_fitness, reported = [], -math.inf, math.nan
-    for fitness, test in zip(trajectory["fitness"], trajectory["test"]):
-        if fitness > best_fitness:
-            best_fitness, reported = fitness, test
+    rows = list(zip(costs(trajectory), trajectory["fitness"], trajectory["test"]))
+    i = 0
+    for spent in range(1, budget + 1):
+        while i < len(rows) and rows[i][0] <= spent + 1e-9:
+            if rows[i][1] > best_fitness:
+                best_fitness, reported = rows[i][1], rows[i][2]
+            i += 1
         curve.append(reported)
-    return curve + [reported] * (budget - len(curve))
+    return curve
 
 
-def first_query_reaching(trajectory: dict, level: float) -> int | None:
-    for query, fitness in enumerate(trajectory["fitness"], 1):
+def first_query_reaching(trajectory: dict, level: float) -> float | None:
+    """The budget spent when a query first reached fitness `level` (its number, counting queries)."""
+    for spent, fitness in zip(costs(trajectory), trajectory["fitness"]):
         if fitness >= level - 1e-9:
-            return query
+            return spent
     return None
 
 
-def query_points(budget: int) -> list[int]:
-    """The standard query counts within the budget, and the budget itself."""
-    return sorted({q for q in QUERY_POINTS if q <= budget} | {budget})
+def query_points(budget: int, unit: str = "query") -> list[int]:
+    """The standard query counts (or full-training equivalents) within the budget, and the budget itself."""
+    return sorted({q for q in (FULL_POINTS if unit == "full" else QUERY_POINTS) if q <= budget} | {budget})
 
 
 def write_csvs(trajectories: list[dict], benchmarks: list[Benchmark], budget: int, output_dir: Path,
-               constraint: tuple = ()) -> None:
+               constraint: tuple = (), unit: str = "query") -> None:
     """runs.csv and optimum.csv; `constraint` is (device, latency limit) for a constrained study."""
     by_name = {b.name: b for b in benchmarks}
+    counted = "queries" if unit == "query" else "full_training_equivalents"
     with open(output_dir / "runs.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["benchmark", "strategy", "seed", "queries", "accuracy"])
+        writer.writerow(["benchmark", "strategy", "seed", counted, "accuracy"])
         for t in trajectories:
             curve = reported_curve(t, budget)
-            for q in query_points(budget):
+            for q in query_points(budget, unit):
                 writer.writerow([t["benchmark"], t["strategy"], t["seed"], q, f"{curve[q - 1]:.4f}"])
     with open(output_dir / "optimum.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["benchmark", "strategy", "seed", "queries_to_optimum", f"queries_to_within_{WITHIN}"])
+        writer.writerow(["benchmark", "strategy", "seed", f"{counted}_to_optimum", f"{counted}_to_within_{WITHIN}"])
         for t in trajectories:
             best = optimum(by_name[t["benchmark"]], *constraint).fitness
             hit, near = first_query_reaching(t, best), first_query_reaching(t, best - WITHIN)
@@ -128,7 +149,7 @@ def write_csvs(trajectories: list[dict], benchmarks: list[Benchmark], budget: in
 
 
 def plot_regret(benchmark: Benchmark, groups: dict[str, list[dict]], budget: int, path: Path,
-                constraint: tuple = ()) -> None:
+                constraint: tuple = (), unit: str = "query") -> None:
     best = optimum(benchmark, *constraint).best_test
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
@@ -139,7 +160,7 @@ def plot_regret(benchmark: Benchmark, groups: dict[str, list[dict]], budget: int
         ax.plot(queries, [max(m, 1e-3) for m in mean], label=strategy)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("queries (unique architectures evaluated)")
+    ax.set_xlabel("queries (unique architectures evaluated)" if unit == "query" else "full-training equivalents spent")
     ax.set_ylabel("regret of reported accuracy (%)")
     ax.set_title(f"{benchmark.name}: mean over {len(next(iter(groups.values())))} seeds")
     ax.legend()
@@ -160,29 +181,30 @@ def gpt_lines(groups: dict[str, list[dict]]) -> list[str]:
 
 
 def benchmark_section(benchmark: Benchmark, groups: dict[str, list[dict]], budget: int, png: str,
-                      constraint: tuple = ()) -> tuple[list[str], dict]:
+                      constraint: tuple = (), unit: str = "query") -> tuple[list[str], dict]:
     """Markdown for one benchmark, and the gpt-ga figures the targets are checked against."""
     best = optimum(benchmark, *constraint)
-    points = query_points(budget)
+    points = query_points(budget, unit)
+    q = "q" if unit == "query" else "cost"
     lines = [f"### {benchmark.name}", "",
              f"{best.architectures} canonical architectures{' within the limit' if constraint else ''}; "
              f"optimum fitness {best.fitness:.2f} "
              f"(its test accuracy {best.test:.2f}; best test accuracy in the table {best.best_test:.2f}).", ""]
     lines += gpt_lines(groups)
-    header = ["strategy"] + [f"acc @{q}" for q in points] + ["median q to optimum", f"median q to within {WITHIN}",
+    header = ["strategy"] + [f"acc @{p}" for p in points] + [f"median {q} to optimum", f"median {q} to within {WITHIN}",
                                                               "GPT s / 100 queries", "proxy s / 100 queries",
                                                               "proxy s / screened"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     figures: dict[str, dict] = {}
     for strategy, runs in groups.items():
         curves = [reported_curve(t, budget) for t in runs]
-        at = {q: [c[q - 1] for c in curves] for q in points}
+        at = {p: [c[p - 1] for c in curves] for p in points}
         hits = [first_query_reaching(t, best.fitness) for t in runs]
         near = [first_query_reaching(t, best.fitness - WITHIN) for t in runs]
         queries = max(sum(len(t["fitness"]) for t in runs), 1)
         seconds = sum(t["gpt_seconds"] for t in runs) / queries * 100
         figures[strategy] = {"at": at, "median_to_optimum": median_queries(hits, budget), "hits": hits}
-        lines.append("| " + " | ".join([strategy] + [mean_std(at[q]) for q in points]
+        lines.append("| " + " | ".join([strategy] + [mean_std(at[p]) for p in points]
                                        + [median_queries(hits, budget), median_queries(near, budget), f"{seconds:.1f}"]
                                        + proxy_cost(runs, queries)) + " |")
     lines += comparisons(groups, figures, points)
@@ -261,6 +283,33 @@ def targets_section(all_figures: dict[str, dict]) -> list[str]:
     return lines + [""]
 
 
+def fidelity_lines(trajectories: list[dict], strategies: list[str], fidelity: dict) -> list[str]:
+    """Which strategies ran multi-fidelity, and how many evaluations each made below the full schedule."""
+    lines = [f"Multi-fidelity settings, on every run that takes them: `{fidelity!r}`.", ""]
+    for strategy in strategies:
+        runs = [t for t in trajectories if t["strategy"] == strategy]
+        if runs:
+            rungs = statistics.fmean(t.get("rungs", 0) for t in runs)
+            full = statistics.fmean(len(t["fitness"]) for t in runs)
+            lines.append(f"- `{strategy}`: {full:.1f} evaluations at the full schedule and {rungs:.1f} below it "
+                         "per run (mean over seeds).")
+    return lines + [""]
+
+
+def fidelity_targets_section(all_figures: dict[str, dict]) -> list[str]:
+    """gpt-ga's targets with multi-fidelity on NAS-Bench-201, in full-training equivalents."""
+    lines = ["## Targets (gpt-ga, multi-fidelity)", "", "| benchmark | acc @10 (target) | median cost to optimum "
+             "(target) |", "|---|---|---|"]
+    for name, (at10, to_opt) in FIDELITY_TARGETS.items():
+        figures = all_figures.get(name, {}).get(TARGET_STRATEGY)
+        if figures is None:
+            continue
+        median = figures["median_to_optimum"]
+        met = not median.startswith(">") and float(median) <= to_opt
+        lines.append(f"| {name} | {_against(figures, 10, at10)} | {median} ({to_opt}: {'met' if met else 'missed'}) |")
+    return lines + [""]
+
+
 def _against(figures: dict, q: int, target: float) -> str:
     if q not in figures["at"]:
         return f"not measured ({target:.2f})"
@@ -286,11 +335,14 @@ def write_report(trajectories: list[dict], benchmarks: list[Benchmark], strategi
     device, limit = hardware.get("latency_table"), hardware.get("max_latency_ms")
     pareto_study = device is not None and "latency" in hardware.get("objectives", "")
     constraint = (device, limit) if device is not None and limit is not None else ()
-    write_csvs(trajectories, benchmarks, budget, output_dir, constraint)
+    fidelity = settings.get("fidelity", {})
+    unit = fidelity.get("budget_unit") or "query"
+    write_csvs(trajectories, benchmarks, budget, output_dir, constraint, unit)
     seeds = len({t["seed"] for t in trajectories})
+    counted = "unique queries" if unit == "query" else "full-training equivalents"
     lines = ["# gptnas benchmark report", "", f"Command: `{command}`", "",
              f"{len(trajectories)} runs: {len(benchmarks)} benchmarks x {len(strategies)} strategies x {seeds} paired seeds, "
-             f"budget {budget} unique queries each.", "", LEAKAGE,
+             f"budget {budget} {counted} each.", "", LEAKAGE,
              "", __doc__.split("Definitions (stated in the report too):")[1].strip(), ""]
     if device is not None:
         lines += [pareto.__doc__.split("Definitions (stated in the report too):")[1].strip(), ""]
@@ -298,15 +350,17 @@ def write_report(trajectories: list[dict], benchmarks: list[Benchmark], strategi
         lines += ["Study settings (on top of each strategy's defaults): `" + repr(settings["study"]) + "`", ""]
     if hardware:
         lines += [f"Hardware settings of every run: `{hardware!r}`", ""]
+    if fidelity:
+        lines += fidelity_lines(trajectories, strategies, fidelity)
     all_figures = {}
     for benchmark in benchmarks:
         groups = {s: sorted((t for t in trajectories if t["benchmark"] == benchmark.name and t["strategy"] == s),
                             key=lambda t: t["seed"]) for s in strategies}
         groups = {s: runs for s, runs in groups.items() if runs}
         name = benchmark.name.replace(":", "_")
-        plot_regret(benchmark, groups, budget, output_dir / f"regret_{name}.png", constraint)
+        plot_regret(benchmark, groups, budget, output_dir / f"regret_{name}.png", constraint, unit)
         section, all_figures[benchmark.name] = benchmark_section(benchmark, groups, budget, f"regret_{name}.png",
-                                                                 constraint)
+                                                                 constraint, unit)
         if constraint:
             section[2:2] = pareto.constrained_lines(benchmark, *constraint)
             section += pareto.constrained_targets(benchmark, *constraint, all_figures[benchmark.name])
@@ -314,7 +368,9 @@ def write_report(trajectories: list[dict], benchmarks: list[Benchmark], strategi
             front_png = str(output_dir / f"front_{name}.png")
             section += pareto.hypervolume_section(benchmark, groups, budget, device, front_png)
         lines += section
-    if not hardware:  # the targets are set for unconstrained, single-objective searches
+    if unit == "full":
+        lines += fidelity_targets_section(all_figures)
+    elif not hardware and not fidelity:  # the targets are set for unconstrained, single-objective searches
         lines += targets_section(all_figures)
     text = "\n".join(lines)
     (output_dir / "report.md").write_text(text)

@@ -12,6 +12,10 @@ which the test accuracy, is `gptnas.tables` (TABLES_BY_SPACE, TABLES):
   validation split, only the test accuracy averaged over three seeds
   (`mean_acc` / `mean`); it is both the fitness and test_accuracy. Reports
   must say that the search selected on test accuracy.
+
+Where a table of the same networks after fewer epochs exists (`gptnas.tables.LOW_FIDELITY`: NAS-Bench-201
+at 12 of 200 epochs), the evaluator also answers at that fidelity, for multi-fidelity search
+(gptnas/search/fidelity.py): `at_fidelity(12 / 200)` looks up the 12-epoch validation and test accuracy.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from typing import Any
 
 from gptnas.evaluators.base import EVALUATORS, Evaluation, check_space, model_cost
 from gptnas.spaces import SearchSpace, get_space
-from gptnas.tables import TABLES, load_table, table_for
+from gptnas.errors import GptnasError
+from gptnas.tables import LOW_FIDELITY, TABLES, load_low_fidelity, load_table, table_for
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +43,27 @@ class TableEvaluator:
     name = "benchmark"
     settings_type = None
 
-    def __init__(self, space: SearchSpace | str, dataset: str):
+    def __init__(self, space: SearchSpace | str, dataset: str, fidelity: float = 1.0):
         self.table_name = table_for(space, dataset)
         self.space_name = get_space(space).name
         self.dataset = dataset
-        self.spec = TABLES[self.table_name]  # .fitness and .test name the record fields read
+        self.fidelity = fidelity
+        if fidelity == 1.0:
+            self.spec = TABLES[self.table_name]  # .fitness and .test name the record fields read
+        elif fidelity in self.fidelities():
+            self.spec = LOW_FIDELITY[self.table_name].spec
+        else:
+            raise GptnasError(f"table {self.table_name} has no fidelity {fidelity:g}; it has "
+                              f"{', '.join(f'{f:g}' for f in self.fidelities())}")
+
+    def fidelities(self, eta: int | None = None, lowest: float | None = None) -> list[float]:
+        """The fidelities it answers at, as shares of the full schedule, ascending and ending at 1: the
+        tables' own (`eta` does not apply), from `lowest` up."""
+        low = LOW_FIDELITY.get(self.table_name)
+        return [f for f in ([low.fraction] if low else []) if lowest is None or f >= lowest] + [1.0]
+
+    def at_fidelity(self, fidelity: float) -> TableEvaluator:
+        return self if fidelity == self.fidelity else TableEvaluator(self.space_name, self.dataset, fidelity)
 
     @property
     def metric(self) -> str:
@@ -53,7 +74,7 @@ class TableEvaluator:
         return {"table": self.table_name, "url": self.spec.url, "sha256": self.spec.sha256}
 
     def prepare(self) -> None:
-        load_table(self.table_name)
+        self.table  # noqa: B018 - loads (and verifies) it now
 
     def input_spec(self) -> dict:
         return {"input_channels": 3, "normalisation": None}  # the table's networks were trained by the benchmark
@@ -68,6 +89,8 @@ class TableEvaluator:
 
     @property
     def table(self) -> dict[str, dict]:
+        if self.fidelity < 1.0:
+            return load_low_fidelity(self.table_name)
         return load_table(self.table_name)  # cached per process by gptnas.tables
 
     def evaluate(self, space: SearchSpace | str, arch: Any) -> Evaluation:
@@ -94,4 +117,5 @@ class TableEvaluator:
         return _COSTS[cached]
 
     def __repr__(self) -> str:
-        return f"TableEvaluator({self.space_name!r}, {self.dataset!r})"
+        fidelity = f", fidelity={self.fidelity:g}" if self.fidelity < 1.0 else ""
+        return f"TableEvaluator({self.space_name!r}, {self.dataset!r}{fidelity})"

@@ -21,6 +21,7 @@ with WORST_FITNESS; it never stops the search.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -69,6 +70,7 @@ log = logging.getLogger(__name__)
 
 DECAYS = ("cosine", "linear")  # what lr_factor decays by after the warm-up
 MIN_STEPS_PER_EPOCH = 10  # the batch is capped at a tenth of the training images
+DEFAULT_MIN_FIDELITY = 1 / 9  # the lowest rung of multi-fidelity search: a ninth of the schedule
 MIN_SCALED_SIDE = 8  # image_scale never makes images smaller than this
 MIN_VAL_EXAMPLES, MAX_VAL_SHARE = 500, 0.3  # a validation split of at least 500 images, up to 30 % of the data
 
@@ -140,8 +142,11 @@ class TrainSettings:
     min_steps: int = 300  # at least this many optimizer steps: more epochs on small data
     train_fraction: float = 1.0  # share of the training split candidates train on (--fidelity)
     image_scale: float = 1.0  # share of the images' side (--fidelity); image_size wins
+    schedule_share: float = 1.0  # share of the epochs trained: a rung of multi-fidelity search (gptnas/search/fidelity.py)
 
     def __post_init__(self):
+        if not 0 < self.schedule_share <= 1:
+            raise GptnasError(f"schedule_share must lie in (0, 1], got {self.schedule_share}")
         if self.min_steps < 0 or not 0 < self.train_fraction <= 1 or not 0 < self.image_scale <= 1:
             raise GptnasError(f"need min_steps >= 0 and train_fraction, image_scale in (0, 1], got {self.min_steps}, "
                               f"{self.train_fraction} and {self.image_scale}")
@@ -225,6 +230,20 @@ class TrainEvaluator:
             self._splits[str(device)] = splits.to(device)
         return self._splits[str(device)]
 
+    def fidelities(self, eta: int, lowest: float | None = None) -> list[float]:
+        """The rungs of multi-fidelity search, as shares of the full schedule: 1, 1/eta, 1/eta^2 ... down to
+        `lowest` (default DEFAULT_MIN_FIDELITY), ascending. Each rung trains from scratch on its share of the epochs, with the whole warm-up
+        and decay (a network is not continued from a lower rung: the schedule it was trained on has ended)."""
+        levels, lowest = [1.0], DEFAULT_MIN_FIDELITY if lowest is None else lowest
+        while levels[-1] / eta >= lowest * (1 - 1e-9):
+            levels.append(levels[-1] / eta)
+        return levels[::-1]
+
+    def at_fidelity(self, fidelity: float) -> TrainEvaluator:
+        if fidelity == self.settings.schedule_share:
+            return self
+        return TrainEvaluator(self.space_name, self.dataset, dataclasses.replace(self.settings, schedule_share=fidelity))
+
     def evaluate(self, space: SearchSpace | str, arch: Any) -> Evaluation:
         space = check_space(self.space_name, space)
         device = resolve_device(self.settings.device)
@@ -288,10 +307,11 @@ def validation_share(n: int, val_fraction: float) -> float:
 def schedule(n_train: int, settings: TrainSettings) -> tuple[int, int]:
     """(batch size, epochs) for `n_train` training images: the batch at most `settings.batch_size` and small
     enough for MIN_STEPS_PER_EPOCH steps an epoch; the epochs at least `settings.epochs` and enough for
-    `settings.min_steps` steps in all."""
+    `settings.min_steps` steps in all; then `settings.schedule_share` of those epochs (at least one)."""
     batch_size = max(2, min(settings.batch_size, n_train // MIN_STEPS_PER_EPOCH))
     per_epoch = steps_per_epoch(n_train, batch_size)
-    return batch_size, max(settings.epochs, math.ceil(settings.min_steps / per_epoch))
+    epochs = max(settings.epochs, math.ceil(settings.min_steps / per_epoch))
+    return batch_size, epochs if settings.schedule_share == 1 else max(1, round(epochs * settings.schedule_share))
 
 
 __all__ = ["DATASETS", "TrainEvaluator", "TrainSettings", "schedule", "train_and_score", "validation_share"]

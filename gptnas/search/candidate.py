@@ -8,6 +8,8 @@ from deap import base, creator
 class Candidate:
     """One individual: an architecture of the search space (DEAP adds `.fitness`)."""
 
+    fidelity = 1.0  # the share of the full schedule its fitness was measured at (gptnas/search/fidelity.py)
+
     def __init__(self, arch, key: str):
         self.arch = arch
         self.key = key

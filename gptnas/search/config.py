@@ -32,6 +32,7 @@ from gptnas.errors import GptnasError, quote
 from gptnas.evaluators import DataSettings, settings_type
 from gptnas.evaluators.train import FIDELITIES, CandidateTraining
 from gptnas.search.core import SearchSettings
+from gptnas.search.fidelity import DEFAULT_ETA
 from gptnas.search.run import RunSettings
 from gptnas.search.strategies.all import GptSettings, get_strategy, strategies
 from gptnas.tables import TABLES_BY_SPACE
@@ -104,6 +105,8 @@ class EvolveConfig:
             t.train_fraction = data
         if t.image_scale is None:
             t.image_scale = side
+        if s.multi_fidelity is not None and s.eta is None:
+            s.eta = DEFAULT_ETA
 
     def validate(self) -> None:
         get_strategy(self.search.strategy)  # an unknown name is refused, listing the valid ones

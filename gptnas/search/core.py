@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from gptnas import latency_tables
 from gptnas.errors import GptnasError, check_limit, quote
 from gptnas.evaluators.base import WORST_FITNESS
-from gptnas.search import checkpoint, screen
+from gptnas.search import checkpoint, fidelity, screen
 from gptnas.search.candidate import candidate_type
 from gptnas.search.costs import COST_OBJECTIVES, Costs
 from gptnas.search.seeds import derived_seed
@@ -39,6 +39,7 @@ MAX_GENERATIONS = 1_000_000
 MAX_NOVELTY_TRIES = 1_000
 MAX_SCREEN_POOL = 1_000
 MAX_LATENCY_BATCH_SIZE = 4_096
+MAX_ETA = 100
 MAX_SEED = 2**32 - 1  # what every generator takes (numpy's legacy one included)
 # What the result store records of the run it belongs to (the rest may change); a store of another run is refused.
 IDENTITY = ("space", "strategy", "evaluator", "dataset", "seed", "population", "objectives", "max_params",
@@ -60,7 +61,24 @@ class SearchSettings:
                                                      "train evaluator runs on a CPU, else gpt-nas"})
     population: int | None = field(default=None, metadata={"help": "from --profile: 30 (gpt-nas) or 8 (cpu)"})
     generations: int | None = field(default=None, metadata={"help": "from --profile: 20 (gpt-nas) or 3 (cpu)"})
-    budget: int | None = field(default=None, metadata={"help": "stop after this many unique evaluations"})
+    budget: int | None = field(default=None, metadata={"help": "stop after this many unique evaluations (or "
+                               "full-training equivalents: --budget_unit full)"})
+    budget_unit: Literal["query", "full"] | None = field(default=None, metadata={
+        "help": "what --budget counts: query (default: each evaluation, at any fidelity) or full (full-training "
+                "equivalents: an evaluation at a share f of the full schedule costs f)",
+        "needs": (lambda c: c.search.budget is not None, "--budget")})
+    multi_fidelity: Literal["sh"] | None = field(default=None, metadata={
+        "help": "sh: successive halving inside every generation: new candidates train first at the lowest "
+                "fidelity, the best 1/eta go on to the next, and only networks trained in full enter the "
+                "population (train evaluator, or benchmark on nas-bench-201's 12-epoch table)"})
+    eta: int | None = field(default=None, metadata={
+        "help": "--multi_fidelity: 1/eta of a rung goes on to the next (default 3); for the train evaluator the "
+                "rungs are 1, 1/eta, 1/eta^2 ... of the schedule", "needs": (lambda c: c.search.multi_fidelity
+                                                                            is not None, "--multi_fidelity sh")})
+    min_fidelity: float | None = field(default=None, metadata={
+        "help": "--multi_fidelity: the lowest rung, as a share of the full schedule (train evaluator: default "
+                "0.111, a ninth; benchmark: the table's 12/200 epochs)",
+        "needs": (lambda c: c.search.multi_fidelity is not None, "--multi_fidelity sh")})
     objectives: str = field(default="accuracy", metadata={"help": "accuracy, or accuracy plus one or two of params, "
                             "flops, latency (comma-separated): NSGA-II returns a Pareto front"})
     max_params: int | None = field(default=None, metadata={"help": "networks with more parameters are never "
@@ -114,6 +132,10 @@ class SearchSettings:
             raise GptnasError("generations and novelty_tries must be >= 0; tournament_size and sample_size >= 1")
         if self.budget is not None and self.budget < 1:
             raise GptnasError(f"budget must be at least 1, got {self.budget}")
+        if self.eta is not None and not 2 <= self.eta <= MAX_ETA:
+            raise GptnasError(f"eta must lie in [2, {MAX_ETA}], got {self.eta}")
+        if self.min_fidelity is not None and not 0 < self.min_fidelity < 1:
+            raise GptnasError(f"min_fidelity must lie strictly between 0 and 1, got {self.min_fidelity}")
         for name in ("crossover_rate", "mutation_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 raise GptnasError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
@@ -138,7 +160,7 @@ class SearchSettings:
 
 
 class BudgetSpent(Exception):
-    """The run has evaluated as many unique architectures as it may."""
+    """The run has spent its budget (--budget, in --budget_unit)."""
 
 
 class Search:
@@ -161,6 +183,7 @@ class Search:
         for name, fn in (("max", max), ("mean", lambda v: sum(v) / len(v)), ("min", min)):
             self.stats.register(name, fn)
         self.population = []
+        self.halving = fidelity.SuccessiveHalving(self) if self.settings.multi_fidelity else None
         self.screen = screen.Screen(self) if self.settings.screen else None  # before the strategy: it decorates with it
         strategy = get_strategy(self.settings.strategy)
         self.strategy = strategy(self, config.group(strategy.settings_type))
@@ -173,7 +196,7 @@ class Search:
     def identity(self) -> dict:
         data = {"evaluator": self.config.data.evaluator, "dataset": self.config.data.dataset}
         return {name: data[name] if name in data else getattr(self.settings, name) for name in IDENTITY} \
-            | screen.identity(self.settings)
+            | screen.identity(self.settings) | fidelity.identity(self.settings)
 
     def run(self) -> list:
         """Runs (or resumes) the search; returns the final population."""
@@ -185,7 +208,8 @@ class Search:
             try:
                 self.strategy.run()
             except BudgetSpent:
-                log.info("budget of %d unique evaluations spent", self.settings.budget)
+                log.info("budget of %d %s spent", self.settings.budget,
+                         "full-training equivalents" if self.settings.budget_unit == "full" else "evaluations")
                 # The last, partial generation counts too: everything evaluated may enter the hall of fame.
                 evaluated = [self.candidate(self.space.decode(enc), key) for _, key, enc, _, _ in self.store.history()]
                 self.hall_of_fame.update(evaluated)
@@ -208,7 +232,8 @@ class Search:
                           "loosen them")
 
     def evaluate(self, archs: list, generation: int) -> list:
-        """Candidates with fitness for `archs`; new unique keys are evaluated and stored first.
+        """Candidates with fitness for `archs`; new unique keys are evaluated and stored first (with
+        --multi_fidelity, rung by rung: gptnas/search/fidelity.py).
 
         Raises BudgetSpent (after storing what fitted) when the budget runs out. Query numbers follow
         submission order and depend on earlier generations only, so a generation resumed after a kill
@@ -219,23 +244,54 @@ class Search:
             if not self.store.evaluated_before(key, generation) and key not in seen:
                 seen.add(key)
                 new.append((key, arch))
+        if self.halving is not None:
+            if not self.halving.run(new, generation):
+                raise BudgetSpent
+            return [self.candidate(arch, key) for arch, key in zip(archs, keys)]
         base = self.store.evaluated_through(generation - 1)
         budget = self.settings.budget
         allowed = new if budget is None else new[: max(budget - base, 0)]
         todo = [(base + 1 + i, key, arch) for i, (key, arch) in enumerate(allowed) if key not in self.store]
         for index, evaluation in self.executor.run(self.evaluator, self.space.name, [arch for *_, arch in todo]):
             query, key, arch = todo[index]
-            self.store.add(query, key, self.space.encode(arch), generation, self.costs.with_latency(arch, evaluation))
-            self._progress.update(1)
-            self._best = max(self._best, evaluation.fitness)
-            self._progress.set_postfix(best=f"{self._best:.2f}", last=f"{evaluation.fitness:.2f}")
+            evaluation = self.costs.with_latency(arch, evaluation)
+            self.store.add(query, key, self.space.encode(arch), generation, evaluation)
+            self.evaluated(evaluation)
         if len(allowed) < len(new):
             raise BudgetSpent
         return [self.candidate(arch, key) for arch, key in zip(archs, keys)]
 
+    def evaluated(self, evaluation) -> None:
+        """Shows one finished evaluation on the progress bar."""
+        self._progress.update(1)
+        self._best = max(self._best, evaluation.fitness)
+        self._progress.set_postfix(best=f"{self._best:.2f}", last=f"{evaluation.fitness:.2f}")
+
+    def price(self, level: float) -> float:
+        """What an evaluation at `level` (a share of the full schedule) costs of the budget."""
+        return level if self.settings.budget_unit == "full" else 1
+
+    def spent_through(self, generation: int) -> float:
+        """The budget spent by the evaluations up to and including `generation`."""
+        return self.store.spent_through(generation, self.settings.budget_unit or "query")
+
+    def fitness_in(self, key: str, generation: int) -> float | None:
+        """The fitness of `key` if first evaluated in `generation`, at the fidelity every new architecture of a
+        generation is evaluated at (the lowest rung with --multi_fidelity); None when it was not."""
+        return self.store.fitness_in(key, generation, self.halving.levels[0] if self.halving else 1.0)
+
+    def full_fidelity(self, candidates: list) -> list:
+        """The candidates evaluated at the full schedule: the only ones a population or hall of fame holds."""
+        return [c for c in candidates if c.fidelity == 1.0]
+
     def candidate(self, arch, key: str):
-        evaluation = self.store.get(key)
+        """The candidate of an evaluated architecture, with the fitness of its highest fidelity."""
+        evaluation, level = self.store.get(key), 1.0
+        if evaluation is None:  # --multi_fidelity: not promoted to the full schedule
+            level = max(f for f in self.halving.levels if self.store.rung(key, f) is not None)
+            evaluation = self.store.rung(key, level)
         candidate = self.make(arch, key)
+        candidate.fidelity = level
         fitness = evaluation.fitness if evaluation.ok else WORST_FITNESS
         candidate.fitness.values = self.costs.fitness(evaluation, fitness)
         return candidate

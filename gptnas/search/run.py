@@ -12,6 +12,7 @@ from gptnas.config import save_config
 from gptnas.errors import GptnasError
 from gptnas.evaluators import get_evaluator
 from gptnas.latency_tables import load_latency_table
+from gptnas.search import fidelity
 from gptnas.search.core import Search
 from gptnas.search.executors import make_executor
 from gptnas.spaces import get_space
@@ -51,6 +52,8 @@ def build_search(config, run_dir: Path, executor=None, *, show_progress: bool = 
     space = get_space(config.search.space)
     evaluator = get_evaluator(config.data.evaluator, space, config.data.dataset, **config.evaluator_options())
     evaluator.prepare()  # missing data or tables: one line, before anything is written
+    if config.search.multi_fidelity is not None:
+        fidelity.prepare(config.search, evaluator)
     if config.search.latency_table is not None:  # read and checked once per process (Costs looks it up)
         load_latency_table(config.search.latency_table, space.name)
     config.limit_flops(evaluator)

@@ -6,7 +6,9 @@ included) loses at most the evaluations still in flight. The run's identity
 (space, evaluator, dataset, seed ...) is stored with it; resuming with
 another identity is refused rather than mixing two experiments. With
 zero-cost screening (gptnas/search/screen.py) it also holds the proxy score
-of every architecture screened, so a resumed run ranks from the same scores.
+of every architecture screened, so a resumed run ranks from the same scores. With multi-fidelity search
+(gptnas/search/fidelity.py), evaluations below the full schedule are rows of `rungs`, keyed by
+(key, fidelity); `evaluations` holds the full-schedule ones, numbered as queries.
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ CREATE TABLE IF NOT EXISTS evaluations (
     encoding TEXT NOT NULL,
     generation INTEGER NOT NULL,
     result TEXT NOT NULL            -- Evaluation as JSON
+);
+CREATE TABLE IF NOT EXISTS rungs (
+    key TEXT NOT NULL,              -- the space's canonical key of an architecture evaluated below the full schedule
+    fidelity REAL NOT NULL,         -- the share of the full schedule it was evaluated at (--multi_fidelity)
+    encoding TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    result TEXT NOT NULL,           -- Evaluation as JSON
+    PRIMARY KEY (key, fidelity)
 );
 CREATE TABLE IF NOT EXISTS proxy_scores (
     key TEXT PRIMARY KEY,           -- the space's canonical key of a screened architecture
@@ -87,6 +97,13 @@ class ResultStore:
         rows = self.db.execute("SELECT query, key, generation, result FROM evaluations").fetchall()
         self._cache = {key: self._evaluation(query, key, generation, r) for query, key, generation, r in rows}
         self._generation = {key: generation for _, key, generation, _ in rows}
+        self._rungs: dict[tuple[str, float], Evaluation] = {}
+        for key, fidelity, generation, result in self.db.execute(
+                "SELECT key, fidelity, generation, result FROM rungs ORDER BY rowid"):
+            if not _finite(fidelity) or not 0 < fidelity < 1:
+                raise self._refused(f"the rung of {quote(key)} has fidelity {quote(fidelity)}, not in (0, 1)")
+            self._rungs[key, fidelity] = self._evaluation(f"{key}@{fidelity}", key, generation, result)
+            self._generation[key] = min(self._generation.get(key, generation), generation)
         self.proxy_scores: dict[str, float | None] = {}
         for key, score in self.db.execute("SELECT key, score FROM proxy_scores"):
             if not isinstance(key, str) or not (score is None or _finite(score)):
@@ -119,7 +136,7 @@ class ResultStore:
     def _evaluation(self, query, key, generation, result: str) -> Evaluation:
         """The Evaluation a row holds, checked: numbered, keyed, of a generation, JSON, a finite fitness."""
         where = f"query {quote(query)}"
-        if not isinstance(query, int) or not isinstance(key, str) or not isinstance(generation, int) \
+        if not isinstance(query, (int, str)) or not isinstance(key, str) or not isinstance(generation, int) \
                 or generation < 0:
             raise self._refused(f"the row of {where} has a query, key or generation of the wrong kind")
         try:
@@ -185,6 +202,36 @@ class ResultStore:
         self._cache[key] = evaluation
         self._generation[key] = generation
 
+    def add_rung(self, key: str, fidelity: float, encoding: str, generation: int, evaluation: Evaluation) -> None:
+        """Commits one evaluation below the full schedule (`fidelity` < 1), like `add`."""
+        if (key, fidelity) in self._rungs:
+            return
+        with self._transaction():
+            self.db.execute("INSERT INTO rungs (key, fidelity, encoding, generation, result) VALUES (?, ?, ?, ?, ?)",
+                            (key, fidelity, encoding, generation, json.dumps(evaluation.to_dict())))
+        self._rungs[key, fidelity] = evaluation
+        self._generation.setdefault(key, generation)
+
+    def rung(self, key: str, fidelity: float) -> Evaluation | None:
+        """The evaluation of `key` at `fidelity` (the full one at 1)."""
+        return self._cache.get(key) if fidelity == 1 else self._rungs.get((key, fidelity))
+
+    def rungs(self) -> list[tuple[str, float, str, int, Evaluation]]:
+        """(key, fidelity, encoding, generation, evaluation) of every evaluation below the full schedule, in the
+        order a run makes them: by generation, then fidelity."""
+        rows = self.db.execute("SELECT key, fidelity, encoding, generation FROM rungs "
+                               "ORDER BY generation, fidelity, rowid")
+        return [(k, f, e, g, self._rungs[k, f]) for k, f, e, g in rows]
+
+    def spent_through(self, generation: int, unit: str) -> float:
+        """What the evaluations up to and including `generation` cost: in "query", one each at any fidelity; in
+        "full" (full-training equivalents), each its fidelity, so a full-schedule one costs 1."""
+        full = self.evaluated_through(generation)
+        if not self._rungs:
+            return full
+        column = "COUNT(*)" if unit == "query" else "TOTAL(fidelity)"
+        return full + self.db.execute(f"SELECT {column} FROM rungs WHERE generation <= ?", (generation,)).fetchone()[0]
+
     def add_proxy_score(self, key: str, score: float | None, seconds: float) -> None:
         """Commits the screening proxy's score of one architecture (None: the network failed it)."""
         if key in self.proxy_scores:
@@ -197,16 +244,17 @@ class ResultStore:
         """(key, proxy score, seconds) of every architecture screened, resumes included, in scoring order."""
         return self.db.execute("SELECT key, score, seconds FROM proxy_scores ORDER BY rowid").fetchall()
 
-    def fitness_in(self, key: str, generation: int) -> float | None:
-        """The fitness of `key` if it was first evaluated in `generation` (a failed network's is the worst), else None."""
-        if self._generation.get(key) != generation:
+    def fitness_in(self, key: str, generation: int, fidelity: float = 1.0) -> float | None:
+        """The fitness of `key` at `fidelity` if it was first evaluated in `generation` (a failed network's is the
+        worst), else None."""
+        evaluation = self.rung(key, fidelity)
+        if self._generation.get(key) != generation or evaluation is None:
             return None
-        evaluation = self._cache[key]
         return evaluation.fitness if evaluation.ok else WORST_FITNESS
 
     def evaluated_before(self, key: str, generation: int) -> bool:
-        """Whether `key` was evaluated in an earlier generation (what a resumed run must see as the
-        uninterrupted one did, whatever the killed generation had already stored)."""
+        """Whether `key` was evaluated (at any fidelity) in an earlier generation (what a resumed run must see as
+        the uninterrupted one did, whatever the killed generation had already stored)."""
         return self._generation.get(key, generation) < generation
 
     def evaluated_in(self, generation: int) -> int:
@@ -227,8 +275,11 @@ class ResultStore:
         what a checkpoint expects of its store."""
         rows = self.db.execute("SELECT query, key, result FROM evaluations WHERE generation <= ? ORDER BY query",
                                (through_generation,)).fetchall()
+        last_query = rows[-1][0] if rows else 0
+        rows += self.db.execute("SELECT key || '@' || fidelity, key, result FROM rungs WHERE generation <= ? "
+                                "ORDER BY generation, fidelity, key", (through_generation,)).fetchall()
         sha = hashlib.sha256("".join(f"{q}\t{k}\t{r}\n" for q, k, r in rows).encode()).hexdigest()
-        return {"rows": len(rows), "last_query": rows[-1][0] if rows else 0, "sha256": sha}
+        return {"rows": len(rows), "last_query": last_query, "sha256": sha}
 
     @staticmethod
     def holds_a_run(path: Path) -> bool:

@@ -4,6 +4,10 @@ Tournament selection with elites (NSGA-II on accuracy and parameters with
 --objectives accuracy,params|flops|latency), crossover and mutation on copies of the parents (DEAP's
 varAnd), then evaluation. Offspring that were already evaluated are mutated
 again (the novelty rule), so each generation spends its queries on new networks.
+
+With --multi_fidelity, only offspring promoted to the full schedule join the population: the next
+population is the best of the previous one plus those (NSGA-II: the best of both by front and crowding),
+so it is `population` strong once the first generations have filled it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from gptnas.search.strategies import Strategy, register
 @register
 class GeneticAlgorithm(Strategy):
     name = "ga"
-    reads = ("crossover_rate", "mutation_rate", "tournament_size", "elites", "novelty_tries")
+    reads = ("crossover_rate", "mutation_rate", "tournament_size", "elites", "novelty_tries", "multi_fidelity")
 
     def register(self, toolbox) -> None:
         s, c = self.search, self.search.settings
@@ -39,16 +43,19 @@ class GeneticAlgorithm(Strategy):
         start = checkpoint.load(s)
         if start < 0:
             s.seed_generation(0)
-            population = toolbox.evaluate(toolbox.propose_initial(), 0)
+            population = s.full_fidelity(toolbox.evaluate(toolbox.propose_initial(), 0))
             s.record(0, population, s.store.evaluated_in(0))
             checkpoint.save(s, 0)
         for generation in range(max(start, 0) + 1, c.generations + 1):  # generation 0 is the initial one
             s.seed_generation(generation)
             population = s.population
-            elites = tools.selBest(population, c.elites) if c.elites and not s.pareto else []
-            archs = toolbox.propose(population, len(population) - len(elites), generation)
-            offspring = toolbox.evaluate(archs, generation)
-            population = tools.selNSGA2(population + offspring, c.population) if s.pareto else elites + offspring
+            elites = c.elites if not s.pareto else 0
+            archs = toolbox.propose(population, c.population - elites, generation)
+            offspring = s.full_fidelity(toolbox.evaluate(archs, generation))
+            if s.pareto:
+                population = tools.selNSGA2(population + offspring, c.population)
+            else:  # the elites, and with --multi_fidelity as many more as offspring were not promoted
+                population = tools.selBest(population, c.population - len(offspring)) + offspring
             s.record(generation, population, s.store.evaluated_in(generation))
             checkpoint.save(s, generation)
         return s.population
@@ -62,7 +69,9 @@ class GeneticAlgorithm(Strategy):
     def propose(self, population: list, n: int, generation: int) -> list:
         """`n` offspring of `population`: selection, variation, reconstruction (gpt-ga), the novelty rule."""
         s, toolbox = self.search, self.toolbox
-        archs = toolbox.reconstruct(self.vary(toolbox.select(population, n)), generation)
+        parents = toolbox.select(population, n)
+        parents = [parents[i % len(parents)] for i in range(n)]  # NSGA-II picks each at most once
+        archs = toolbox.reconstruct(self.vary(parents), generation)
         return self.novel([s.make_feasible(a) for a in archs], generation)
 
     def vary(self, parents: list) -> list:

@@ -215,7 +215,7 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
         """Decays linearly over the run: over the budget when there is one, else over the generations."""
         s, c, g = self.search, self.search.settings, self.settings
         if c.budget:  # counted up to the previous generation, so a resumed generation sees what it first saw
-            fraction = min(s.store.evaluated_through(generation - 1) / c.budget, 1.0)
+            fraction = min(s.spent_through(generation - 1) / c.budget, 1.0)
         elif c.generations > 0:
             fraction = min(generation / c.generations, 1.0)
         else:
@@ -245,7 +245,7 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
         self.maybe_adapt(generation)
         trust = {}
         if g.trust == "learned":
-            trust["share"] = gpt_share(self.reconstruction_log, generation, s.store.fitness_in, g.trust_floor)
+            trust["share"] = gpt_share(self.reconstruction_log, generation, s.fitness_in, g.trust_floor)
             self._arms = [s.rng.random() < trust["share"] for _ in archs]
         chosen = archs if self._arms is None else [a for a, gpt in zip(archs, self._arms) if gpt]
         started = time.perf_counter()

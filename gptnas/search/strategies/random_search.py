@@ -15,6 +15,7 @@ from gptnas.search.strategies import Strategy, register
 @register
 class RandomSearch(Strategy):
     name = "random"
+    reads = ("multi_fidelity",)
 
     def register(self, toolbox) -> None:
         s, c = self.search, self.search.settings
@@ -27,6 +28,6 @@ class RandomSearch(Strategy):
         everyone = []
         for generation in range(s.settings.generations + 1):
             s.seed_generation(generation)
-            everyone += toolbox.evaluate(toolbox.propose(), generation)
+            everyone += s.full_fidelity(toolbox.evaluate(toolbox.propose(), generation))
             s.record(generation, toolbox.select(everyone), s.store.evaluated_in(generation))
         return s.population

@@ -12,6 +12,10 @@ told it failed, and the network the core evaluates in its place is added as a tr
 Optuna is an optional extra (`pip install 'gptnas[peers]'`). The sampler is seeded by the run's seed, so a
 resumed run replays its trials, finds every evaluation in the result store and continues exactly; it keeps
 no checkpoint.
+
+With --multi_fidelity, a trial whose network was not promoted to the full schedule is told it was pruned,
+with its fitness at the highest rung it reached as its last intermediate value (one objective), which is how
+Optuna's own pruners stop a trial and how its TPE ranks such trials below the finished ones.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ def _optuna():
 @register
 class TreeParzen(Strategy):
     name = "tpe"
+    reads = ("multi_fidelity",)
 
     def register(self, toolbox) -> None:
         s = self.search
@@ -56,8 +61,27 @@ class TreeParzen(Strategy):
             return options[labels.index(trial.suggest_categorical(name, labels))]
         return self.search.space.choose(pick)
 
-    def as_trial(self, arch, values):
-        """A finished Optuna trial of `arch` (not asked for: made feasible by the core) with its objectives."""
+    def tell(self, trial, arch, candidate) -> None:
+        """Tells Optuna the outcome of `candidate`: finished at the full schedule, or pruned below it."""
+        optuna, values = _optuna(), candidate.fitness.values
+        if candidate.fidelity == 1.0:
+            if trial is None:
+                self.study.add_trial(self.as_trial(arch, values=list(values)))
+            else:
+                self.study.tell(trial, values)
+            return
+        intermediate = {0: values[0]} if len(values) == 1 else {}  # Optuna reports one objective only
+        if trial is None:
+            self.study.add_trial(self.as_trial(arch, state=optuna.trial.TrialState.PRUNED,
+                                               intermediate_values=intermediate))
+        else:
+            for step, value in intermediate.items():
+                trial.report(value, step)
+            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+
+    def as_trial(self, arch, **outcome):
+        """An Optuna trial of `arch` (not asked for: made feasible by the core) with its `outcome` (values, or a
+        state and intermediate values)."""
         optuna, params, distributions = _optuna(), {}, {}
         given = [segment.payload for segment in self.search.space.segments(arch)]
 
@@ -66,7 +90,7 @@ class TreeParzen(Strategy):
             params[name], distributions[name] = repr(given[i]), optuna.distributions.CategoricalDistribution(labels)
             return given[i]
         self.search.space.choose(pick)
-        return optuna.trial.create_trial(params=params, distributions=distributions, values=list(values))
+        return optuna.trial.create_trial(params=params, distributions=distributions, **outcome)
 
     def propose(self) -> list[tuple]:
         """`population` (trial, architecture) pairs. An asked architecture outside the hard limits is made
@@ -91,10 +115,7 @@ class TreeParzen(Strategy):
             proposals = toolbox.propose()
             candidates = toolbox.evaluate([arch for _, arch in proposals], generation)
             for (trial, arch), candidate in zip(proposals, candidates):
-                if trial is None:
-                    self.study.add_trial(self.as_trial(arch, candidate.fitness.values))
-                else:
-                    self.study.tell(trial, candidate.fitness.values)
-            everyone += candidates
+                self.tell(trial, arch, candidate)
+            everyone += s.full_fidelity(candidates)
             s.record(generation, toolbox.select(everyone), s.store.evaluated_in(generation))
         return s.population

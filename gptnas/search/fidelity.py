@@ -1,0 +1,114 @@
+"""Multi-fidelity search (`--multi_fidelity sh --eta 3 --min_fidelity 0.11`): successive halving inside
+every generation, for every strategy that evaluates a generation at a time.
+
+The architectures a generation evaluates for the first time train first at the lowest rung (a share of
+the full schedule). The best ceil(n / eta) of them, by fitness at that rung (ties in proposal order), go on
+to the next rung, and so on up to the full schedule. The rungs are the evaluator's (`fidelities`):
+- `train`: 1, 1/eta, 1/eta^2 ... of the schedule's epochs, down to --min_fidelity (default 1/9). Each rung
+  trains from scratch with the whole warm-up and decay; a network is not continued from its checkpoint at a
+  lower rung, because the learning-rate schedule it was trained on has already ended there;
+- `benchmark` on NAS-Bench-201: the 12-epoch table, then the 200-epoch one (a 12-epoch query costs 12/200).
+
+Only networks evaluated at the full schedule are compared with each other: they alone enter the population
+and the hall of fame (`Search.full_fidelity`); the others inform only the promotion of their own rung.
+Every rung's result is stored the moment it finishes (below the full schedule in the store's `rungs`), and
+what each rung holds depends only on stored results, so a run killed at any rung resumes exactly.
+
+A budget counts in queries (every evaluation, at any rung, is one) or, with `--budget_unit full`, in
+full-training equivalents: an evaluation at a share f of the schedule costs f. A rung's evaluations are
+submitted in order until the next would overspend; what fitted is stored, then the run ends.
+
+No library scheduler is used: Syne Tune's and Ray Tune's ASHA own the trial loop (they decide what to start
+next and when), and Optuna's SuccessiveHalvingPruner prunes one trial at a time inside its objective. Here
+the evolutionary loop decides what is proposed, so the scheduler is the small, synchronous halving of one
+generation's batch that the loop needs.
+"""
+
+from __future__ import annotations
+
+import math
+
+from gptnas.errors import GptnasError
+from gptnas.evaluators.base import WORST_FITNESS
+
+DEFAULT_ETA = 3
+TOLERANCE = 1e-9  # sums of shares are compared to the budget up to rounding
+
+
+def identity(settings) -> dict:
+    """What multi-fidelity adds to a run's identity (`settings`: SearchSettings; nothing when it is off)."""
+    return {name: getattr(settings, name) for name in ("multi_fidelity", "eta", "min_fidelity", "budget_unit")
+            if getattr(settings, name) is not None}
+
+
+def rungs(settings, evaluator) -> list[float]:
+    """The fidelities a generation's new architectures go through, ascending and ending at 1."""
+    if not hasattr(evaluator, "fidelities"):
+        raise GptnasError(f"--multi_fidelity needs an evaluator that can train for less: train, or benchmark on "
+                          f"nas-bench-201 (its 12-epoch table); {evaluator.name} cannot")
+    levels = evaluator.fidelities(settings.eta, settings.min_fidelity)
+    if len(levels) < 2:
+        raise GptnasError(f"--multi_fidelity: the {evaluator.name} evaluator has no fidelity below the full one at "
+                          f"or above --min_fidelity {settings.min_fidelity}; lower it or drop --multi_fidelity")
+    return levels
+
+
+def prepare(settings, evaluator) -> None:
+    """Checks the rungs and fetches what each rung's evaluator needs (a low-fidelity table), so a missing piece
+    is a one-line error before the run directory is written."""
+    for level in rungs(settings, evaluator):
+        evaluator.at_fidelity(level).prepare()
+
+
+class SuccessiveHalving:
+    """Evaluates a generation's new architectures rung by rung through the search's executor and store."""
+
+    def __init__(self, search):
+        self.search = search
+        self.levels = rungs(search.settings, search.evaluator)
+        self.eta = search.settings.eta
+        self.evaluators = {level: search.evaluator.at_fidelity(level) for level in self.levels}
+
+    def run(self, new: list[tuple[str, object]], generation: int) -> bool:
+        """Evaluates `new` ((key, arch) first met in `generation`, in proposal order) rung by rung; False when
+        the budget ran out (what fitted is stored)."""
+        s = self.search
+        spent = s.spent_through(generation - 1)
+        group = new
+        for level in self.levels:
+            allowed = []
+            for entry in group:
+                if s.settings.budget is not None and spent + s.price(level) > s.settings.budget + TOLERANCE:
+                    break
+                spent += s.price(level)
+                allowed.append(entry)
+            self.evaluate(level, allowed, generation)
+            if len(allowed) < len(group):
+                return False
+            if level == 1.0:
+                return True
+            scores = {key: self.fitness(key, level) for key, _ in allowed}
+            ranked = sorted(allowed, key=lambda entry: -scores[entry[0]])  # stable: ties keep proposal order
+            group = ranked[: math.ceil(len(allowed) / self.eta)]
+
+    def fitness(self, key: str, level: float) -> float:
+        evaluation = self.search.store.rung(key, level)
+        return evaluation.fitness if evaluation.ok else WORST_FITNESS
+
+    def evaluate(self, level: float, entries: list, generation: int) -> None:
+        """Evaluates and stores `entries` at `level`, those not stored yet; the full rung numbers its queries."""
+        s = self.search
+        if level == 1.0:
+            base = s.store.evaluated_through(generation - 1)
+            todo = [(base + 1 + i, key, arch) for i, (key, arch) in enumerate(entries) if key not in s.store]
+        else:
+            todo = [(None, key, arch) for key, arch in entries if s.store.rung(key, level) is None]
+        archs = [arch for *_, arch in todo]
+        for index, evaluation in s.executor.run(self.evaluators[level], s.space.name, archs):
+            query, key, arch = todo[index]
+            evaluation = s.costs.with_latency(arch, evaluation)
+            if query is None:
+                s.store.add_rung(key, level, s.space.encode(arch), generation, evaluation)
+            else:
+                s.store.add(query, key, s.space.encode(arch), generation, evaluation)
+            s.evaluated(evaluation)
