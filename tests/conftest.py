@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from gptnas import latency_tables
-from gptnas.tables import BENCHMARK_DIR_ENV, TABLES, benchmark_dir, on_disk, table_path
+from gptnas.tables import BENCHMARK_DIR_ENV, LOW_FIDELITY, TABLES, benchmark_dir, on_disk, table_path, verified_path
 
 LATENCY = "hw-latency:"  # requires_table("hw-latency:fpga"): HELP's fpga latencies
+LOW = "@12"  # requires_table("nas-bench-201:cifar10@12"): that table after 12 epochs
 REACH_SECONDS = 5  # how long a test waits to learn whether a table's host can be reached
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -47,6 +48,8 @@ def requires_table():
     def check(name: str):
         if name.startswith(LATENCY):  # hw-latency:DEVICE, a HELP device table and its cell index
             return [check_latency(file) for file in (latency_tables.INDEX, name.removeprefix(LATENCY))]
+        if name.endswith(LOW):
+            return check_low_fidelity(name.removesuffix(LOW))
         if on_disk(name):
             return
         if reachable(TABLES[name].url):
@@ -54,6 +57,16 @@ def requires_table():
             return
         pytest.skip(f"benchmark table {name} is not in {benchmark_dir()} and cannot be downloaded (offline); set "
                     f"{BENCHMARK_DIR_ENV} to a folder that holds the tables, e.g. ../shared/benchmarks")
+
+    def check_low_fidelity(name: str):
+        spec = LOW_FIDELITY[name].spec
+        if (benchmark_dir() / spec.path).exists():
+            return
+        if reachable(spec.url):
+            verified_path(name, spec)  # downloads into the benchmark directory, verified by sha256
+            return
+        pytest.skip(f"the 12-epoch table of {name} is not in {benchmark_dir()} and cannot be downloaded (offline); "
+                    f"set {BENCHMARK_DIR_ENV} to a folder that holds it")
 
     def check_latency(name: str):
         if (benchmark_dir() / latency_tables.FOLDER / f"{name}.pt").exists():

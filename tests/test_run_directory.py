@@ -31,15 +31,16 @@ def outcome(run_dir: Path) -> dict:
     with open(run_dir / "logbook.csv") as f:
         logbook = list(csv.DictReader(f))
     with open(run_dir / "evaluations.csv") as f:
-        order = [(r["query"], r["key"], r["generation"]) for r in csv.DictReader(f)]
+        order = [(r["query"], r["key"], r["generation"], r["fidelity"]) for r in csv.DictReader(f)]
     hall = [h["key"] for h in json.loads((run_dir / "hall_of_fame.json").read_text())]
     return {"hall": hall, "logbook": logbook, "order": order, "best": json.loads((run_dir / "best.json").read_text())}
 
 
 def stored_rows(run_dir: Path) -> int:
+    """Evaluations stored, at every fidelity."""
     try:
         with sqlite3.connect(run_dir / "results.sqlite", timeout=0.1) as db:
-            return db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+            return db.execute("SELECT (SELECT COUNT(*) FROM evaluations) + (SELECT COUNT(*) FROM rungs)").fetchone()[0]
     except sqlite3.Error:
         return 0
 
@@ -120,6 +121,7 @@ def kill_and_resume(args: list[str], run_dir: Path, total: int, kills: int, seed
     ("gpt-ga adapting", ["--strategy", "gpt-ga", "--adapt_every", "1", "--adapt_steps", "2", "--population", "8",
                          "--generations", "3"], 2),
     ("tpe", ["--strategy", "tpe"], 2),  # Optuna's sampler replays its trials from the store
+    ("multi-fidelity", ["--strategy", "ga", "--multi_fidelity", "sh", "--budget", "30", "--budget_unit", "full"], 3),
 ])
 def test_kill_9_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_path, requires_table, name, extra, kills):
     requires_table("nas-bench-201:cifar10")

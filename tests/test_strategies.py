@@ -61,7 +61,7 @@ def test_tpe_asks_optuna_for_every_choice_of_a_conditional_space_and_stays_withi
     proposals = search.strategy.propose()
     assert len(proposals) == 5 and all(space.params(arch) <= 300_000 for _, arch in proposals)
     for trial, arch in proposals:  # asked, or made feasible and told to Optuna as a trial of its own
-        trial = trial or search.strategy.as_trial(arch, (90.0,))
+        trial = trial or search.strategy.as_trial(arch, values=[90.0])
         assert len(trial.params) == sum(segment.is_choice for segment in space.segments(arch))  # one per choice
         assert search.strategy.suggested(trial) == arch
 

@@ -242,7 +242,9 @@ class TrainEvaluator:
     def at_fidelity(self, fidelity: float) -> TrainEvaluator:
         if fidelity == self.settings.schedule_share:
             return self
-        return TrainEvaluator(self.space_name, self.dataset, dataclasses.replace(self.settings, schedule_share=fidelity))
+        other = TrainEvaluator(self.space_name, self.dataset, dataclasses.replace(self.settings, schedule_share=fidelity))
+        other._splits = self._splits  # the same data and split: only the schedule differs
+        return other
 
     def evaluate(self, space: SearchSpace | str, arch: Any) -> Evaluation:
         space = check_space(self.space_name, space)

@@ -103,10 +103,12 @@ def _parse(search, path) -> tuple[list, list, list[dict], int]:
 
 def _check_shape(settings, population: list, hall: list, rows, generation) -> None:
     """ValueError unless the checkpoint's parts fit the run: a whole population (a cut one would run on with
-    no new evaluations), a hall of fame, one logbook row (a mapping) per generation so far."""
+    no new evaluations; with --multi_fidelity, one filling up with promoted networks), a hall of fame, one
+    logbook row (a mapping) per generation so far."""
     if generation > settings.generations:
         raise ValueError(f"generation {generation} is past the run's last, {settings.generations}")
-    if len(population) != settings.population:
+    if not (0 < len(population) <= settings.population if settings.multi_fidelity else
+            len(population) == settings.population):
         raise ValueError(f"its population has {len(population)} networks, the run's {settings.population}")
     if not hall:
         raise ValueError("its hall of fame is empty")

@@ -56,7 +56,7 @@ def rungs(settings, evaluator) -> list[float]:
 def prepare(settings, evaluator) -> None:
     """Checks the rungs and fetches what each rung's evaluator needs (a low-fidelity table), so a missing piece
     is a one-line error before the run directory is written."""
-    for level in rungs(settings, evaluator):
+    for level in rungs(settings, evaluator)[:-1]:  # the full one is the evaluator itself
         evaluator.at_fidelity(level).prepare()
 
 

@@ -33,6 +33,14 @@ def _describe(space, candidate, store) -> dict:
     }
 
 
+def evaluation_rows(store) -> list[tuple]:
+    """(query, key, generation, fidelity, evaluation) of every evaluation, in the order the run made them: by
+    generation, lower rungs (no query number) before the full schedule."""
+    full = [(query, key, generation, 1.0, e) for query, key, _, generation, e in store.history()]
+    lower = [("", key, generation, level, e) for key, level, _, generation, e in store.rungs()]
+    return sorted(full + lower, key=lambda row: (row[2], row[3]))  # stable: each table's own order within
+
+
 def write_outputs(search, run_dir: Path) -> dict:
     """Writes logbook.csv, evaluations.csv, the strategy's files and, with --screen, screened.csv; then, when at
     least one candidate worked, hall_of_fame.json, best.json, best_architecture.txt and the plots. A run whose
@@ -45,11 +53,11 @@ def write_outputs(search, run_dir: Path) -> dict:
     write_atomic(run_dir / "logbook.csv", logbook.getvalue())
     evaluations = io.StringIO()
     writer = csv.writer(evaluations)
-    writer.writerow(["query", "key", "generation", "fitness", "test_accuracy", "params", "flops", "latency_ms",
-                     "latency_batch_ms", "seconds", "status", "reason"])
-    for query, key, _, generation, e in store.history():
-        writer.writerow([query, key, generation, e.fitness, e.test_accuracy, e.params, e.flops, e.latency_ms,
-                         e.latency_batch_ms, f"{e.seconds:.3f}", e.status, e.reason])
+    writer.writerow(["query", "key", "generation", "fidelity", "cost", "fitness", "test_accuracy", "params", "flops",
+                     "latency_ms", "latency_batch_ms", "seconds", "status", "reason"])
+    for query, key, generation, level, e in evaluation_rows(store):
+        writer.writerow([query, key, generation, f"{level:g}", f"{search.price(level):g}", e.fitness, e.test_accuracy,
+                         e.params, e.flops, e.latency_ms, e.latency_batch_ms, f"{e.seconds:.3f}", e.status, e.reason])
     write_atomic(run_dir / "evaluations.csv", evaluations.getvalue())
     if search.settings.screen:
         write_screened(search, run_dir)
@@ -114,6 +122,20 @@ def write_screened(search, run_dir: Path) -> None:
     for key, score, seconds in search.store.screened():
         writer.writerow([key, "" if score is None else score, f"{seconds:.4f}", queries.get(key, "")])
     write_atomic(run_dir / "screened.csv", out.getvalue())
+
+
+def fidelity_spent(search) -> list[str]:
+    """With --multi_fidelity: the evaluations of each rung, the full-training equivalents and seconds they cost."""
+    if search.halving is None:
+        return []
+    rows = evaluation_rows(search.store)
+    parts = []
+    for level in search.halving.levels:
+        at = [e for *_, f, e in rows if f == level]
+        parts.append(f"{len(at)} at {level:.3g} ({sum(e.seconds for e in at):.1f} s)")
+    spent = sum(f for *_, f, _ in rows)
+    return [f"multi-fidelity: {', '.join(parts)} of the full schedule; {spent:.2f} full-training equivalents, "
+            f"{sum(e.seconds for *_, e in rows):.1f} s of evaluation"]
 
 
 def time_spent(search) -> list[str]:
@@ -224,6 +246,6 @@ def summary_table(search, best: dict) -> str:
     for rank, h in enumerate(hall, 1):
         test = "-" if h["test_accuracy"] is None else f"{h['test_accuracy']:.2f}"
         lines.append(f"{rank:>4}  {h['fitness']:>8.2f}  {test:>8}  {h['params']:>10,}  {h['key']}")
-    lines += time_spent(search) + trust_learned(search)
+    lines += fidelity_spent(search) + time_spent(search) + trust_learned(search)
     lines.append(f"best network: {best['build']}")
     return "\n".join(lines)

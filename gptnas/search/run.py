@@ -51,6 +51,8 @@ def build_search(config, run_dir: Path, executor=None, *, show_progress: bool = 
     the caller closes it with `search.executor.close()`)."""
     space = get_space(config.search.space)
     evaluator = get_evaluator(config.data.evaluator, space, config.data.dataset, **config.evaluator_options())
+    if config.search.multi_fidelity is not None:
+        fidelity.rungs(config.search, evaluator)  # an evaluator without them: one line, before any data is fetched
     evaluator.prepare()  # missing data or tables: one line, before anything is written
     if config.search.multi_fidelity is not None:
         fidelity.prepare(config.search, evaluator)

@@ -1,0 +1,151 @@
+"""Multi-fidelity search: the 12-epoch table, rung promotion, cost accounting, refusals (gptnas/search/fidelity.py)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import pickle
+
+import pytest
+
+import evolve
+from gptnas.bench.__main__ import main as bench_main
+from gptnas.errors import GptnasError
+from gptnas.evaluators import get_evaluator
+from gptnas.evaluators.train import TrainEvaluator, TrainSettings, schedule
+from gptnas.search.config import EvolveConfig
+from gptnas.search.executors import SerialExecutor
+from gptnas.search.run import build_search
+from gptnas.tables import BENCHMARK_DIR_ENV, LOW_FIDELITY, load_low_fidelity
+
+NB201 = ["--space", "nas-bench-201", "--evaluator", "benchmark", "--dataset", "cifar10"]
+MINI = "nas-bench-201/mini-bench-arch-cell-accs.pd"
+
+
+@pytest.fixture
+def mini_table(requires_table):
+    requires_table("nas-bench-201:cifar10")
+    requires_table("nas-bench-201:cifar10@12")
+
+
+def rows(run_dir) -> list[dict]:
+    with open(run_dir / "evaluations.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_the_12_epoch_table_is_read_after_its_pinned_hash(mini_table):
+    table = load_low_fidelity("nas-bench-201:cifar10")
+    assert len(table) == 15_625
+    best = max(table, key=lambda k: table[k]["cifar10-val"])
+    assert table[best]["cifar10-val"] == pytest.approx(84.89, abs=0.01)  # SOURCES.md: the 12-epoch maximum
+    assert LOW_FIDELITY["nas-bench-201:cifar10"].fraction == 12 / 200
+
+
+def test_a_pickle_that_is_not_the_pinned_table_is_refused_unread(tmp_path, monkeypatch):
+    (tmp_path / MINI).parent.mkdir(parents=True)
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+    (tmp_path / MINI).write_bytes(pickle.dumps(Payload()))
+    monkeypatch.setenv(BENCHMARK_DIR_ENV, str(tmp_path))
+    load_low_fidelity.cache_clear()
+    try:
+        with pytest.raises(GptnasError, match="corrupt"):
+            load_low_fidelity("nas-bench-201:cifar100")
+    finally:
+        load_low_fidelity.cache_clear()
+    assert not marker.exists()
+
+
+def test_the_best_third_of_a_rung_is_promoted_and_only_full_evaluations_enter_the_population(tmp_path, mini_table):
+    run = tmp_path / "run"
+    assert evolve.main([*NB201, "--strategy", "ga", "--population", "9", "--generations", "2", "--seed", "5",
+                        "--multi_fidelity", "sh", "--output_dir", str(run)]) == 0
+    evaluated = rows(run)
+    for generation in ("0", "1", "2"):
+        low = [r for r in evaluated if r["generation"] == generation and r["fidelity"] == "0.06"]
+        full = [r for r in evaluated if r["generation"] == generation and r["fidelity"] == "1"]
+        assert len(full) == math.ceil(len(low) / 3) and low
+        best_low = sorted(low, key=lambda r: -float(r["fitness"]))[: len(full)]
+        assert {r["key"] for r in full} == {r["key"] for r in best_low}
+        assert [r["query"] for r in full] == [str(q) for q in range(int(full[0]["query"]), int(full[0]["query"]) + len(full))]
+    full_keys = {r["key"] for r in evaluated if r["fidelity"] == "1"}
+    assert {h["key"] for h in json.loads((run / "hall_of_fame.json").read_text())} <= full_keys
+    config = EvolveConfig.from_flags(dict(space="nas-bench-201", dataset="cifar10", strategy="ga", population=9,
+                                          generations=2, seed=5, multi_fidelity="sh", output_dir=str(run)))
+    search = build_search(config, run, SerialExecutor(), show_progress=False)
+    search.run()  # resumed: nothing left to evaluate
+    assert search.population and all(c.key in full_keys for c in search.population)
+    search.store.close()
+
+
+@pytest.mark.parametrize("unit, budget", [("full", 4), ("query", 20)])
+def test_the_budget_counts_every_rung_in_its_unit(tmp_path, mini_table, unit, budget):
+    run = tmp_path / "run"
+    assert evolve.main([*NB201, "--strategy", "ga", "--population", "10", "--generations", "50", "--seed", "2",
+                        "--multi_fidelity", "sh", "--budget", str(budget), "--budget_unit", unit,
+                        "--output_dir", str(run)]) == 0
+    evaluated = rows(run)
+    spent = sum(float(r["cost"]) for r in evaluated)
+    expected = [float(r["fidelity"]) if unit == "full" else 1.0 for r in evaluated]
+    assert [float(r["cost"]) for r in evaluated] == expected
+    assert budget - 1 < spent <= budget + 1e-9  # spent up to what the next evaluation would overspend
+
+
+def test_a_study_counts_full_training_equivalents(tmp_path, mini_table):
+    out = tmp_path / "study"
+    assert bench_main(["--spaces", "nas-bench-201:cifar10", "--strategies", "ga,regularized-evolution", "--seeds", "2",
+                       "--budget", "5", "--budget_unit", "full", "--multi_fidelity", "sh", "--config", "none",
+                       "--output_dir", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "acc @5" in report and "full-training equivalents" in report
+    assert "`regularized-evolution`: " in report and " and 0.0 below it" in report  # it runs single-fidelity
+    trajectory = json.loads((out / "runs/nas-bench-201_cifar10/ga/seed_0/trajectory.json").read_text())
+    assert trajectory["rungs"] > 0 and trajectory["cost"] == sorted(trajectory["cost"])
+    assert trajectory["cost"][-1] <= trajectory["spent"] <= 5 + 1e-9
+
+
+def test_tpe_is_told_which_trials_were_pruned(tmp_path, mini_table):
+    pytest.importorskip("optuna")
+    config = EvolveConfig.from_flags(dict(space="nas-bench-201", dataset="cifar10", strategy="tpe", population=6,
+                                          generations=1, seed=0, multi_fidelity="sh", output_dir=str(tmp_path)))
+    search = build_search(config, tmp_path, SerialExecutor(), show_progress=False)
+    search.run()
+    states = [t.state.name for t in search.strategy.study.trials]
+    assert states.count("COMPLETE") == search.store.evaluated_through(1) and "PRUNED" in states
+    pruned = [t for t in search.strategy.study.trials if t.state.name == "PRUNED"]
+    assert all(t.intermediate_values for t in pruned)
+    search.store.close()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--strategy", "regularized-evolution", "--multi_fidelity", "sh"], "--multi_fidelity needs --strategy"),
+    (["--strategy", "ga", "--eta", "3"], "--eta needs --multi_fidelity sh"),
+    (["--strategy", "ga", "--budget_unit", "full"], "--budget_unit needs --budget"),
+    (["--strategy", "ga", "--multi_fidelity", "sh", "--eta", "1"], "eta must lie in"),
+    (["--strategy", "ga", "--multi_fidelity", "sh", "--evaluator", "proxy"], "needs an evaluator that can train"),
+])
+def test_settings_that_cannot_work_are_refused_in_one_line(tmp_path, capsys, flags, message):
+    args = ["--space", "nas-bench-201", "--dataset", "cifar10", *flags, "--output_dir", str(tmp_path / "run")]
+    assert evolve.main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_space_without_a_12_epoch_table_has_no_rung_below_the_full_one(requires_table):
+    requires_table("nas-bench-macro")
+    evaluator = get_evaluator("benchmark", "nas-bench-macro", "cifar10")
+    assert evaluator.fidelities(3, None) == [1.0]
+
+
+def test_train_rungs_are_shares_of_the_schedule():
+    evaluator = TrainEvaluator("cifar", "digits", TrainSettings(epochs=6, min_steps=300, batch_size=64))
+    assert evaluator.fidelities(3) == pytest.approx([1 / 9, 1 / 3, 1.0])
+    assert evaluator.fidelities(3, 0.3) == pytest.approx([1 / 3, 1.0])
+    settings = evaluator.at_fidelity(1 / 9).settings
+    _, full_epochs = schedule(700, evaluator.settings)
+    _, low_epochs = schedule(700, settings)
+    assert low_epochs == max(1, round(full_epochs / 9)) < full_epochs
