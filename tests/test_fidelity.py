@@ -108,6 +108,31 @@ def test_a_study_counts_full_training_equivalents(tmp_path, mini_table):
     assert trajectory["cost"][-1] <= trajectory["spent"] <= 5 + 1e-9
 
 
+def test_a_small_study_sets_gpt_ga_beside_dehb_and_tpe(tmp_path, mini_table):
+    pytest.importorskip("optuna")
+    pytest.importorskip("dehb")
+    out = tmp_path / "study"
+    assert bench_main(["--spaces", "nas-bench-201:cifar10", "--strategies", "gpt-ga,dehb,tpe", "--seeds", "2",
+                       "--budget", "3", "--budget_unit", "full", "--multi_fidelity", "sh", "--config", "none",
+                       "--output_dir", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "gpt-ga better than" in report and "| dehb |" in report and "| tpe |" in report
+    dehb = json.loads((out / "runs/nas-bench-201_cifar10/dehb/seed_1/trajectory.json").read_text())
+    assert dehb["rungs"] > 0 and dehb["spent"] <= 3 + 1e-9
+
+
+def test_dehb_asks_fidelities_the_table_answers_at_and_is_refused_what_it_cannot_do(tmp_path, capsys, mini_table):
+    pytest.importorskip("dehb")
+    run = tmp_path / "run"
+    assert evolve.main([*NB201, "--strategy", "dehb", "--population", "6", "--generations", "4",
+                        "--output_dir", str(run)]) == 0
+    assert {r["fidelity"] for r in rows(run)} == {"0.06", "1"}
+    capsys.readouterr()
+    for flags in (["--objectives", "accuracy,params"], ["--screen", "naswot"], ["--multi_fidelity", "sh"]):
+        assert evolve.main([*NB201, "--strategy", "dehb", *flags, "--output_dir", str(tmp_path / "no")]) == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not (tmp_path / "no").exists()
+
+
 def test_tpe_is_told_which_trials_were_pruned(tmp_path, mini_table):
     pytest.importorskip("optuna")
     config = EvolveConfig.from_flags(dict(space="nas-bench-201", dataset="cifar10", strategy="tpe", population=6,

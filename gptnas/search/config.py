@@ -105,7 +105,7 @@ class EvolveConfig:
             t.train_fraction = data
         if t.image_scale is None:
             t.image_scale = side
-        if s.multi_fidelity is not None and s.eta is None:
+        if (s.multi_fidelity is not None or get_strategy(s.strategy).own_fidelities) and s.eta is None:
             s.eta = DEFAULT_ETA
 
     def validate(self) -> None:

@@ -46,6 +46,11 @@ IDENTITY = ("space", "strategy", "evaluator", "dataset", "seed", "population", "
             "max_flops", "max_latency_ms", "latency_table")
 
 
+# What --eta and --min_fidelity need: successive halving, or a strategy with its own fidelities.
+_NEEDS_FIDELITY = (lambda c: c.search.multi_fidelity is not None or get_strategy(c.search.strategy).own_fidelities,
+                   "--multi_fidelity sh (or --strategy dehb)")
+
+
 @dataclass
 class SearchSettings:
     """What is searched, how long, under which objectives and limits, and the operators' rates."""
@@ -53,7 +58,8 @@ class SearchSettings:
     space: str = field(default="cifar", metadata={"help": "search space: cifar, nas-bench-macro, "
                        "channel-bench-mobilenet, channel-bench-resnet or nas-bench-201"})
     strategy: str = field(default="gpt-ga", metadata={"help": "gpt-ga (GPT-NAS), ga (no GPT), "
-                          "regularized-evolution, random or tpe (Optuna's TPE, an optional extra)"})
+                          "regularized-evolution, random, or the optional extras tpe (Optuna's TPE) and dehb "
+                          "(DEHB, with fidelities of its own)"})
     seed: int = field(default=0, metadata={"help": "every draw of the run, and the evaluator's initialisation"})
     profile: Literal["gpt-nas", "cpu"] | None = field(default=None, metadata={"help": "defaults for population, "
                                                      "generations, workers and candidate training: gpt-nas (the "
@@ -72,13 +78,11 @@ class SearchSettings:
                 "fidelity, the best 1/eta go on to the next, and only networks trained in full enter the "
                 "population (train evaluator, or benchmark on nas-bench-201's 12-epoch table)"})
     eta: int | None = field(default=None, metadata={
-        "help": "--multi_fidelity: 1/eta of a rung goes on to the next (default 3); for the train evaluator the "
-                "rungs are 1, 1/eta, 1/eta^2 ... of the schedule", "needs": (lambda c: c.search.multi_fidelity
-                                                                            is not None, "--multi_fidelity sh")})
+        "help": "--multi_fidelity, dehb: 1/eta of a rung goes on to the next (default 3); for the train evaluator "
+                "the rungs are 1, 1/eta, 1/eta^2 ... of the schedule", "needs": _NEEDS_FIDELITY})
     min_fidelity: float | None = field(default=None, metadata={
-        "help": "--multi_fidelity: the lowest rung, as a share of the full schedule (train evaluator: default "
-                "0.111, a ninth; benchmark: the table's 12/200 epochs)",
-        "needs": (lambda c: c.search.multi_fidelity is not None, "--multi_fidelity sh")})
+        "help": "--multi_fidelity, dehb: the lowest rung, as a share of the full schedule (train evaluator: "
+                "default 0.111, a ninth; benchmark: the table's 12/200 epochs)", "needs": _NEEDS_FIDELITY})
     objectives: str = field(default="accuracy", metadata={"help": "accuracy, or accuracy plus one or two of params, "
                             "flops, latency (comma-separated): NSGA-II returns a Pareto front"})
     max_params: int | None = field(default=None, metadata={"help": "networks with more parameters are never "
@@ -140,6 +144,12 @@ class SearchSettings:
             if not 0 <= getattr(self, name) <= 1:
                 raise GptnasError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         objectives = self.objective_list()
+        strategy = get_strategy(self.strategy)
+        if len(objectives) > 1 and not strategy.multi_objective:
+            raise GptnasError(f"--strategy {self.strategy} optimises accuracy alone; drop --objectives {self.objectives}")
+        if self.screen is not None and not strategy.screens:
+            raise GptnasError(f"--strategy {self.strategy} proposes one network at a time through its own "
+                              "optimiser; drop --screen")
         if objectives[:1] != ["accuracy"] or len(objectives) > 3 or len(set(objectives)) < len(objectives) \
                 or not set(objectives[1:]) <= set(COST_OBJECTIVES):
             raise GptnasError(f"objectives must be accuracy, then one or two of {', '.join(COST_OBJECTIVES)}; "
@@ -251,15 +261,39 @@ class Search:
         base = self.store.evaluated_through(generation - 1)
         budget = self.settings.budget
         allowed = new if budget is None else new[: max(budget - base, 0)]
-        todo = [(base + 1 + i, key, arch) for i, (key, arch) in enumerate(allowed) if key not in self.store]
-        for index, evaluation in self.executor.run(self.evaluator, self.space.name, [arch for *_, arch in todo]):
-            query, key, arch = todo[index]
-            evaluation = self.costs.with_latency(arch, evaluation)
-            self.store.add(query, key, self.space.encode(arch), generation, evaluation)
-            self.evaluated(evaluation)
+        self.evaluate_at(1.0, allowed, generation)
         if len(allowed) < len(new):
             raise BudgetSpent
         return [self.candidate(arch, key) for arch, key in zip(archs, keys)]
+
+    def evaluate_at(self, level: float, entries: list, generation: int) -> None:
+        """Evaluates and stores those of `entries` ((key, arch)) not stored at `level` (a share of the full
+        schedule) yet; at the full schedule they are numbered as queries, in order, after the earlier generations'."""
+        if level == 1.0:
+            base = self.store.evaluated_through(generation - 1)
+            todo = [(base + 1 + i, key, arch) for i, (key, arch) in enumerate(entries) if key not in self.store]
+        else:
+            todo = [(None, key, arch) for key, arch in entries if self.store.rung(key, level) is None]
+        evaluator = self.evaluator if level == 1.0 else self.evaluator.at_fidelity(level)
+        for index, evaluation in self.executor.run(evaluator, self.space.name, [arch for *_, arch in todo]):
+            query, key, arch = todo[index]
+            evaluation = self.costs.with_latency(arch, evaluation)
+            if query is None:
+                self.store.add_rung(key, level, self.space.encode(arch), generation, evaluation)
+            else:
+                self.store.add(query, key, self.space.encode(arch), generation, evaluation)
+            self.evaluated(evaluation)
+
+    def evaluate_within_budget(self, level: float, key: str, arch, generation: int) -> None:
+        """Evaluates `arch` at `level` unless it is stored there; BudgetSpent when that would overspend."""
+        if self.store.rung(key, level) is None:
+            if not self.affordable(self.spent_through(generation - 1), level):
+                raise BudgetSpent
+            self.evaluate_at(level, [(key, arch)], generation)
+
+    def affordable(self, spent: float, level: float) -> bool:
+        """Whether an evaluation at `level` fits the budget after `spent`."""
+        return self.settings.budget is None or spent + self.price(level) <= self.settings.budget + fidelity.TOLERANCE
 
     def evaluated(self, evaluation) -> None:
         """Shows one finished evaluation on the progress bar."""
@@ -301,7 +335,8 @@ class Search:
         self.population = population
         self.hall_of_fame.update(population)
         queries = self.store.evaluated_through(generation if through is None else through)
-        self.logbook.record(gen=generation, queries=queries, new=new, **self.stats.compile(population),
+        figures = self.stats.compile(population) if population else {}  # dehb: none trained in full yet
+        self.logbook.record(gen=generation, queries=queries, new=new, **figures,
                             **self.strategy.generation_record(generation))
         if not self._table_started:  # the header once per process, above the first row it prints
             log.info(table_row(self.logbook.header, {name: name for name in self.logbook.header}))

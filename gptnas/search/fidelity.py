@@ -67,7 +67,6 @@ class SuccessiveHalving:
         self.search = search
         self.levels = rungs(search.settings, search.evaluator)
         self.eta = search.settings.eta
-        self.evaluators = {level: search.evaluator.at_fidelity(level) for level in self.levels}
 
     def run(self, new: list[tuple[str, object]], generation: int) -> bool:
         """Evaluates `new` ((key, arch) first met in `generation`, in proposal order) rung by rung; False when
@@ -78,11 +77,11 @@ class SuccessiveHalving:
         for level in self.levels:
             allowed = []
             for entry in group:
-                if s.settings.budget is not None and spent + s.price(level) > s.settings.budget + TOLERANCE:
+                if not s.affordable(spent, level):
                     break
                 spent += s.price(level)
                 allowed.append(entry)
-            self.evaluate(level, allowed, generation)
+            s.evaluate_at(level, allowed, generation)
             if len(allowed) < len(group):
                 return False
             if level == 1.0:
@@ -94,21 +93,3 @@ class SuccessiveHalving:
     def fitness(self, key: str, level: float) -> float:
         evaluation = self.search.store.rung(key, level)
         return evaluation.fitness if evaluation.ok else WORST_FITNESS
-
-    def evaluate(self, level: float, entries: list, generation: int) -> None:
-        """Evaluates and stores `entries` at `level`, those not stored yet; the full rung numbers its queries."""
-        s = self.search
-        if level == 1.0:
-            base = s.store.evaluated_through(generation - 1)
-            todo = [(base + 1 + i, key, arch) for i, (key, arch) in enumerate(entries) if key not in s.store]
-        else:
-            todo = [(None, key, arch) for key, arch in entries if s.store.rung(key, level) is None]
-        archs = [arch for *_, arch in todo]
-        for index, evaluation in s.executor.run(self.evaluators[level], s.space.name, archs):
-            query, key, arch = todo[index]
-            evaluation = s.costs.with_latency(arch, evaluation)
-            if query is None:
-                s.store.add_rung(key, level, s.space.encode(arch), generation, evaluation)
-            else:
-                s.store.add(query, key, s.space.encode(arch), generation, evaluation)
-            s.evaluated(evaluation)

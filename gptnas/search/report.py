@@ -125,12 +125,14 @@ def write_screened(search, run_dir: Path) -> None:
 
 
 def fidelity_spent(search) -> list[str]:
-    """With --multi_fidelity: the evaluations of each rung, the full-training equivalents and seconds they cost."""
-    if search.halving is None:
-        return []
+    """With evaluations below the full schedule (--multi_fidelity, dehb): those of each fidelity, the
+    full-training equivalents and seconds they cost."""
     rows = evaluation_rows(search.store)
+    levels = sorted({level for *_, level, _ in rows})
+    if not levels or levels[0] == 1.0:
+        return []
     parts = []
-    for level in search.halving.levels:
+    for level in levels:
         at = [e for *_, f, e in rows if f == level]
         parts.append(f"{len(at)} at {level:.3g} ({sum(e.seconds for e in at):.1f} s)")
     spent = sum(f for *_, f, _ in rows)

@@ -32,6 +32,9 @@ class Strategy:
     uses_gpt = False  # it loads a GPT (the benchmark harness picks which, and refuses one that saw the table)
     settings_type: type | None = None  # the dataclass of its own settings (a group of EvolveConfig), if any
     reads: tuple[str, ...] = ()  # SearchSettings fields that only this strategy (and its subclasses) uses
+    multi_objective = True  # it takes --objectives with costs (NSGA-II, MOTPE ...)
+    screens = True  # --screen ranks what it proposes (it registers `propose`)
+    own_fidelities = False  # it chooses the fidelity of each evaluation itself (dehb), without --multi_fidelity
 
     def __init__(self, search, settings=None):
         self.search = search

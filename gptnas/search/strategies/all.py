@@ -6,6 +6,7 @@ from gptnas.search.strategies.genetic import GeneticAlgorithm
 from gptnas.search.strategies.random_search import RandomSearch
 from gptnas.search.strategies.regularized_evolution import RegularizedEvolution
 from gptnas.search.strategies.tpe import TreeParzen
+from gptnas.search.strategies.dehb import Dehb
 
-__all__ = ["GeneticAlgorithm", "GptGeneticAlgorithm", "GptSettings", "RandomSearch", "RegularizedEvolution",
+__all__ = ["Dehb", "GeneticAlgorithm", "GptGeneticAlgorithm", "GptSettings", "RandomSearch", "RegularizedEvolution",
            "TreeParzen", "get_strategy", "strategies", "strategy_names"]
