@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import pickle
+import random
 
 import pytest
 
@@ -13,10 +14,11 @@ import evolve
 from gptnas.bench.__main__ import main as bench_main
 from gptnas.errors import GptnasError
 from gptnas.evaluators import get_evaluator
-from gptnas.evaluators.train import TrainEvaluator, TrainSettings, schedule
+from gptnas.evaluators.train import TrainEvaluator, TrainSettings, share_of
 from gptnas.search.config import EvolveConfig
 from gptnas.search.executors import SerialExecutor
 from gptnas.search.run import build_search
+from gptnas.spaces import get_space
 from gptnas.tables import BENCHMARK_DIR_ENV, LOW_FIDELITY, load_low_fidelity
 
 NB201 = ["--space", "nas-bench-201", "--evaluator", "benchmark", "--dataset", "cifar10"]
@@ -170,7 +172,24 @@ def test_train_rungs_are_shares_of_the_schedule():
     evaluator = TrainEvaluator("cifar", "digits", TrainSettings(epochs=6, min_steps=300, batch_size=64))
     assert evaluator.fidelities(3) == pytest.approx([1 / 9, 1 / 3, 1.0])
     assert evaluator.fidelities(3, 0.3) == pytest.approx([1 / 3, 1.0])
-    settings = evaluator.at_fidelity(1 / 9).settings
-    _, full_epochs = schedule(700, evaluator.settings)
-    _, low_epochs = schedule(700, settings)
-    assert low_epochs == max(1, round(full_epochs / 9)) < full_epochs
+    assert evaluator.at_fidelity(1 / 9).settings.schedule_share == pytest.approx(1 / 9)
+    assert share_of(308, 1 / 9) == 34 and share_of(308, 1.0) == 308 and share_of(5, 0.01) == 1
+
+
+def test_a_train_rung_takes_its_share_of_the_optimizer_steps(monkeypatch):
+    import gptnas.evaluators.train as train
+
+    steps = []
+    real = train.train_epoch
+
+    def counting(*args, max_steps=None, **kwargs):
+        steps.append(max_steps)
+        return real(*args, max_steps=max_steps, **kwargs)
+    monkeypatch.setattr(train, "train_epoch", counting)
+    evaluator = get_evaluator("train", "cifar", "digits", device="cpu", epochs=3, min_steps=0, batch_size=64,
+                              max_train_examples=256)
+    arch = get_space("cifar").sample(random.Random(0))
+    assert evaluator.evaluate("cifar", arch).ok
+    full, epochs, steps[:] = sum(steps), len(steps), []
+    assert evaluator.at_fidelity(1 / 3).evaluate("cifar", arch).ok
+    assert epochs == 3 and sum(steps) == share_of(full, 1 / 3) == full // 3

@@ -142,7 +142,7 @@ class TrainSettings:
     min_steps: int = 300  # at least this many optimizer steps: more epochs on small data
     train_fraction: float = 1.0  # share of the training split candidates train on (--fidelity)
     image_scale: float = 1.0  # share of the images' side (--fidelity); image_size wins
-    schedule_share: float = 1.0  # share of the epochs trained: a rung of multi-fidelity search (gptnas/search/fidelity.py)
+    schedule_share: float = 1.0  # share of the optimizer steps: a rung of multi-fidelity search (gptnas/search/fidelity.py)
 
     def __post_init__(self):
         if not 0 < self.schedule_share <= 1:
@@ -232,8 +232,9 @@ class TrainEvaluator:
 
     def fidelities(self, eta: int, lowest: float | None = None) -> list[float]:
         """The rungs of multi-fidelity search, as shares of the full schedule: 1, 1/eta, 1/eta^2 ... down to
-        `lowest` (default DEFAULT_MIN_FIDELITY), ascending. Each rung trains from scratch on its share of the epochs, with the whole warm-up
-        and decay (a network is not continued from a lower rung: the schedule it was trained on has ended)."""
+        `lowest` (default DEFAULT_MIN_FIDELITY), ascending. Each rung trains from scratch for its share of the
+        optimizer steps, with warm-up and decay shortened alike (a network is not continued from a lower rung:
+        the schedule it was trained on has ended)."""
         levels, lowest = [1.0], DEFAULT_MIN_FIDELITY if lowest is None else lowest
         while levels[-1] / eta >= lowest * (1 - 1e-9):
             levels.append(levels[-1] / eta)
@@ -285,15 +286,17 @@ def train_and_score(
     model = build_network(space, arch, splits.num_classes, settings.seed, device)
     generator = torch.Generator().manual_seed(settings.seed)  # batch order and augmentation, on the CPU
     batch_size, epochs = schedule(len(splits.train_labels), settings)
-    warmup_steps = steps_per_epoch(len(splits.train_labels), batch_size)  # the whole first epoch
-    total_steps = epochs * warmup_steps
+    per_epoch = steps_per_epoch(len(splits.train_labels), batch_size)
+    warmup_steps = share_of(per_epoch, settings.schedule_share)  # the whole first epoch (of the full schedule)
+    total_steps = share_of(epochs * per_epoch, settings.schedule_share)
     optimizer = sgd(model, settings.lr)
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, warmup_steps, total_steps, settings.decay)
     )
     loss_fn = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
-    for epoch in range(1, epochs + 1):
-        train_epoch(model, splits, optimizer, loss_fn, generator, batch_size, epoch, step_schedule=lr_schedule)
+    for epoch in range(1, math.ceil(total_steps / per_epoch) + 1):
+        train_epoch(model, splits, optimizer, loss_fn, generator, batch_size, epoch, step_schedule=lr_schedule,
+                    max_steps=min(per_epoch, total_steps - (epoch - 1) * per_epoch))
     val_accuracy = accuracy(model, splits.val_images, splits.val_labels, splits)
     test_accuracy = accuracy(model, splits.test_images, splits.test_labels, splits)
     return val_accuracy, test_accuracy
@@ -309,11 +312,16 @@ def validation_share(n: int, val_fraction: float) -> float:
 def schedule(n_train: int, settings: TrainSettings) -> tuple[int, int]:
     """(batch size, epochs) for `n_train` training images: the batch at most `settings.batch_size` and small
     enough for MIN_STEPS_PER_EPOCH steps an epoch; the epochs at least `settings.epochs` and enough for
-    `settings.min_steps` steps in all; then `settings.schedule_share` of those epochs (at least one)."""
+    `settings.min_steps` steps in all. A rung of multi-fidelity search trains `settings.schedule_share` of these
+    steps, with the warm-up and decay shortened alike (`share_of`)."""
     batch_size = max(2, min(settings.batch_size, n_train // MIN_STEPS_PER_EPOCH))
     per_epoch = steps_per_epoch(n_train, batch_size)
-    epochs = max(settings.epochs, math.ceil(settings.min_steps / per_epoch))
-    return batch_size, epochs if settings.schedule_share == 1 else max(1, round(epochs * settings.schedule_share))
+    return batch_size, max(settings.epochs, math.ceil(settings.min_steps / per_epoch))
+
+
+def share_of(steps: int, share: float) -> int:
+    """`share` of `steps` optimizer steps, at least one."""
+    return steps if share == 1 else max(1, round(steps * share))
 
 
 __all__ = ["DATASETS", "TrainEvaluator", "TrainSettings", "schedule", "train_and_score", "validation_share"]

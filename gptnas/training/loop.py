@@ -79,8 +79,10 @@ def train_epoch(
     batch_size: int,
     epoch: int,
     step_schedule: torch.optim.lr_scheduler.LRScheduler | None = None,
+    max_steps: int | None = None,
 ) -> EpochResult:
-    """One pass over the training split in a seeded order, with augmentation.
+    """One pass over the training split in a seeded order, with augmentation (its first `max_steps` batches only,
+    when given: the last epoch of a shortened schedule).
 
     `step_schedule` is stepped after every optimizer step; a schedule by epochs is the caller's to step.
     Raises Diverged (naming `epoch`) as soon as a checked loss is not finite."""
@@ -92,7 +94,7 @@ def train_epoch(
     recent_loss = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
-    epoch_batches = batches(len(splits.train_labels), batch_size, generator)
+    epoch_batches = batches(len(splits.train_labels), batch_size, generator)[:max_steps]
     for step, batch in enumerate(epoch_batches):
         batch = batch.to(device, non_blocking=True)
         images = augment(normalise(splits.train_images[batch], splits.mean, splits.std), generator, splits.hflip)
