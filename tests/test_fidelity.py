@@ -193,3 +193,9 @@ def test_a_train_rung_takes_its_share_of_the_optimizer_steps(monkeypatch):
     full, epochs, steps[:] = sum(steps), len(steps), []
     assert evaluator.at_fidelity(1 / 3).evaluate("cifar", arch).ok
     assert epochs == 3 and sum(steps) == share_of(full, 1 / 3) == full // 3
+
+
+def test_dehb_without_a_lower_fidelity_is_refused_before_the_run_directory(tmp_path, capsys, requires_table):
+    requires_table("nas-bench-macro")
+    assert evolve.main(["--space", "nas-bench-macro", "--strategy", "dehb", "--output_dir", str(tmp_path / "r")]) == 2
+    assert "no fidelity below the full one" in capsys.readouterr().err and not (tmp_path / "r").exists()

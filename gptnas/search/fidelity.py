@@ -30,6 +30,7 @@ import math
 
 from gptnas.errors import GptnasError
 from gptnas.evaluators.base import WORST_FITNESS
+from gptnas.search.strategies import get_strategy
 
 DEFAULT_ETA = 3
 TOLERANCE = 1e-9  # sums of shares are compared to the budget up to rounding
@@ -41,15 +42,23 @@ def identity(settings) -> dict:
             if getattr(settings, name) is not None}
 
 
+def used(settings) -> bool:
+    """Whether the run evaluates below the full schedule: --multi_fidelity, or a strategy with fidelities of its
+    own (dehb)."""
+    return settings.multi_fidelity is not None or get_strategy(settings.strategy).own_fidelities
+
+
 def rungs(settings, evaluator) -> list[float]:
-    """The fidelities a generation's new architectures go through, ascending and ending at 1."""
+    """The fidelities the run evaluates at, ascending and ending at 1."""
+    what = "--multi_fidelity" if settings.multi_fidelity else f"--strategy {settings.strategy}"
     if not hasattr(evaluator, "fidelities"):
-        raise GptnasError(f"--multi_fidelity needs an evaluator that can train for less: train, or benchmark on "
+        raise GptnasError(f"{what} needs an evaluator that can train for less: train, or benchmark on "
                           f"nas-bench-201 (its 12-epoch table); {evaluator.name} cannot")
     levels = evaluator.fidelities(settings.eta, settings.min_fidelity)
     if len(levels) < 2:
-        raise GptnasError(f"--multi_fidelity: the {evaluator.name} evaluator has no fidelity below the full one at "
-                          f"or above --min_fidelity {settings.min_fidelity}; lower it or drop --multi_fidelity")
+        floor = f" at or above --min_fidelity {settings.min_fidelity}" if settings.min_fidelity is not None else ""
+        raise GptnasError(f"{what}: the {evaluator.name} evaluator has no fidelity below the full one here{floor}; "
+                          "use another space or evaluator")
     return levels
 
 

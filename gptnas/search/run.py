@@ -51,10 +51,11 @@ def build_search(config, run_dir: Path, executor=None, *, show_progress: bool = 
     the caller closes it with `search.executor.close()`)."""
     space = get_space(config.search.space)
     evaluator = get_evaluator(config.data.evaluator, space, config.data.dataset, **config.evaluator_options())
-    if config.search.multi_fidelity is not None:
+    fidelities = fidelity.used(config.search)
+    if fidelities:
         fidelity.rungs(config.search, evaluator)  # an evaluator without them: one line, before any data is fetched
     evaluator.prepare()  # missing data or tables: one line, before anything is written
-    if config.search.multi_fidelity is not None:
+    if fidelities:
         fidelity.prepare(config.search, evaluator)
     if config.search.latency_table is not None:  # read and checked once per process (Costs looks it up)
         load_latency_table(config.search.latency_table, space.name)

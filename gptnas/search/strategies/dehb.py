@@ -6,9 +6,10 @@ a configuration and the fidelity to evaluate it at, and is told the result. Here
 - a configuration is DEHB's vector in [0, 1]^D, read as the space's own choices (`SearchSpace.choose`): the
   i-th choice takes option floor(v[i] * options), with i taken modulo D, and D the most choices any of 256
   seeded samples of the space makes (a space with a variable number of blocks has a longer tail of choices);
-- its fidelities run from --min_fidelity (the evaluator's lowest rung) to 1 in steps of --eta. The
-  evaluator answers each at the highest of its own fidelities not above it (NAS-Bench-201: the 12-epoch
-  table below the full 200), and that is what the budget is charged (`--budget_unit full`) and DEHB told;
+- its fidelities run from the evaluator's lowest rung (--min_fidelity) to 1 in steps of --eta, an eta of at
+  most 1 / the lowest rung, so that DEHB has at least two fidelities. The evaluator answers each at the
+  highest of its own fidelities not above it (NAS-Bench-201: the 12-epoch table below the full 200), and
+  that is what the budget is charged (`--budget_unit full`) and DEHB told;
 - DEHB minimises, so it is told 100 minus the fitness; a network outside the hard limits is told the worst
   (100) and costs nothing.
 
@@ -30,6 +31,7 @@ import tempfile
 from deap import tools
 
 from gptnas.errors import GptnasError
+from gptnas.search import fidelity
 from gptnas.search.seeds import derived_seed
 from gptnas.search.strategies import Strategy, register
 
@@ -56,12 +58,12 @@ class Dehb(Strategy):
 
     def register(self, toolbox) -> None:
         s = self.search
-        self.levels = s.evaluator.fidelities(s.settings.eta, s.settings.min_fidelity) \
-            if hasattr(s.evaluator, "fidelities") else [1.0]
+        self.levels = fidelity.rungs(s.settings, s.evaluator)
         self.dimensions = choice_count(s.space, s.settings.seed)
         self.scratch = tempfile.TemporaryDirectory(prefix="gptnas-dehb-")  # DEHB's own log: the store has it all
         self.dehb = _dehb()(f=None, cs=None, dimensions=self.dimensions, min_fidelity=self.levels[0],
-                            max_fidelity=1.0, eta=s.settings.eta, n_workers=1, configspace=False,
+                            max_fidelity=1.0, eta=min(s.settings.eta, 1 / self.levels[0]), n_workers=1,
+                            configspace=False,
                             seed=derived_seed(s.settings.seed, "dehb") % 2**32,
                             output_path=self.scratch.name, save_freq="end")
         toolbox.register("select", tools.selBest, k=s.settings.population)
