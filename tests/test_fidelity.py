@@ -65,7 +65,7 @@ def test_a_pickle_that_is_not_the_pinned_table_is_refused_unread(tmp_path, monke
 def test_the_best_third_of_a_rung_is_promoted_and_only_full_evaluations_enter_the_population(tmp_path, mini_table):
     run = tmp_path / "run"
     assert evolve.main([*NB201, "--strategy", "ga", "--population", "9", "--generations", "2", "--seed", "5",
-                        "--multi_fidelity", "sh", "--output_dir", str(run)]) == 0
+                        "--multi_fidelity", "sh", "--eta", "3", "--output_dir", str(run)]) == 0
     evaluated = rows(run)
     for generation in ("0", "1", "2"):
         low = [r for r in evaluated if r["generation"] == generation and r["fidelity"] == "0.06"]
@@ -77,7 +77,7 @@ def test_the_best_third_of_a_rung_is_promoted_and_only_full_evaluations_enter_th
     full_keys = {r["key"] for r in evaluated if r["fidelity"] == "1"}
     assert {h["key"] for h in json.loads((run / "hall_of_fame.json").read_text())} <= full_keys
     config = EvolveConfig.from_flags(dict(space="nas-bench-201", dataset="cifar10", strategy="ga", population=9,
-                                          generations=2, seed=5, multi_fidelity="sh", output_dir=str(run)))
+                                          generations=2, seed=5, multi_fidelity="sh", eta=3, output_dir=str(run)))
     search = build_search(config, run, SerialExecutor(), show_progress=False)
     search.run()  # resumed: nothing left to evaluate
     assert search.population and all(c.key in full_keys for c in search.population)

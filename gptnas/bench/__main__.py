@@ -29,7 +29,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         "equivalents: --budget_unit full)")
     parser.add_argument("--multi_fidelity", choices=["sh"], default=None, help="successive halving inside every "
                         "generation, for every strategy that takes it (nas-bench-201: its 12-epoch table)")
-    parser.add_argument("--eta", type=int, default=None, help="--multi_fidelity: 1/eta of a rung goes on (default 3)")
+    parser.add_argument("--eta", type=int, default=None,
+                        help="--multi_fidelity, dehb: 1/eta of a rung goes on (default 9)")
     parser.add_argument("--min_fidelity", type=float, default=None, help="--multi_fidelity: the lowest rung")
     parser.add_argument("--budget_unit", choices=["query", "full"], default=None, help="what --budget counts: "
                         "queries (default) or full-training equivalents (a 12-epoch query costs 12/200); the "

@@ -78,7 +78,7 @@ class SearchSettings:
                 "fidelity, the best 1/eta go on to the next, and only networks trained in full enter the "
                 "population (train evaluator, or benchmark on nas-bench-201's 12-epoch table)"})
     eta: int | None = field(default=None, metadata={
-        "help": "--multi_fidelity, dehb: 1/eta of a rung goes on to the next (default 3); for the train evaluator "
+        "help": "--multi_fidelity, dehb: 1/eta of a rung goes on to the next (default 9); for the train evaluator "
                 "the rungs are 1, 1/eta, 1/eta^2 ... of the schedule", "needs": _NEEDS_FIDELITY})
     min_fidelity: float | None = field(default=None, metadata={
         "help": "--multi_fidelity, dehb: the lowest rung, as a share of the full schedule (train evaluator: "
