@@ -73,7 +73,8 @@ def test_the_best_third_of_a_rung_is_promoted_and_only_full_evaluations_enter_th
         assert len(full) == math.ceil(len(low) / 3) and low
         best_low = sorted(low, key=lambda r: -float(r["fitness"]))[: len(full)]
         assert {r["key"] for r in full} == {r["key"] for r in best_low}
-        assert [r["query"] for r in full] == [str(q) for q in range(int(full[0]["query"]), int(full[0]["query"]) + len(full))]
+        first = int(full[0]["query"])
+        assert [r["query"] for r in full] == [str(q) for q in range(first, first + len(full))]
     full_keys = {r["key"] for r in evaluated if r["fidelity"] == "1"}
     assert {h["key"] for h in json.loads((run / "hall_of_fame.json").read_text())} <= full_keys
     config = EvolveConfig.from_flags(dict(space="nas-bench-201", dataset="cifar10", strategy="ga", population=9,

@@ -243,7 +243,8 @@ class TrainEvaluator:
     def at_fidelity(self, fidelity: float) -> TrainEvaluator:
         if fidelity == self.settings.schedule_share:
             return self
-        other = TrainEvaluator(self.space_name, self.dataset, dataclasses.replace(self.settings, schedule_share=fidelity))
+        settings = dataclasses.replace(self.settings, schedule_share=fidelity)
+        other = TrainEvaluator(self.space_name, self.dataset, settings)
         other._splits = self._splits  # the same data and split: only the schedule differs
         return other
 

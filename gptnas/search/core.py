@@ -146,7 +146,8 @@ class SearchSettings:
         objectives = self.objective_list()
         strategy = get_strategy(self.strategy)
         if len(objectives) > 1 and not strategy.multi_objective:
-            raise GptnasError(f"--strategy {self.strategy} optimises accuracy alone; drop --objectives {self.objectives}")
+            raise GptnasError(f"--strategy {self.strategy} optimises accuracy alone; "
+                              f"drop --objectives {self.objectives}")
         if self.screen is not None and not strategy.screens:
             raise GptnasError(f"--strategy {self.strategy} proposes one network at a time through its own "
                               "optimiser; drop --screen")

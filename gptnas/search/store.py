@@ -200,7 +200,7 @@ class ResultStore:
                 (query, key, encoding, generation, json.dumps(evaluation.to_dict())),
             )
         self._cache[key] = evaluation
-        self._generation[key] = generation
+        self._generation[key] = min(self._generation.get(key, generation), generation)  # a rung may come first
 
     def add_rung(self, key: str, fidelity: float, encoding: str, generation: int, evaluation: Evaluation) -> None:
         """Commits one evaluation below the full schedule (`fidelity` < 1), like `add`."""
