@@ -1,12 +1,12 @@
-"""Multi-fidelity search (`--multi_fidelity sh --eta 3 --min_fidelity 0.11`): successive halving inside
+"""Multi-fidelity search (`--multi_fidelity sh --eta 9 --min_fidelity 0.11`): successive halving inside
 every generation, for every strategy that evaluates a generation at a time.
 
 The architectures a generation evaluates for the first time train first at the lowest rung (a share of
 the full schedule). The best ceil(n / eta) of them, by fitness at that rung (ties in proposal order), go on
 to the next rung, and so on up to the full schedule. The rungs are the evaluator's (`fidelities`):
-- `train`: 1, 1/eta, 1/eta^2 ... of the schedule's epochs, down to --min_fidelity (default 1/9). Each rung
-  trains from scratch with the whole warm-up and decay; a network is not continued from its checkpoint at a
-  lower rung, because the learning-rate schedule it was trained on has already ended there;
+- `train`: 1, 1/eta, 1/eta^2 ... of the schedule's optimizer steps, down to --min_fidelity (default 1/9). Each
+  rung trains from scratch, its warm-up and decay shortened alike; a network is not continued from its
+  checkpoint at a lower rung, because the learning-rate schedule it was trained on has already ended there;
 - `benchmark` on NAS-Bench-201: the 12-epoch table, then the 200-epoch one (a 12-epoch query costs 12/200).
 
 Only networks evaluated at the full schedule are compared with each other: they alone enter the population
