@@ -100,12 +100,12 @@ def test_the_budget_counts_every_rung_in_its_unit(tmp_path, mini_table, unit, bu
 
 def test_a_study_counts_full_training_equivalents(tmp_path, mini_table):
     out = tmp_path / "study"
-    assert bench_main(["--spaces", "nas-bench-201:cifar10", "--strategies", "ga,regularized-evolution", "--seeds", "2",
+    assert bench_main(["--spaces", "nas-bench-201:cifar10", "--strategies", "ga,dehb", "--seeds", "2",
                        "--budget", "5", "--budget_unit", "full", "--multi_fidelity", "sh", "--config", "none",
                        "--output_dir", str(out)]) == 0
     report = (out / "report.md").read_text()
     assert "acc @5" in report and "full-training equivalents" in report
-    assert "`regularized-evolution`: " in report and " and 0.0 below it" in report  # it runs single-fidelity
+    assert "`dehb`: " in report and "eta" not in json.loads((out / "study.json").read_text())["fidelity"]
     trajectory = json.loads((out / "runs/nas-bench-201_cifar10/ga/seed_0/trajectory.json").read_text())
     assert trajectory["rungs"] > 0 and trajectory["cost"] == sorted(trajectory["cost"])
     assert trajectory["cost"][-1] <= trajectory["spent"] <= 5 + 1e-9
@@ -136,6 +136,19 @@ def test_dehb_asks_fidelities_the_table_answers_at_and_is_refused_what_it_cannot
         assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not (tmp_path / "no").exists()
 
 
+def test_regularized_evolution_promotes_a_child_within_the_best_ninth_so_far(tmp_path, mini_table):
+    run = tmp_path / "run"
+    assert evolve.main([*NB201, "--strategy", "regularized-evolution", "--population", "18", "--generations", "3",
+                        "--multi_fidelity", "sh", "--output_dir", str(run)]) == 0
+    evaluated = rows(run)
+    low = [r for r in evaluated if r["fidelity"] == "0.06"]
+    promoted = {r["key"] for r in evaluated if r["fidelity"] == "1"}
+    assert len(low) > 18 and 2 <= len(promoted) < len(low) / 3
+    for r in low[18:]:  # a child: promoted when within the best ninth of the 12-epoch results up to it
+        so_far = sorted((float(x["fitness"]) for x in low if int(x["generation"]) <= int(r["generation"])), reverse=True)
+        assert (r["key"] in promoted) == (float(r["fitness"]) >= so_far[max(1, len(so_far) // 9) - 1])
+
+
 def test_tpe_is_told_which_trials_were_pruned(tmp_path, mini_table):
     pytest.importorskip("optuna")
     config = EvolveConfig.from_flags(dict(space="nas-bench-201", dataset="cifar10", strategy="tpe", population=6,
@@ -150,7 +163,7 @@ def test_tpe_is_told_which_trials_were_pruned(tmp_path, mini_table):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--strategy", "regularized-evolution", "--multi_fidelity", "sh"], "--multi_fidelity needs --strategy"),
+    (["--strategy", "dehb", "--multi_fidelity", "sh"], "--multi_fidelity needs --strategy"),
     (["--strategy", "ga", "--eta", "3"], "--eta needs --multi_fidelity sh"),
     (["--strategy", "ga", "--budget_unit", "full"], "--budget_unit needs --budget"),
     (["--strategy", "ga", "--multi_fidelity", "sh", "--eta", "1"], "eta must lie in"),

@@ -123,6 +123,8 @@ def kill_and_resume(args: list[str], run_dir: Path, total: int, kills: int, seed
     ("tpe", ["--strategy", "tpe"], 2),  # Optuna's sampler replays its trials from the store
     ("multi-fidelity", ["--strategy", "ga", "--multi_fidelity", "sh", "--budget", "30", "--budget_unit", "full"], 3),
     ("dehb", ["--strategy", "dehb", "--budget", "30", "--budget_unit", "full"], 2),  # DEHB replays its asks
+    ("asha", ["--strategy", "regularized-evolution", "--multi_fidelity", "sh", "--budget", "20", "--budget_unit",
+              "full"], 2),
 ])
 def test_kill_9_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_path, requires_table, name, extra, kills):
     requires_table("nas-bench-201:cifar10")

@@ -40,7 +40,7 @@ from gptnas.tables import TABLES, TABLES_BY_SPACE, benchmark_dir, table_for, tab
 DEFAULT_BENCHMARKS = ("nas-bench-macro", "channel-bench-mobilenet", "nas-bench-201:cifar10", "nas-bench-201:cifar100")
 TRAJECTORY = "trajectory.json"
 HARDWARE_FIELDS = ("objectives", "latency_table", "max_latency_ms")  # the study's, from the harness's flags
-# ... and multi-fidelity, for the strategies that take it (regularized evolution runs single-fidelity)
+# ... and multi-fidelity, for the strategies that take it (dehb takes eta and min_fidelity, not multi_fidelity)
 FIDELITY_FIELDS = ("multi_fidelity", "eta", "min_fidelity", "budget_unit")
 # What the harness decides itself; a study config may not set these.
 HARNESS_FIELDS = ("space", "dataset", "strategy", "seed", "budget", "evaluator", "output_dir", "executor", "workers",

@@ -242,9 +242,9 @@ class Search:
         raise GptnasError(f"no architecture within --max_params/--max_flops/--max_latency_ms in {FEASIBLE_TRIES} tries; "
                           "loosen them")
 
-    def evaluate(self, archs: list, generation: int) -> list:
+    def evaluate(self, archs: list, generation: int, asynchronous: bool = False) -> list:
         """Candidates with fitness for `archs`; new unique keys are evaluated and stored first (with
-        --multi_fidelity, rung by rung: gptnas/search/fidelity.py).
+        --multi_fidelity, rung by rung: gptnas/search/fidelity.py; `asynchronous`: promoted by ASHA's rule).
 
         Raises BudgetSpent (after storing what fitted) when the budget runs out. Query numbers follow
         submission order and depend on earlier generations only, so a generation resumed after a kill
@@ -256,7 +256,7 @@ class Search:
                 seen.add(key)
                 new.append((key, arch))
         if self.halving is not None:
-            if not self.halving.run(new, generation):
+            if not self.halving.run(new, generation, asynchronous):
                 raise BudgetSpent
             return [self.candidate(arch, key) for arch, key in zip(archs, keys)]
         base = self.store.evaluated_through(generation - 1)

@@ -1,5 +1,5 @@
 """Multi-fidelity search (`--multi_fidelity sh --eta 9 --min_fidelity 0.11`): successive halving inside
-every generation, for every strategy that evaluates a generation at a time.
+every generation, for every strategy.
 
 The architectures a generation evaluates for the first time train first at the lowest rung (a share of
 the full schedule). The best ceil(n / eta) of them, by fitness at that rung (ties in proposal order), go on
@@ -8,6 +8,9 @@ to the next rung, and so on up to the full schedule. The rungs are the evaluator
   rung trains from scratch, its warm-up and decay shortened alike; a network is not continued from its
   checkpoint at a lower rung, because the learning-rate schedule it was trained on has already ended there;
 - `benchmark` on NAS-Bench-201: the 12-epoch table, then the 200-epoch one (a 12-epoch query costs 12/200).
+
+Regularized evolution evaluates one child at a time, so there a network goes on when it is within the best
+1/eta of every result at its rung so far (asynchronous successive halving, ASHA's rule).
 
 Only networks evaluated at the full schedule are compared with each other: they alone enter the population
 and the hall of fame (`Search.full_fidelity`); the others inform only the promotion of their own rung.
@@ -77,9 +80,9 @@ class SuccessiveHalving:
         self.levels = rungs(search.settings, search.evaluator)
         self.eta = search.settings.eta
 
-    def run(self, new: list[tuple[str, object]], generation: int) -> bool:
+    def run(self, new: list[tuple[str, object]], generation: int, asynchronous: bool = False) -> bool:
         """Evaluates `new` ((key, arch) first met in `generation`, in proposal order) rung by rung; False when
-        the budget ran out (what fitted is stored)."""
+        the budget ran out (what fitted is stored). `asynchronous`: promote by `asynchronous_promotion`."""
         s = self.search
         spent = s.spent_through(generation - 1)
         group = new
@@ -95,9 +98,21 @@ class SuccessiveHalving:
                 return False
             if level == 1.0:
                 return True
+            if asynchronous:
+                group = self.asynchronous_promotion(allowed, level, generation)
+                continue
             scores = {key: self.fitness(key, level) for key, _ in allowed}
             ranked = sorted(allowed, key=lambda entry: -scores[entry[0]])  # stable: ties keep proposal order
             group = ranked[: math.ceil(len(allowed) / self.eta)]
+        return True
+
+    def asynchronous_promotion(self, entries: list, level: float, generation: int) -> list:
+        """Those of `entries` within the best max(1, n // eta) of all n results at `level` so far (generations up
+        to `generation`): ASHA's rule (Li et al. 2020), for a strategy that evaluates one network at a time."""
+        so_far = sorted(((self.fitness(key, level), key) for key, at, _, g, _ in self.search.store.rungs()
+                         if at == level and g <= generation), reverse=True)
+        best = {key for _, key in so_far[: max(1, len(so_far) // self.eta)]}
+        return [entry for entry in entries if entry[0] in best]
 
     def fitness(self, key: str, level: float) -> float:
         evaluation = self.search.store.rung(key, level)

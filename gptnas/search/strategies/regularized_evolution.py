@@ -3,6 +3,10 @@ child, drop the oldest. One cycle is one query; a generation is `population` cyc
 
 It keeps no checkpoint: a resumed run replays its cycles, and every architecture
 already in the result store costs no evaluation, so it continues exactly.
+
+With --multi_fidelity a child goes on to the next rung when it is within the best 1/eta of every result at
+its rung so far (ASHA's rule: there is no batch to halve), and only children trained in full join the
+population, which then fills up to `population` before its oldest members leave.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from gptnas.search.strategies import Strategy, register
 @register
 class RegularizedEvolution(Strategy):
     name = "regularized-evolution"
-    reads = ("sample_size",)
+    reads = ("sample_size", "multi_fidelity")
 
     def register(self, toolbox) -> None:
         s, c = self.search, self.search.settings
@@ -25,7 +29,7 @@ class RegularizedEvolution(Strategy):
         toolbox.register("propose_initial",
                          lambda: [s.make_feasible(s.space.sample(s.rng)) for _ in range(c.population)])
         toolbox.register("propose", self.propose)
-        toolbox.register("evaluate", s.evaluate)
+        toolbox.register("evaluate", s.evaluate, asynchronous=True)
 
     def propose(self, population: list) -> list:
         """One cycle's child: the best of `sample_size` random members, mutated."""
@@ -34,11 +38,10 @@ class RegularizedEvolution(Strategy):
     def run(self) -> list:
         s, c, toolbox = self.search, self.search.settings, self.toolbox
         s.seed_generation(0)
-        population = deque(toolbox.evaluate(toolbox.propose_initial(), 0))
+        population = deque(s.full_fidelity(toolbox.evaluate(toolbox.propose_initial(), 0)), maxlen=c.population)
         s.record(0, list(population), s.store.evaluated_in(0))
         for cycle in range(1, c.population * c.generations + 1):
-            population.append(toolbox.evaluate(toolbox.propose(list(population)), cycle)[0])
-            population.popleft()
+            population.extend(s.full_fidelity(toolbox.evaluate(toolbox.propose(list(population)), cycle)))
             if cycle % c.population == 0:  # a generation is `population` cycles
                 new = s.store.evaluated_through(cycle) - s.store.evaluated_through(cycle - c.population)
                 s.record(cycle // c.population, list(population), new, through=cycle)
