@@ -17,7 +17,8 @@ Definitions (stated in the report too):
   an evaluation at a share f of the full schedule costs f (NAS-Bench-201's 12-epoch table: 0.06), a full one 1;
   accuracy at B equivalents is the test accuracy of the best-fitness network trained in full within B, and
   "cost to optimum" is the budget spent when the optimum was first evaluated in full. With `--multi_fidelity sh`,
-  only networks evaluated at the full schedule are reported or compared; the lower rungs cost budget.
+  only networks evaluated at the full schedule are reported or compared; the lower rungs cost budget, and the
+  GPT's and the proxy's seconds per 100 queries count an evaluation at any fidelity as a query.
 """
 
 from __future__ import annotations
@@ -201,7 +202,7 @@ def benchmark_section(benchmark: Benchmark, groups: dict[str, list[dict]], budge
         at = {p: [c[p - 1] for c in curves] for p in points}
         hits = [first_query_reaching(t, best.fitness) for t in runs]
         near = [first_query_reaching(t, best.fitness - WITHIN) for t in runs]
-        queries = max(sum(len(t["fitness"]) for t in runs), 1)
+        queries = max(sum(len(t["fitness"]) + t.get("rungs", 0) for t in runs), 1)  # at every fidelity
         seconds = sum(t["gpt_seconds"] for t in runs) / queries * 100
         figures[strategy] = {"at": at, "median_to_optimum": median_queries(hits, budget), "hits": hits}
         lines.append("| " + " | ".join([strategy] + [mean_std(at[p]) for p in points]
