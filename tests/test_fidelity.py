@@ -213,3 +213,12 @@ def test_dehb_without_a_lower_fidelity_is_refused_before_the_run_directory(tmp_p
     requires_table("nas-bench-macro")
     assert evolve.main(["--space", "nas-bench-macro", "--strategy", "dehb", "--output_dir", str(tmp_path / "r")]) == 2
     assert "no fidelity below the full one" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_a_run_that_trains_nothing_in_full_says_so(tmp_path, capsys, mini_table):
+    pytest.importorskip("dehb")
+    run = tmp_path / "run"
+    assert evolve.main([*NB201, "--strategy", "dehb", "--population", "2", "--generations", "0",
+                        "--output_dir", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "no network was trained in full: 2 were evaluated below the full schedule" in err

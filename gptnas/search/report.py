@@ -64,6 +64,9 @@ def write_outputs(search, run_dir: Path) -> dict:
     for name, content in search.strategy.files().items():
         write_json(run_dir / name, content)
     outcomes = [e for *_, e in store.history()]
+    if not outcomes and store.rungs():
+        raise GptnasError(f"no network was trained in full: {len(store.rungs())} were evaluated below the full "
+                          f"schedule ({run_dir / 'evaluations.csv'}); give the run more --generations or --budget")
     if not any(e.ok for e in outcomes):
         raise GptnasError(nothing_worked(outcomes, run_dir))
     hall = ranked([_describe(space, c, store) for c in search.hall_of_fame])

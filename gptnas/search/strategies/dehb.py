@@ -11,7 +11,7 @@ a configuration and the fidelity to evaluate it at, and is told the result. Here
   highest of its own fidelities not above it (NAS-Bench-201: the 12-epoch table below the full 200), and
   that is what the budget is charged (`--budget_unit full`) and DEHB told;
 - DEHB minimises, so it is told 100 minus the fitness; a network outside the hard limits is told the worst
-  (100) and costs nothing.
+  (100) and costs nothing, not even a cycle: DEHB is asked again.
 
 One ask is one cycle, evaluated before the next is asked (DEHB's synchronous mode); a generation of the
 logbook is `population` cycles. Only networks evaluated at the full schedule enter the population and the
@@ -37,6 +37,7 @@ from gptnas.search.strategies import Strategy, register
 
 WORST = 100.0  # what DEHB minimises is 100 - fitness; a network that cannot be evaluated is told this
 DIMENSION_SAMPLES = 256
+MAX_INFEASIBLE_ASKS = 1_000  # in a row; in the cpu profile's `cifar` space at 8x8 about 1 in 12 asks is feasible
 
 
 def _dehb():
@@ -86,21 +87,30 @@ class Dehb(Strategy):
         s, c = self.search, self.search.settings
         everyone = {}  # key -> candidate, of the networks evaluated at the full schedule
         for cycle in range(c.population * (c.generations + 1)):
-            job = self.dehb.ask()
-            arch, level = self.architecture(job["config"]), self.level(float(job["fidelity"]))
-            fitness = WORST
-            if s.costs.feasible(arch):
-                key = s.space.key(arch)
-                s.evaluate_within_budget(level, key, arch, cycle)
-                evaluation = s.store.rung(key, level)
-                fitness = WORST - (evaluation.fitness if evaluation.ok else 0.0)
-                if level == 1.0:
-                    everyone[key] = s.candidate(arch, key)
-            self.dehb.tell(job, {"fitness": fitness, "cost": level})
+            job, arch, level = self.feasible_ask()
+            key = s.space.key(arch)
+            s.evaluate_within_budget(level, key, arch, cycle)
+            evaluation = s.store.rung(key, level)
+            self.dehb.tell(job, {"fitness": WORST - (evaluation.fitness if evaluation.ok else 0.0), "cost": level})
+            if level == 1.0:
+                everyone[key] = s.candidate(arch, key)
             if (cycle + 1) % c.population == 0:
                 new = s.store.evaluated_through(cycle) - s.store.evaluated_through(cycle - c.population)
                 s.record(cycle // c.population, self.toolbox.select(list(everyone.values())), new, through=cycle)
         return s.population
+
+
+    def feasible_ask(self) -> tuple:
+        """(job, architecture, fidelity) of DEHB's next ask within the hard limits; the asks outside them are told
+        the worst at no cost and take no cycle."""
+        for _ in range(MAX_INFEASIBLE_ASKS):
+            job = self.dehb.ask()
+            arch = self.architecture(job["config"])
+            if self.search.costs.feasible(arch):
+                return job, arch, self.level(float(job["fidelity"]))
+            self.dehb.tell(job, {"fitness": WORST, "cost": 0.0})
+        raise GptnasError(f"dehb asked for {MAX_INFEASIBLE_ASKS} networks in a row outside --max_params/--max_flops/"
+                          "--max_latency_ms; loosen them")
 
 
 def choice_count(space, seed: int) -> int:
