@@ -71,6 +71,8 @@ REFUSED = [
     (["--eta", "3"], "--eta needs --multi_fidelity sh (or --strategy dehb)"),
     (["--min_fidelity", "0.2"], "--min_fidelity needs --multi_fidelity sh (or --strategy dehb)"),
     (["--budget_unit", "full"], "--budget_unit needs --budget"),
+    (["--budget", "10", "--budget_unit", "full"], "--budget_unit needs --budget with --multi_fidelity sh"),
+    (["--multi_fidelity", "sh", "--min_fidelity", "1e-9"], "min_fidelity must lie in [0.001, 1)"),
     (["--strategy", "dehb", "--multi_fidelity", "sh"], "--multi_fidelity needs --strategy ga or gpt-ga"),
     (["--strategy", "dehb", "--objectives", "accuracy,params"], "--strategy dehb optimises accuracy alone"),
     (["--retrain_epochs", "3"], "the --retrain_* flags need --retrain RUN_DIR"),

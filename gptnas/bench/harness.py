@@ -33,6 +33,7 @@ from gptnas.gpt import transfer
 from gptnas.gpt.provenance import leaked, tables_seen_by
 from gptnas.search.config import EvolveConfig
 from gptnas.search.executors import SerialExecutor, tie_to_parent, workers_ignore_ctrl_c
+from gptnas.search.report import evaluation_rows
 from gptnas.search.run import build_search
 from gptnas.search.strategies.all import get_strategy
 from gptnas.tables import TABLES, TABLES_BY_SPACE, benchmark_dir, table_for, table_path
@@ -204,11 +205,13 @@ def plan(benchmarks: list[Benchmark], strategies: list[str], seeds: int, budget:
 
 
 def fidelity_settings(strategy: str, fidelity: dict) -> dict:
-    """The study's FIDELITY_FIELDS that `strategy` takes: the budget unit always, the rest where it runs
-    multi-fidelity (its own way, like dehb, or through --multi_fidelity)."""
-    config = EvolveConfig.from_flags({"strategy": strategy, "budget": 1, "multi_fidelity": "sh"}, "study") \
-        if get_strategy(strategy).uses("multi_fidelity") else EvolveConfig.from_flags({"strategy": strategy}, "study")
-    return {k: v for k, v in fidelity.items() if k == "budget_unit" or not config.needs(k)}
+    """The study's FIDELITY_FIELDS that `strategy` takes: all where it runs multi-fidelity (through
+    --multi_fidelity, or its own way like dehb), none where it cannot."""
+    flags = {"strategy": strategy, "budget": 1}
+    if get_strategy(strategy).uses("multi_fidelity"):
+        flags["multi_fidelity"] = "sh"
+    config = EvolveConfig.from_flags(flags, "study")
+    return {k: v for k, v in fidelity.items() if not config.needs(k)}
 
 
 # ---------------------------------------------------------------- one run (in any process)
@@ -246,19 +249,14 @@ def run_one(task: RunTask) -> dict:
 
 def spending(search) -> dict:
     """{"cost": the budget spent (in its unit) when each query of the history had finished, "rungs": evaluations
-    below the full schedule, "spent": the whole run's}: what a study counting full-training equivalents plots.
-    Within a generation, every lower rung is evaluated before the full schedule."""
-    unit, rungs = search.settings.budget_unit or "query", search.store.rungs()
-    lower: dict[int, float] = {}
-    for _, level, _, generation, _ in rungs:
-        lower[generation] = lower.get(generation, 0.0) + (1.0 if unit == "query" else level)
-    cost, spent, pending = [], 0.0, sorted(lower)
-    for *_, generation, _ in search.store.history():
-        while pending and pending[0] <= generation:
-            spent += lower[pending.pop(0)]
-        spent += 1
-        cost.append(round(spent, 9))
-    return {"cost": cost, "rungs": len(rungs), "spent": round(spent + sum(lower[g] for g in pending), 9)}
+    below the full schedule, "spent": the whole run's}: what a study counting full-training equivalents plots."""
+    cost, spent, rungs = [], 0.0, 0
+    for *_, level, _ in evaluation_rows(search.store):  # in the order the run made them
+        spent += search.price(level)
+        if level == 1.0:
+            cost.append(round(spent, 9))
+        rungs += level < 1.0
+    return {"cost": cost, "rungs": rungs, "spent": round(spent, 9)}
 
 
 def _init_worker(parent: int) -> None:

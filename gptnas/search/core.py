@@ -40,6 +40,7 @@ MAX_NOVELTY_TRIES = 1_000
 MAX_SCREEN_POOL = 1_000
 MAX_LATENCY_BATCH_SIZE = 4_096
 MAX_ETA = 100
+MIN_FIDELITY = 0.001  # the lowest rung: a thousandth of the schedule
 MAX_SEED = 2**32 - 1  # what every generator takes (numpy's legacy one included)
 # What the result store records of the run it belongs to (the rest may change); a store of another run is refused.
 IDENTITY = ("space", "strategy", "evaluator", "dataset", "seed", "population", "objectives", "max_params",
@@ -72,7 +73,8 @@ class SearchSettings:
     budget_unit: Literal["query", "full"] | None = field(default=None, metadata={
         "help": "what --budget counts: query (default: each evaluation, at any fidelity) or full (full-training "
                 "equivalents: an evaluation at a share f of the full schedule costs f)",
-        "needs": (lambda c: c.search.budget is not None, "--budget")})
+        "needs": (lambda c: c.search.budget is not None and fidelity.used(c.search),
+                  "--budget with --multi_fidelity sh (or --strategy dehb)")})
     multi_fidelity: Literal["sh"] | None = field(default=None, metadata={
         "help": "sh: successive halving inside every generation: new candidates train first at the lowest "
                 "fidelity, the best 1/eta go on to the next, and only networks trained in full enter the "
@@ -138,8 +140,8 @@ class SearchSettings:
             raise GptnasError(f"budget must be at least 1, got {self.budget}")
         if self.eta is not None and not 2 <= self.eta <= MAX_ETA:
             raise GptnasError(f"eta must lie in [2, {MAX_ETA}], got {self.eta}")
-        if self.min_fidelity is not None and not 0 < self.min_fidelity < 1:
-            raise GptnasError(f"min_fidelity must lie strictly between 0 and 1, got {self.min_fidelity}")
+        if self.min_fidelity is not None and not MIN_FIDELITY <= self.min_fidelity < 1:
+            raise GptnasError(f"min_fidelity must lie in [{MIN_FIDELITY}, 1), got {self.min_fidelity}")
         for name in ("crossover_rate", "mutation_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 raise GptnasError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
