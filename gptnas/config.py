@@ -112,22 +112,23 @@ def parse_yaml(text: str):
     return yaml.load(text, Loader=NoAliasLoader)  # noqa: S506 - a safe loader, aliases refused
 
 
-def load_yaml(path: str | Path) -> dict:
+def load_yaml(path: str | Path, what: str = "config file") -> dict:
+    """The mapping in the YAML file at `path` (`what` names the file in errors: "config file", "space file")."""
     path = Path(path)
     if not path.is_file():
-        raise GptnasError(f"config file {path} does not exist")
+        raise GptnasError(f"{what} {path} does not exist")
     if path.stat().st_size > MAX_YAML_BYTES:
-        raise GptnasError(f"config file {path} is larger than {MAX_YAML_BYTES} bytes; a config is a few kB")
+        raise GptnasError(f"{what} {path} is larger than {MAX_YAML_BYTES} bytes; it should be a few kB")
     try:
         data = parse_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
-        raise GptnasError(f"config file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+        raise GptnasError(f"{what} {path} is not valid YAML: {str(error).splitlines()[0]}") from None
     except UnicodeDecodeError:
-        raise GptnasError(f"config file {path} is not UTF-8 text; save it as UTF-8") from None
+        raise GptnasError(f"{what} {path} is not UTF-8 text; save it as UTF-8") from None
     except OSError as error:
-        raise GptnasError(f"config file {path} cannot be read ({error.strerror})") from None
+        raise GptnasError(f"{what} {path} cannot be read ({error.strerror})") from None
     if not isinstance(data, dict):
-        raise GptnasError(f"config file {path} must be a mapping of keys to values")
+        raise GptnasError(f"{what} {path} must be a mapping of keys to values")
     return data
 
 

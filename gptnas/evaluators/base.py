@@ -114,10 +114,11 @@ def model_cost(space: SearchSpace, arch: Any, num_classes: int, input_size: int 
     return {"params": count_params(model), "flops": count_macs(model, input_size)}
 
 
-def check_space(expected: str, space: SearchSpace | str) -> SearchSpace:
-    space = get_space(space)
-    if space.name != expected:
-        raise ValueError(f"this evaluator was made for space {expected!r}, not {space.name!r}")
+def check_space(expected: str | dict, space: SearchSpace | str) -> SearchSpace:
+    """`space`, when it is the one an evaluator was made for (`expected`: that space's reference)."""
+    space, name = get_space(space), get_space(expected).name
+    if space.name != name:
+        raise ValueError(f"this evaluator was made for space {name!r}, not {space.name!r}")
     return space
 
 

@@ -157,7 +157,7 @@ class ProxyEvaluator:
 
     def __init__(self, space: SearchSpace | str, dataset: str, settings: ProxySettings | None = None):
         check_dataset(dataset, also=tuple(NOISE_ONLY))
-        self.space_name = get_space(space).name
+        self.space_ref = get_space(space).reference
         self.dataset = dataset
         self.settings = settings or ProxySettings()
         self._inputs: dict[str, torch.Tensor] = {}  # device -> minibatch; made on first use
@@ -183,7 +183,7 @@ class ProxyEvaluator:
     @property
     def input_size(self) -> int:
         size = NOISE_ONLY[self.dataset][1] if self.dataset in NOISE_ONLY else None
-        return size or self.settings.image_size or get_space(self.space_name).input_size
+        return size or self.settings.image_size or get_space(self.space_ref).input_size
 
     @property
     def metric(self) -> str:
@@ -204,7 +204,7 @@ class ProxyEvaluator:
     def data(self) -> ImageData:
         """The whole dataset, loaded once per process (GptnasError when it cannot be had)."""
         s = self.settings
-        return load_images(self.dataset, s.data_dir, get_space(self.space_name).input_size, revision=s.dataset_revision,
+        return load_images(self.dataset, s.data_dir, get_space(self.space_ref).input_size, revision=s.dataset_revision,
                            image_column=s.image_column, label_column=s.label_column, image_size=s.image_size)
 
     def inputs(self, device: torch.device) -> torch.Tensor:
@@ -222,7 +222,7 @@ class ProxyEvaluator:
         return self._inputs[str(device)]
 
     def evaluate(self, space: SearchSpace | str, arch: Any) -> Evaluation:
-        space = check_space(self.space_name, space)
+        space = check_space(self.space_ref, space)
         device = resolve_device(self.settings.device)
         inputs = self.inputs(device)
         cost = self._cost(space, arch) if self.settings.costs else {"params": 0, "flops": 0}
@@ -251,4 +251,4 @@ class ProxyEvaluator:
         return self._costs[key]
 
     def __repr__(self) -> str:
-        return f"ProxyEvaluator({self.space_name!r}, {self.dataset!r}, {self.settings})"
+        return f"ProxyEvaluator({get_space(self.space_ref).name!r}, {self.dataset!r}, {self.settings})"

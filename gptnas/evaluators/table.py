@@ -45,7 +45,7 @@ class TableEvaluator:
 
     def __init__(self, space: SearchSpace | str, dataset: str, fidelity: float = 1.0):
         self.table_name = table_for(space, dataset)
-        self.space_name = get_space(space).name
+        self.space_ref = get_space(space).reference
         self.dataset = dataset
         self.fidelity = fidelity
         if fidelity == 1.0:
@@ -63,7 +63,7 @@ class TableEvaluator:
         return [f for f in ([low.fraction] if low else []) if lowest is None or f >= lowest] + [1.0]
 
     def at_fidelity(self, fidelity: float) -> TableEvaluator:
-        return self if fidelity == self.fidelity else TableEvaluator(self.space_name, self.dataset, fidelity)
+        return self if fidelity == self.fidelity else TableEvaluator(self.space_ref, self.dataset, fidelity)
 
     @property
     def metric(self) -> str:
@@ -81,7 +81,7 @@ class TableEvaluator:
 
     @property
     def input_size(self) -> int:
-        return INPUT_SIZE.get(self.dataset, get_space(self.space_name).input_size)
+        return INPUT_SIZE.get(self.dataset, get_space(self.space_ref).input_size)
 
     @property
     def num_classes(self) -> int:
@@ -94,7 +94,7 @@ class TableEvaluator:
         return load_table(self.table_name)  # cached per process by gptnas.tables
 
     def evaluate(self, space: SearchSpace | str, arch: Any) -> Evaluation:
-        space = check_space(self.space_name, space)
+        space = check_space(self.space_ref, space)
         key = space.key(arch)
         record = self.table.get(key)
         if record is None:  # every canonical key is in its table; a miss is a bug in the space
@@ -118,4 +118,4 @@ class TableEvaluator:
 
     def __repr__(self) -> str:
         fidelity = f", fidelity={self.fidelity:g}" if self.fidelity < 1.0 else ""
-        return f"TableEvaluator({self.space_name!r}, {self.dataset!r}{fidelity})"
+        return f"TableEvaluator({get_space(self.space_ref).name!r}, {self.dataset!r}{fidelity})"

@@ -177,7 +177,7 @@ class TrainEvaluator:
 
     def __init__(self, space: SearchSpace | str, dataset: str, settings: TrainSettings | None = None):
         check_dataset(dataset)
-        self.space_name = get_space(space).name
+        self.space_ref = get_space(space).reference
         self.dataset = dataset
         self.settings = settings or TrainSettings()
         self._splits: dict[str, Splits] = {}  # device -> splits held there; made on first use
@@ -209,7 +209,7 @@ class TrainEvaluator:
     def data(self) -> ImageData:
         """The whole dataset, loaded once per process (GptnasError when it cannot be had)."""
         s = self.settings
-        data = load_images(self.dataset, s.data_dir, get_space(self.space_name).input_size, revision=s.dataset_revision,
+        data = load_images(self.dataset, s.data_dir, get_space(self.space_ref).input_size, revision=s.dataset_revision,
                            image_column=s.image_column, label_column=s.label_column, image_size=s.image_size)
         if s.image_size is None and s.image_scale < 1:
             side = data.train_images.shape[-1]
@@ -244,12 +244,12 @@ class TrainEvaluator:
         if fidelity == self.settings.schedule_share:
             return self
         settings = dataclasses.replace(self.settings, schedule_share=fidelity)
-        other = TrainEvaluator(self.space_name, self.dataset, settings)
+        other = TrainEvaluator(self.space_ref, self.dataset, settings)
         other._splits = self._splits  # the same data and split: only the schedule differs
         return other
 
     def evaluate(self, space: SearchSpace | str, arch: Any) -> Evaluation:
-        space = check_space(self.space_name, space)
+        space = check_space(self.space_ref, space)
         device = resolve_device(self.settings.device)
         splits = self.splits(device)  # a user error (no data) stops the run: every candidate would fail alike
         cost = safe_cost(space, arch, splits.num_classes, splits.train_images.shape[-1])
@@ -274,7 +274,7 @@ class TrainEvaluator:
         return result
 
     def __repr__(self) -> str:
-        return f"TrainEvaluator({self.space_name!r}, {self.dataset!r}, {self.settings})"
+        return f"TrainEvaluator({get_space(self.space_ref).name!r}, {self.dataset!r}, {self.settings})"
 
 
 # ---------------------------------------------------------------- the run

@@ -41,6 +41,22 @@ class Trie:
             raise ValueError("a segment must have at least one token")
         node.terminal, node.payload = True, payload
 
+    def nodes(self):
+        """Every node of the trie, this one first."""
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(node.children.values())
+
+    def tokens(self) -> set[str]:
+        """Every token on a path of the trie."""
+        return {token for node in self.nodes() for token in node.children}
+
+    def payloads(self) -> list:
+        """The payload of every segment in the trie."""
+        return [node.payload for node in self.nodes() if node.terminal]
+
     def leaves(self, prefix: tuple[str, ...] = ()):
         """Yields (tokens, payload) for every segment in the trie."""
         if self.terminal:

@@ -278,7 +278,7 @@ class Search:
         else:
             todo = [(None, key, arch) for key, arch in entries if self.store.rung(key, level) is None]
         evaluator = self.evaluator if level == 1.0 else self.evaluator.at_fidelity(level)
-        for index, evaluation in self.executor.run(evaluator, self.space.name, [arch for *_, arch in todo]):
+        for index, evaluation in self.executor.run(evaluator, self.space.reference, [arch for *_, arch in todo]):
             query, key, arch = todo[index]
             evaluation = self.costs.with_latency(arch, evaluation)
             if query is None:

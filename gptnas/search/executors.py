@@ -26,14 +26,14 @@ from gptnas.spaces import get_space
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def evaluate_job(evaluator, space_name: str, arch):
-    return evaluator.evaluate(get_space(space_name), arch)
+def evaluate_job(evaluator, space_ref: str | dict, arch):
+    return evaluator.evaluate(get_space(space_ref), arch)
 
 
 class SerialExecutor:
-    def run(self, evaluator, space_name: str, archs: list) -> Iterator[tuple[int, object]]:
+    def run(self, evaluator, space_ref: str | dict, archs: list) -> Iterator[tuple[int, object]]:
         for index, arch in enumerate(archs):
-            yield index, evaluate_job(evaluator, space_name, arch)
+            yield index, evaluate_job(evaluator, space_ref, arch)
 
     def close(self, finished: bool = False) -> None:
         pass
@@ -119,8 +119,8 @@ class ProcessExecutor:
         while started.value < workers and time.monotonic() < deadline:
             time.sleep(0.01)
 
-    def run(self, evaluator, space_name: str, archs: list) -> Iterator[tuple[int, object]]:
-        futures = {self.pool.submit(evaluate_job, evaluator, space_name, arch): i for i, arch in enumerate(archs)}
+    def run(self, evaluator, space_ref: str | dict, archs: list) -> Iterator[tuple[int, object]]:
+        futures = {self.pool.submit(evaluate_job, evaluator, space_ref, arch): i for i, arch in enumerate(archs)}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -153,9 +153,9 @@ class RayExecutor:
         self.remote = ray.remote(num_gpus=gpus)(evaluate_job)
         self.ray = ray
 
-    def run(self, evaluator, space_name: str, archs: list) -> Iterator[tuple[int, object]]:
+    def run(self, evaluator, space_ref: str | dict, archs: list) -> Iterator[tuple[int, object]]:
         evaluator_ref = self.ray.put(evaluator)
-        refs = {self.remote.remote(evaluator_ref, space_name, arch): i for i, arch in enumerate(archs)}
+        refs = {self.remote.remote(evaluator_ref, space_ref, arch): i for i, arch in enumerate(archs)}
         pending = list(refs)
         while pending:
             done, pending = self.ray.wait(pending, num_returns=1)

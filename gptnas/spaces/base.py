@@ -106,6 +106,12 @@ class SearchSpace(ABC):
     def tag(self) -> str:
         return T.space_tag(self.name)
 
+    @property
+    def reference(self) -> str | dict:
+        """What `get_space` takes to give this space back, in another process or from a record: its name (a
+        declared space: its definition)."""
+        return self.name
+
     @cached_property
     def grammar(self) -> Grammar:
         language = _SpaceLanguage(self)
@@ -261,14 +267,18 @@ class _SpaceLanguage:
 
 def _vocabulary(language: _SpaceLanguage) -> frozenset[str]:
     seen, frontier, words = set(), [language.start_context()], set()
+    read: dict[int, tuple[Trie, list]] = {}  # contexts share tries: each is read once (and kept, so ids stay its)
     while frontier:
         context = frontier.pop()
         if context in seen:
             continue
         seen.add(context)
-        for tokens, payload in language.segments(context).leaves():
-            words.update(tokens)
-            frontier.append(language.advance(context, payload))
+        trie = language.segments(context)
+        if id(trie) not in read:
+            read[id(trie)] = (trie, trie.payloads())
+            words.update(trie.tokens())
+        payloads = read[id(trie)][1]
+        frontier.extend(language.advance(context, payload) for payload in payloads)
     return frozenset(words)
 
 

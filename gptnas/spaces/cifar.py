@@ -13,12 +13,13 @@ from __future__ import annotations
 import functools
 import random
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from gptnas.errors import GptnasError, quote
+from gptnas.spaces import block_kinds as K
 from gptnas.spaces import blocks as B
 from gptnas.spaces.base import SPACES, SearchSpace, count_macs, count_params
 
@@ -27,78 +28,22 @@ STEM_WIDTHS = (16, 24, 32, 48, 64)
 MIN_BLOCKS, MAX_BLOCKS, MAX_DOWNSAMPLES = 10, 20, 3
 
 
-def _inverted_residual(kernel: int, expansion: int, se: bool):
-    def build(cin, cout, stride):
-        squeeze = max(1, cin // 4) if se else None  # EfficientNet's squeeze width
-        return B.inverted_residual(cin, cout, stride, kernel, hidden=cin * expansion, act="silu", se_squeeze=squeeze)
-
-    return build
-
-
-def _resnet_basic(cin, cout, stride):
-    body = (B.conv_bn_act(cin, cout, 3, stride), B.conv_bn_act(cout, cout, 3, act=None))
-    return B.residual(body, B.projection(cin, cout, stride), post_act="relu")
-
-
-def _wide_basic(cin, cout, stride):
-    body = (B.bn_act_conv(cin, cout, 3, stride), B.bn_act_conv(cout, cout, 3))
-    return B.residual(body, B.projection(cin, cout, stride, norm=False))
-
-
-def _inception(cin, cout, stride):
-    branch, reduce = cout // 4, max(1, cout // 8)
-    return B.branches_cat(
-        (B.conv_bn_act(cin, branch, 1),),
-        (B.conv_bn_act(cin, reduce, 1), B.conv_bn_act(reduce, branch, 3)),
-        (B.conv_bn_act(cin, reduce, 1), B.conv_bn_act(reduce, branch, 5)),
-        (B.pool("max", 3, 1), B.conv_bn_act(cin, branch, 1)),
-    )
-
-
-def _shuffle(cin, cout, stride):
-    half = cout // 2
-    if stride == 1 and cin == cout:
-        branch2 = (
-            B.conv_bn_act(half, half, 1),
-            B.conv_bn_act(half, half, 3, groups=half, act=None),
-            B.conv_bn_act(half, half, 1),
-        )
-        return B.shuffle_unit(None, branch2)
-    branch1 = (B.conv_bn_act(cin, cin, 3, stride, groups=cin, act=None), B.conv_bn_act(cin, half, 1))
-    branch2 = (
-        B.conv_bn_act(cin, half, 1),
-        B.conv_bn_act(half, half, 3, stride, groups=half, act=None),
-        B.conv_bn_act(half, half, 1),
-    )
-    return B.shuffle_unit(branch1, branch2)
-
-
-def _pool(kind: str):
-    return lambda cin, cout, stride: B.pool(kind, 2, 2)
-
-
-class Kind(NamedTuple):
-    build: Callable[[int, int, int], B.Layers]  # (in width, out width, stride) -> layers
-    strides: tuple[int, ...]
-    keeps_width: bool = False  # pooling: no width gene, the output width is the input width
-
-
-KINDS: dict[str, Kind] = {
-    "resnet_basic": Kind(_resnet_basic, (1, 2)),
-    "resnet_bottleneck": Kind(lambda i, o, s: B.bottleneck(i, o, s, mid=o // 4), (1, 2)),
-    "resnext_bottleneck": Kind(lambda i, o, s: B.bottleneck(i, o, s, mid=o // 2, groups=o // 8), (1, 2)),
-    "wide_basic": Kind(_wide_basic, (1, 2)),
-    "mbconv_k3_e3": Kind(_inverted_residual(3, 3, se=False), (1, 2)),
-    "mbconv_k3_e6": Kind(_inverted_residual(3, 6, se=False), (1, 2)),
-    "mbconv_k5_e6": Kind(_inverted_residual(5, 6, se=False), (1, 2)),
-    "mbconv_se_k3_e6": Kind(_inverted_residual(3, 6, se=True), (1, 2)),
-    "mbconv_se_k5_e6": Kind(_inverted_residual(5, 6, se=True), (1, 2)),
-    "inception": Kind(_inception, (1,)),
-    "regnet_x": Kind(lambda i, o, s: B.bottleneck(i, o, s, mid=o, groups=o // 8), (1, 2)),
-    "regnet_y": Kind(lambda i, o, s: B.bottleneck(i, o, s, mid=o, groups=o // 8, se_squeeze=max(1, round(i / 4))), (1, 2)),
-    "shufflenet_v2": Kind(_shuffle, (1, 2)),
-    "maxpool": Kind(_pool("max"), (2,), keeps_width=True),
-    "avgpool": Kind(_pool("avg"), (2,), keeps_width=True),
+KINDS: dict[str, K.Kind] = {
+    "resnet_basic": K.kind("resnet_basic"),
+    "resnet_bottleneck": K.kind("resnet_bottleneck"),
+    "resnext_bottleneck": K.kind("resnext_bottleneck"),
+    "wide_basic": K.kind("wide_basic"),
+    "mbconv_k3_e3": K.kind("mbconv", kernel=3, expansion=3),
+    "mbconv_k3_e6": K.kind("mbconv", kernel=3, expansion=6),
+    "mbconv_k5_e6": K.kind("mbconv", kernel=5, expansion=6),
+    "mbconv_se_k3_e6": K.kind("mbconv", kernel=3, expansion=6, se=True),
+    "mbconv_se_k5_e6": K.kind("mbconv", kernel=5, expansion=6, se=True),
+    "inception": K.kind("inception"),
+    "regnet_x": K.kind("regnet_x"),
+    "regnet_y": K.kind("regnet_y"),
+    "shufflenet_v2": K.kind("shufflenet_v2"),
+    "maxpool": K.kind("maxpool"),
+    "avgpool": K.kind("avgpool"),
 }
 
 

@@ -1,0 +1,724 @@
+"""A search space declared in a YAML file: a stem, stages of blocks from the block library, a head.
+
+    name: mobile96               # optional (default: the file's name)
+    tag: timm                    # optional: the corpus source the GPT reads these networks as
+    input: {size: 96, channels: 3}
+    stem: {kernel: 3, stride: 2, width: [16, 24]}
+    stages:
+      - depth: [1, 3]            # blocks in the stage: a number, or [min, max]
+        stride: 2                # the first block's stride (the others keep the resolution)
+        width: [24, 32]          # the stage's output width, chosen once (width_per_block: true, per block)
+        blocks:                  # the kinds its blocks choose from, each with options fixed or searched
+          - mbconv: {kernel: [3, 5], expansion: [3, 6], se: [false, true]}
+          - resnet_basic
+    head: {width: 1280}          # optional 1x1 conv before pooling and the classifier
+    limits: {max_params: 2000000, max_macs: 5000000}
+
+Everything else follows from it: the genes, the exact grammar (stage boundaries need no tokens of their
+own: the grammar tracks every stage a block could belong to), the networks, their costs, sampling,
+mutation and crossover. The file is checked when it is loaded, and a mistake names its field.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import json
+import math
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from gptnas.config import load_yaml
+from gptnas.errors import GptnasError, quote
+from gptnas.language import tokens as T
+from gptnas.spaces import block_kinds as K
+from gptnas.spaces import blocks as B
+from gptnas.spaces.base import SPACES, SearchSpace, count_macs, count_params
+
+SPACE_FILE_SUFFIXES = (".yaml", ".yml")
+FIELDS = ("name", "tag", "input", "stem", "stages", "head", "limits", "max_downsamples")
+MAX_DEPTH, MAX_STAGES, MAX_WIDTH, MAX_INPUT = 64, 16, 8192, 1024
+MAX_SAMPLE_TRIES, MAX_EDIT_TRIES = 1000, 64
+NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+
+
+class Block(NamedTuple):
+    kind: str  # a variant: a library kind with its options (`mbconv_k5_e6_se`)
+    width: int  # output width; 0 for pooling, which keeps its input width
+    stride: int
+
+
+class Head(NamedTuple):
+    width: int  # the 1x1 conv's width before pooling; 0: pooling and the classifier only
+
+
+@dataclass(frozen=True)
+class DeclaredArch:
+    stem: int
+    blocks: tuple[Block, ...]
+    head: Head
+
+
+@dataclass(frozen=True)
+class Stage:
+    min_depth: int
+    max_depth: int
+    stride: int  # the first block's; ignored when `strides` is set
+    strides: tuple[int, ...] | None  # every block chooses its stride from these
+    widths: tuple[int, ...]
+    width_per_block: bool
+    kinds: tuple[str, ...]  # variant names, in the file's order
+
+
+State = tuple[int, int, int]  # (stage, blocks written in it, its width once chosen, else 0)
+_STEM, _DONE = "stem", "done"
+
+
+class DeclaredSpace(SearchSpace):
+    """A space from a definition (the mapping of a space file); `load_space(path)` reads one."""
+
+    def __init__(self, definition: dict, where: str = "space"):
+        spec = _Parser(where).space(definition)
+        self.definition = {**definition, "name": spec["name"], "tag": spec["tag"]}  # the space, wherever it goes
+        self.name, self.input_size, self._tag = spec["name"], spec["input_size"], spec["tag"]
+        self.stem_kernel, self.stem_stride, self.stem_widths = spec["stem"]
+        self.stages: tuple[Stage, ...] = spec["stages"]
+        self.variants: dict[str, K.Kind] = spec["variants"]
+        self.head_widths: tuple[int, ...] = spec["head"]
+        self.max_downsamples: int | None = spec["max_downsamples"]
+        self.limits: dict[str, int] = spec["limits"]  # {"params": ..., "flops": ...}, those declared
+        self._costs: dict[tuple, int] = {}
+        self._option_sets: dict[Any, frozenset] = {}
+        _check_spellings(self, where)
+        _check_limits(self, where)
+
+    @property
+    def tag(self) -> str:
+        return T.space_tag(self._tag)
+
+    @property
+    def reference(self) -> dict:
+        return self.definition
+
+    def __reduce__(self):  # pickled as its definition (worker processes build it again)
+        return declared_space, (self.definition,)
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """sha256 of the definition: two spaces with the same digest are the same space."""
+        return hashlib.sha256(json.dumps(self.definition, sort_keys=True, default=str).encode()).hexdigest()
+
+    # ------------------------------------------------------------ validity
+
+    def check(self, arch: DeclaredArch) -> None:
+        """GptnasError saying where `arch` leaves the space's grammar (its limits are not checked here)."""
+        if not isinstance(arch, DeclaredArch):
+            raise GptnasError(f"a {self.name} architecture is a DeclaredArch, got {type(arch).__name__}")
+        context = self._start()
+        for i, payload in enumerate(self._payloads(arch)):
+            if payload not in self._option_set(context):
+                raise GptnasError(f"segment {i} ({_describe(payload)}) is not allowed there in space {self.name}")
+            context = self._advance(context, payload)
+
+    def within_limits(self, arch: DeclaredArch) -> bool:
+        costs = self._summed_costs(arch, tuple(self.limits))
+        return all(costs[metric] <= limit for metric, limit in self.limits.items())
+
+    def is_valid(self, arch) -> bool:
+        try:
+            self.check(arch)
+        except GptnasError:
+            return False
+        return self.within_limits(arch)
+
+    # ------------------------------------------------------------ genes
+
+    def sample(self, rng: random.Random) -> DeclaredArch:
+        """Each stage's depth uniformly, its strided blocks (where blocks choose) at random places, each block's
+        kind, then its stride and width uniformly; drawn again while over a limit."""
+        for _ in range(MAX_SAMPLE_TRIES):
+            arch = self._draw(rng)
+            if self.within_limits(arch):
+                return arch
+        raise GptnasError(f"space {self.name}: no network within its limits in {MAX_SAMPLE_TRIES} samples; "
+                          "raise limits.max_params / limits.max_macs or offer smaller widths")
+
+    def _draw(self, rng: random.Random) -> DeclaredArch:
+        depths = [rng.randint(s.min_depth, s.max_depth) for s in self.stages]
+        chosen = [(i, n) for i, s in enumerate(self.stages) if s.strides and 2 in s.strides for n in range(depths[i])]
+        room = len(chosen) if self.max_downsamples is None else self.max_downsamples - self._fixed_downsamples(depths)
+        strided = set(rng.sample(chosen, rng.randint(0, max(0, min(room, len(chosen))))))
+        blocks, cin = [], rng.choice(self.stem_widths)
+        stem = cin
+        for i, stage in enumerate(self.stages):
+            shared = 0
+            for n in range(depths[i]):
+                stride = (2 if (i, n) in strided else 1) if stage.strides else (stage.stride if n == 0 else 1)
+                block = self._random_block(rng, stage, stride, shared)
+                shared = shared or (0 if stage.width_per_block else block.width)
+                blocks.append(block)
+        return DeclaredArch(stem, tuple(blocks), Head(rng.choice(self.head_widths)))
+
+    def _fixed_downsamples(self, depths: list[int]) -> int:
+        return sum(s.stride == 2 for s, d in zip(self.stages, depths) if not s.strides and d)
+
+    def _random_block(self, rng: random.Random, stage: Stage, stride: int, shared_width: int) -> Block:
+        kind = rng.choice([k for k in stage.kinds if stride in self.variants[k].strides])
+        if self.variants[kind].keeps_width:
+            return Block(kind, 0, stride)
+        return Block(kind, shared_width or rng.choice(stage.widths), stride)
+
+    def mutate(self, arch: DeclaredArch, rng: random.Random) -> DeclaredArch:
+        """One random edit (a block redrawn, inserted or deleted, a stage's width, the stem or the head);
+        retried until the child is valid, within the limits and new."""
+        staged = self.staging(arch)
+        for _ in range(MAX_EDIT_TRIES):
+            stages = [list(blocks) for blocks in staged]
+            stem, head = arch.stem, arch.head
+            i = rng.randrange(len(stages))
+            stage, blocks = self.stages[i], stages[i]
+            n = rng.randrange(len(blocks))
+            edit, anchor = rng.choice(("block", "block", "insert", "delete", "width", "stem", "head")), (i, n)
+            if edit == "block":
+                blocks[n] = self._random_block(rng, stage, _stride(rng, stage, blocks[n].stride), 0)
+            elif edit == "insert" and len(blocks) < stage.max_depth:
+                blocks.insert(n + 1, self._random_block(rng, stage, _stride(rng, stage, 1), 0))
+                anchor = (i, n + 1)
+            elif edit == "delete" and len(blocks) > stage.min_depth:
+                del blocks[n]
+                anchor = None
+            elif edit == "width":
+                blocks[n] = blocks[n]._replace(width=rng.choice(stage.widths)) if blocks[n].width else blocks[n]
+            elif edit == "stem":
+                stem = rng.choice(self.stem_widths)
+            elif edit == "head":
+                head = Head(rng.choice(self.head_widths))
+            child = self._joined(stem, stages, head, anchor)
+            if child != arch and self.is_valid(child):
+                return child
+        return arch
+
+    def crossover(self, a: DeclaredArch, b: DeclaredArch, rng: random.Random) -> tuple[DeclaredArch, DeclaredArch]:
+        """Whole stages from one parent or the other (the stem and head go with the first stage and the
+        last); retried until both children are valid and within the limits."""
+        sa, sb = self.staging(a), self.staging(b)
+        for _ in range(MAX_EDIT_TRIES):
+            mask = [rng.random() < 0.5 for _ in self.stages]
+            c1 = self._joined(a.stem if mask[0] else b.stem, [x if m else y for x, y, m in zip(sa, sb, mask)],
+                              a.head if mask[-1] else b.head)
+            c2 = self._joined(b.stem if mask[0] else a.stem, [y if m else x for x, y, m in zip(sa, sb, mask)],
+                              b.head if mask[-1] else a.head)
+            if self.is_valid(c1) and self.is_valid(c2):
+                return c1, c2
+        return a, b
+
+    def _joined(self, stem: int, stages: list[list[Block]], head: Head, anchor: tuple[int, int] | None = None):
+        """The architecture of stages of blocks; a stage that shares one width takes its blocks' width from the
+        block at `anchor` (the one just edited) when it is in that stage, else from its first block."""
+        blocks = []
+        for i, (stage, staged) in enumerate(zip(self.stages, stages)):
+            if not stage.width_per_block:
+                sized = [b for b in staged if b.width]
+                if sized:
+                    width = staged[anchor[1]].width if anchor and anchor[0] == i and staged[anchor[1]].width else \
+                        sized[0].width
+                    staged = [b._replace(width=width) if b.width else b for b in staged]
+            blocks += staged
+        return DeclaredArch(stem, tuple(blocks), head)
+
+    def staging(self, arch: DeclaredArch) -> list[list[Block]]:
+        """The blocks of `arch` per stage: the first reading (earliest stage boundaries last) the grammar
+        allows. Different readings of one block sequence build the same network."""
+        reading = self._stage_of(arch.blocks, 0, (0, 0, 0), 0)
+        if reading is None:
+            raise GptnasError(f"the blocks of this architecture do not fit the stages of space {self.name}")
+        stages = [[] for _ in self.stages]
+        for block, i in zip(arch.blocks, reading):
+            stages[i].append(block)
+        return stages
+
+    def _stage_of(self, blocks: tuple[Block, ...], j: int, state: State, downs: int) -> list[int] | None:
+        if j == len(blocks):
+            i, n, _ = state
+            return [] if i == len(self.stages) - 1 and n >= self.stages[i].min_depth else None
+        for nxt in self._successors(state, downs, blocks[j]):
+            rest = self._stage_of(blocks, j + 1, nxt, downs + (blocks[j].stride == 2))
+            if rest is not None:
+                return [nxt[0], *rest]
+        return None
+
+    def key(self, arch: DeclaredArch) -> str:
+        parts = [f"stem{arch.stem}"]
+        parts += [f"{b.kind}/s{b.stride}" if not b.width else f"{b.kind}/{b.width}/s{b.stride}" for b in arch.blocks]
+        return "-".join(parts + ([f"head{arch.head.width}"] if arch.head.width else []))
+
+    def from_key(self, key: str) -> DeclaredArch:
+        example = "'stem32-mbconv_k3_e6/64/s2-maxpool/s2-...'"
+        if not isinstance(key, str) or not key.startswith("stem"):
+            raise GptnasError(f"a {self.name} key looks like {example}, got {quote(key)}")
+        first, *parts = key.split("-")
+        try:
+            stem = int(first[len("stem"):])
+            head = Head(int(parts.pop()[len("head"):])) if parts and parts[-1].startswith("head") else Head(0)
+            blocks = []
+            for part in parts:
+                fields = part.split("/")
+                if len(fields) not in (2, 3) or not fields[-1].startswith("s"):
+                    raise ValueError(part)
+                blocks.append(Block(fields[0], int(fields[1]) if len(fields) == 3 else 0, int(fields[-1][1:])))
+        except ValueError:
+            raise GptnasError(f"malformed {self.name} key {quote(key)}: {example}") from None
+        arch = DeclaredArch(stem, tuple(blocks), head)
+        self.check(arch)
+        return arch
+
+    # ------------------------------------------------------------ network
+
+    def build_model(self, arch: DeclaredArch, num_classes: int = 10) -> nn.Module:
+        self.check(arch)
+        parts, cin = [], None
+        for payload in self._payloads(arch):
+            parts.append(self._layers(cin, payload, num_classes))
+            cin = _width_after(cin, payload)
+        return nn.Sequential(*(part.build() for part in parts))
+
+    def _layers(self, cin: int | None, payload, num_classes: int = 10) -> B.Layers:
+        if cin is None:
+            return B.loose(B.conv_bn_act(3, payload, self.stem_kernel, self.stem_stride))
+        if isinstance(payload, Head):
+            if not payload.width:
+                return B.loose(B.gap_classifier(cin, num_classes))
+            return B.loose(B.conv_bn_act(cin, payload.width, 1), B.gap_classifier(payload.width, num_classes))
+        return self.variants[payload.kind].build(cin, payload.width or cin, payload.stride)
+
+    def _summed_costs(self, arch: DeclaredArch, metrics: tuple[str, ...]) -> dict[str, int]:
+        totals = dict.fromkeys(metrics, 0)
+        context = self._start()
+        for payload in self._payloads(arch):
+            for metric in metrics:
+                totals[metric] += self._segment_cost(context, payload, metric, self.input_size, 10)
+            context = self._advance(context, payload)
+        return totals
+
+    # ------------------------------------------------------------ spelling
+    # A context is "stem", "done", or (input width, strided blocks so far, the stage states a block sequence
+    # can be in), the states sorted so that a context prints the same in every process.
+
+    def _start(self):
+        return _STEM
+
+    def _options(self, context) -> list:
+        if context == _STEM:
+            return list(self.stem_widths)
+        if context == _DONE:
+            return []
+        _, downs, states = context
+        options: dict = {}
+        for i, n, width in states:
+            stage = self.stages[i]
+            if n < stage.max_depth:
+                options.update(dict.fromkeys(self._stage_options(i, n, width, downs)))
+            if n >= stage.min_depth and i + 1 < len(self.stages):
+                options.update(dict.fromkeys(self._stage_options(i + 1, 0, 0, downs)))
+            elif n >= stage.min_depth:
+                options.update(dict.fromkeys(Head(w) for w in self.head_widths))
+        return list(options)
+
+    def _stage_options(self, i: int, n: int, width: int, downs: int) -> tuple[Block, ...]:
+        room = self.max_downsamples is None or downs < self.max_downsamples
+        return self._stage_menu(i, n == 0, width, room)[0]
+
+    @functools.cache
+    def _stage_menu(self, i: int, first: bool, width: int, room: bool) -> tuple[tuple[Block, ...], frozenset]:
+        """The blocks stage `i` offers next (and as a set): at its first block or a later one, once its shared
+        width is `width` (0: not chosen yet), with or without room for another strided block."""
+        stage = self.stages[i]
+        strides = stage.strides or ((stage.stride,) if first else (1,))
+        strides = strides if room else tuple(s for s in strides if s == 1)
+        widths = stage.widths if stage.width_per_block or not width else (width,)
+        out = []
+        for kind in stage.kinds:
+            variant = self.variants[kind]
+            for stride in strides:
+                if stride in variant.strides:
+                    out += [Block(kind, 0, stride)] if variant.keeps_width else [Block(kind, w, stride) for w in widths]
+        return tuple(out), frozenset(out)
+
+    def _offers(self, i: int, n: int, width: int, downs: int, block: Block) -> bool:
+        room = self.max_downsamples is None or downs < self.max_downsamples
+        return block in self._stage_menu(i, n == 0, width, room)[1]
+
+    def _successors(self, state: State, downs: int, block: Block) -> list[State]:
+        i, n, width = state
+        out = []
+        if n < self.stages[i].max_depth and self._offers(i, n, width, downs, block):
+            out.append((i, n + 1, width or (0 if self.stages[i].width_per_block else block.width)))
+        nxt = i + 1
+        if n >= self.stages[i].min_depth and nxt < len(self.stages) and self._offers(nxt, 0, 0, downs, block):
+            out.append((nxt, 1, 0 if self.stages[nxt].width_per_block else block.width))
+        return out
+
+    def _advance(self, context, payload):
+        if context == _STEM:
+            return (payload, 0, ((0, 0, 0),))
+        if isinstance(payload, Head):
+            return _DONE
+        cin, downs, states = context
+        after = sorted({s for state in states for s in self._successors(state, downs, payload)})
+        return (payload.width or cin, downs + (payload.stride == 2), tuple(after))
+
+    def _complete(self, context) -> bool:
+        return context == _DONE
+
+    def _trie_key(self, context):
+        if context in (_STEM, _DONE):
+            return context
+        cin, downs, states = context
+        room = self.max_downsamples is None or downs < self.max_downsamples
+        return cin, room, tuple((i, n == 0, n < self.stages[i].max_depth, n >= self.stages[i].min_depth, w)
+                                for i, n, w in states)
+
+    def _option_set(self, context) -> frozenset:
+        key = self._trie_key(context)
+        if key not in self._option_sets:
+            self._option_sets[key] = frozenset(self._options(context))
+        return self._option_sets[key]
+
+    def _segment_tokens(self, context, payload):
+        return self._layers(None if context == _STEM else context[0], payload).tokens
+
+    def _segment_cost(self, context, payload, metric, input_size, num_classes):
+        cin = None if context == _STEM else context[0]
+        side = None
+        if metric != "params":
+            halvings = 0 if context == _STEM else (self.stem_stride == 2) + context[1]
+            side = _side(input_size, halvings)
+        key = (cin, payload, side, num_classes)
+        if key not in self._costs:
+            with torch.device("meta"):
+                module = self._layers(cin, payload, num_classes).build()
+                self._costs[key] = count_params(module) if side is None else count_macs(module, side, cin or 3)
+        return self._costs[key]
+
+    def _payloads(self, arch: DeclaredArch):
+        return [arch.stem, *arch.blocks, arch.head]
+
+    def _assemble(self, payloads):
+        if len(payloads) < 2 or not isinstance(payloads[-1], Head) or not isinstance(payloads[0], int):
+            raise GptnasError(f"a {self.name} network is a stem width, blocks, then the head")
+        arch = DeclaredArch(payloads[0], tuple(payloads[1:-1]), payloads[-1])
+        self.check(arch)
+        return arch
+
+
+def _stride(rng: random.Random, stage: Stage, current: int) -> int:
+    return rng.choice(stage.strides) if stage.strides else current
+
+
+def _width_after(cin: int | None, payload) -> int | None:
+    if cin is None:
+        return payload
+    return payload.width or cin if isinstance(payload, Block) else cin
+
+
+def _side(input_size: int, halvings: int) -> int:
+    """The feature map's side after `halvings` stride-2 steps (a strided convolution rounds up)."""
+    for _ in range(halvings):
+        input_size = -(-input_size // 2)
+    return input_size
+
+
+def _describe(payload) -> str:
+    if isinstance(payload, Block):
+        return f"{payload.kind} width {payload.width} stride {payload.stride}" if payload.width else \
+            f"{payload.kind} stride {payload.stride}"
+    return f"head width {payload.width}" if isinstance(payload, Head) else f"stem width {payload}"
+
+
+# ---------------------------------------------------------------- reading a definition
+
+
+class _Parser:
+    """Reads a definition field by field; every mistake is a GptnasError naming the field."""
+
+    def __init__(self, where: str):
+        self.where = where
+
+    def fail(self, field: str, problem: str):
+        raise GptnasError(f"{self.where}: {field}: {problem}")
+
+    def space(self, d: dict) -> dict:
+        if not isinstance(d, dict):
+            raise GptnasError(f"{self.where}: a space file is a mapping of {', '.join(FIELDS)}")
+        unknown = [k for k in d if k not in FIELDS]
+        if unknown:
+            self.fail(str(unknown[0]), f"unknown field; valid: {', '.join(FIELDS)}")
+        for required in ("input", "stem", "stages"):
+            if required not in d:
+                self.fail(required, "missing (the space needs input, stem and stages)")
+        name = d.get("name", Path(self.where).stem.lower())
+        if not isinstance(name, str) or not NAME.fullmatch(name):
+            self.fail("name", f"lower-case letters, digits, '_', '.', '-', at most 64, got {quote(name)}")
+        if name in SPACES.names():
+            self.fail("name", f"{quote(name)} is a built-in space; choose another name")
+        size = self.input(d["input"])
+        tag = d.get("tag", "cifar" if size <= 64 else "timm")
+        if not isinstance(tag, str) or not NAME.fullmatch(tag):
+            self.fail("tag", f"a source name such as cifar, timm or torchvision, got {quote(tag)}")
+        stages_d = d["stages"]
+        if not isinstance(stages_d, list) or not stages_d:
+            self.fail("stages", "a list of at least one stage")
+        if len(stages_d) > MAX_STAGES:
+            self.fail("stages", f"at most {MAX_STAGES} stages, got {len(stages_d)}")
+        variants: dict[str, K.Kind] = {}
+        stages = tuple(self.stage(s, f"stages[{i}]", variants) for i, s in enumerate(stages_d))
+        spec = {"name": name, "tag": tag, "input_size": size, "stem": self.stem(d["stem"]), "stages": stages,
+                "variants": variants, "head": self.head(d.get("head")), "limits": self.limits(d.get("limits")),
+                "max_downsamples": self.count("max_downsamples", d.get("max_downsamples"), 0, 32, optional=True)}
+        self.stride_plan(spec)
+        return spec
+
+    def input(self, d) -> int:
+        if not isinstance(d, dict) or set(d) - {"size", "channels"} or "size" not in d:
+            self.fail("input", f"a mapping with size (and channels), e.g. {{size: 32, channels: 3}}, got {quote(d)}")
+        size = self.count("input.size", d["size"], 4, MAX_INPUT)
+        if d.get("channels", 3) != 3 or isinstance(d.get("channels"), bool):
+            self.fail("input.channels", f"only 3: images are read as RGB (grayscale ones repeated), got "
+                                        f"{quote(d.get('channels'))}")
+        return size
+
+    def stem(self, d) -> tuple[int, int, tuple[int, ...]]:
+        if not isinstance(d, dict) or set(d) - {"kernel", "stride", "width"} or "width" not in d:
+            self.fail("stem", f"a mapping with width (and kernel, stride), e.g. {{kernel: 3, width: 32}}, got {quote(d)}")
+        kernel = self.choice("stem.kernel", d.get("kernel", 3), (1, 3, 5, 7))
+        stride = self.choice("stem.stride", d.get("stride", 1), (1, 2))
+        return kernel, stride, self.widths("stem.width", d["width"])
+
+    def head(self, d) -> tuple[int, ...]:
+        if d is None:
+            return (0,)
+        if not isinstance(d, dict) or set(d) - {"width"}:
+            self.fail("head", f"a mapping with an optional width (a 1x1 conv before pooling), got {quote(d)}")
+        return (0,) if d.get("width") is None else self.widths("head.width", d["width"])
+
+    def limits(self, d) -> dict[str, int]:
+        if d is None:
+            return {}
+        names = {"max_params": "params", "max_macs": "flops"}
+        if not isinstance(d, dict) or set(d) - set(names):
+            self.fail("limits", f"a mapping of max_params and/or max_macs, got {quote(d)}")
+        out = {}
+        for name, metric in names.items():
+            if d.get(name) is not None:
+                value = d[name]
+                if isinstance(value, str):
+                    try:
+                        value = float(value)
+                    except ValueError:
+                        pass
+                if isinstance(value, float) and value.is_integer():
+                    value = int(value)
+                out[metric] = self.count(f"limits.{name}", value, 1, 10**15)
+        return out
+
+    def stage(self, d, field: str, variants: dict[str, K.Kind]) -> Stage:
+        valid = ("depth", "stride", "strides", "width", "width_per_block", "blocks")
+        if not isinstance(d, dict):
+            self.fail(field, f"a mapping of {', '.join(valid)}, got {quote(d)}")
+        unknown = [k for k in d if k not in valid]
+        if unknown:
+            self.fail(f"{field}.{unknown[0]}", f"unknown field; valid: {', '.join(valid)}")
+        for required in ("depth", "width", "blocks"):
+            if required not in d:
+                self.fail(f"{field}.{required}", "missing (a stage needs depth, width and blocks)")
+        low, high = self.depth(f"{field}.depth", d["depth"])
+        if "stride" in d and "strides" in d:
+            self.fail(field, "give stride (the first block's) or strides (every block chooses), not both")
+        stride = self.choice(f"{field}.stride", d.get("stride", 1), (1, 2))
+        strides = None
+        if "strides" in d:
+            strides = tuple(self.choice(f"{field}.strides", s, (1, 2)) for s in self.listed(f"{field}.strides", d["strides"]))
+            if len(set(strides)) != len(strides):
+                self.fail(f"{field}.strides", f"a stride listed twice: {list(strides)}")
+        widths = self.widths(f"{field}.width", d["width"])
+        per_block = d.get("width_per_block", False)
+        if not isinstance(per_block, bool):
+            self.fail(f"{field}.width_per_block", f"true or false, got {quote(per_block)}")
+        kinds = self.blocks(f"{field}.blocks", d["blocks"], widths, variants)
+        for s in strides or (stride,):
+            if not any(s in variants[k].strides for k in kinds):
+                self.fail(f"{field}.blocks", f"no kind listed takes stride {s}, which the stage asks for")
+        if strides is None and stride == 1 and not any(1 in variants[k].strides for k in kinds):
+            self.fail(f"{field}.blocks", "no kind listed takes stride 1, which every block after the first has")
+        return Stage(low, high, stride, strides, widths, per_block, kinds)
+
+    def blocks(self, field: str, items, widths: tuple[int, ...], variants: dict[str, K.Kind]) -> tuple[str, ...]:
+        names = []
+        for j, item in enumerate(self.listed(field, items)):
+            where = f"{field}[{j}]"
+            if isinstance(item, dict) and len(item) == 1:
+                kind, options = next(iter(item.items()))
+            elif isinstance(item, str):
+                kind, options = item, None
+            else:
+                self.fail(where, f"a kind (resnet_basic) or a kind with options ({{mbconv: {{kernel: [3, 5]}}}}), "
+                                 f"got {quote(item)}")
+            if kind not in K.LIBRARY:
+                self.fail(where, f"unknown block kind {quote(kind)}; valid: {', '.join(K.LIBRARY)}")
+            spec = K.LIBRARY[kind]
+            options = self.options(f"{where}.{kind}", options or {}, spec)
+            smallest, divisor = spec.width_rule
+            for width in widths:
+                if width < smallest or width % divisor:
+                    self.fail(where, f"{kind} needs widths that are multiples of {divisor} and at least {smallest}, "
+                                     f"but the stage offers {width}")
+            for values in itertools.product(*options.values()):
+                chosen = dict(zip(options, values))
+                name = K.variant_name(kind, chosen)
+                if name in names:
+                    self.fail(where, f"{name} is listed twice in the stage")
+                names.append(name)
+                variants[name] = spec.make(**chosen)
+        return tuple(names)
+
+    def options(self, field: str, d, spec: K.KindSpec) -> dict[str, tuple]:
+        if not isinstance(d, dict):
+            self.fail(field, f"a mapping of options ({', '.join(spec.options) or 'none'}), got {quote(d)}")
+        unknown = [k for k in d if k not in spec.options]
+        if unknown:
+            self.fail(f"{field}.{unknown[0]}", f"unknown option; valid: {', '.join(spec.options) or 'none'}")
+        out = {}
+        for option, allowed in spec.options.items():
+            values = self.listed(f"{field}.{option}", d[option]) if option in d else [allowed[0]]
+            out[option] = tuple(self.choice(f"{field}.{option}", v, allowed) for v in values)
+            if len(set(out[option])) != len(out[option]):
+                self.fail(f"{field}.{option}", f"a value listed twice: {list(out[option])}")
+        return out
+
+    def depth(self, field: str, d) -> tuple[int, int]:
+        if isinstance(d, list) and len(d) != 2:
+            self.fail(field, f"a number of blocks or [min, max], got {quote(d)}")
+        low, high = d if isinstance(d, list) else (d, d)
+        low, high = self.count(field, low, 1, MAX_DEPTH), self.count(field, high, 1, MAX_DEPTH)
+        if low > high:
+            self.fail(field, f"min {low} is greater than max {high}")
+        return low, high
+
+    def widths(self, field: str, d) -> tuple[int, ...]:
+        if isinstance(d, dict):
+            if set(d) != {"base", "multipliers"}:
+                self.fail(field, f"widths, or {{base: 64, multipliers: [0.5, 1.0]}}, got {quote(d)}")
+            base = self.count(f"{field}.base", d["base"], 1, MAX_WIDTH)
+            values = []
+            for m in self.listed(f"{field}.multipliers", d["multipliers"]):
+                if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 < m <= 64:
+                    self.fail(f"{field}.multipliers", f"numbers above 0, got {quote(m)}")
+                values.append(max(1, round(base * m)))
+        else:
+            values = [self.count(field, w, 1, MAX_WIDTH) for w in (d if isinstance(d, list) else [d])]
+        if not values:
+            self.fail(field, "an empty list chooses nothing")
+        if len(set(values)) != len(values):
+            self.fail(field, f"a width listed twice: {values}")
+        return tuple(values)
+
+    def stride_plan(self, spec: dict) -> None:
+        fixed = (spec["stem"][1] == 2) + sum(s.stride == 2 for s in spec["stages"] if not s.strides)
+        chosen = sum(s.max_depth for s in spec["stages"] if s.strides and 2 in s.strides)
+        if chosen and spec["max_downsamples"] is None:
+            self.fail("max_downsamples", "missing: stages whose blocks choose stride 2 need a bound on how many do")
+        steps = fixed + min(chosen, spec["max_downsamples"] or 0)
+        fit = int(math.log2(spec["input_size"]))
+        if steps > fit:
+            self.fail("stages", f"the stride plan halves the resolution up to {steps} times, which shrinks a "
+                                f"{spec['input_size']}x{spec['input_size']} input below 1x1 (at most {fit} fit)")
+
+    def listed(self, field: str, d) -> list:
+        if not isinstance(d, list):
+            return [d]
+        if not d:
+            self.fail(field, "an empty list chooses nothing")
+        return d
+
+    def choice(self, field: str, value, allowed: tuple):
+        if not any(type(value) is type(a) and value == a for a in allowed):
+            self.fail(field, f"{quote(value)} is not one of {', '.join(map(str, allowed))}")
+        return value
+
+    def count(self, field: str, value, low: int, high: int, optional: bool = False):
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.fail(field, f"a whole number from {low:,} to {high:,}, got {quote(value)}")
+        return value
+
+
+def _check_spellings(space: DeclaredSpace, where: str) -> None:
+    """Two widths that the architecture language spells alike, or two options of one place with the same
+    spelling, would make one token sequence two networks: refused at load."""
+    widths = {}
+    for field, values in [("stem.width", space.stem_widths), ("head.width", space.head_widths)] + [
+            (f"stages[{i}].width", s.widths) for i, s in enumerate(space.stages)]:
+        for width in values:
+            if not width:
+                continue
+            bucket = T.width(width)
+            other = widths.setdefault(bucket, (width, field))
+            if other[0] != width:
+                raise GptnasError(f"{where}: {field}: width {width} and width {other[0]} ({other[1]}) are both "
+                                  f"spelled {bucket}; widths must differ by a quarter octave or more")
+    try:
+        space.vocabulary()
+    except ValueError as error:
+        raise GptnasError(f"{where}: two options of one place are spelled alike ({error})") from None
+
+
+def _check_limits(space: DeclaredSpace, where: str) -> None:
+    """A limit below the cheapest network of the space is refused at load."""
+    names = {"params": ("max_params", "parameters"), "flops": ("max_macs", "multiply-accumulates")}
+    for metric, limit in space.limits.items():
+        bounds = space.cost_bounds(metric)
+        lowest = bounds.completion(bounds.grammar.language.start_context())[0]
+        if lowest > limit:
+            field, unit = names[metric]
+            raise GptnasError(f"{where}: limits.{field}: {limit:,} is below the smallest network of the space "
+                              f"({int(lowest):,} {unit})")
+
+
+# ---------------------------------------------------------------- loading
+
+
+def is_space_file(name) -> bool:
+    return isinstance(name, (str, Path)) and str(name).endswith(SPACE_FILE_SUFFIXES)
+
+
+def load_space(path: str | Path) -> DeclaredSpace:
+    """The space declared in the YAML file at `path` (read again on every call: an edited file is a new space)."""
+    return declared_space(path)
+
+
+_DECLARED: dict[str, DeclaredSpace] = {}
+
+
+def declared_space(source: str | Path | dict) -> DeclaredSpace:
+    """The space of a space file or of a definition; one shared instance per definition (with the name a
+    file gives it), whether it comes from the file or from the space's own `definition`."""
+    where = "space definition" if isinstance(source, dict) else str(source)
+    definition = source if isinstance(source, dict) else load_yaml(source, "space file")
+    key = _key(definition, Path(where).stem.lower())
+    if key not in _DECLARED:
+        space = DeclaredSpace(definition, where)
+        _DECLARED[key] = _DECLARED.setdefault(_key(space.definition, space.name), space)
+    return _DECLARED[key]
+
+
+def _key(definition: dict, default_name: str) -> str:
+    named = {"name": default_name, **definition}
+    return hashlib.sha256(json.dumps(named, sort_keys=True, default=str).encode()).hexdigest()

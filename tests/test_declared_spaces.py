@@ -1,0 +1,163 @@
+"""Spaces declared in YAML files: the declared `cifar` is the class, token for token; every mistake in a file is
+one line naming its field; the example spaces are searched, retrained, exported and loaded end to end."""
+
+import copy
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from gptnas.errors import GptnasError
+from gptnas.language.tokens import EOS
+from gptnas.spaces import get_space, load_space
+from gptnas.spaces.declared import DeclaredSpace
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACE_FILES = ROOT / "configs" / "spaces"
+DECLARED_CIFAR = SPACE_FILES / "cifar-declared.yaml"
+EXAMPLES = [SPACE_FILES / "mobile96.yaml", SPACE_FILES / "resnet20-widths.yaml"]
+SAMPLES = 1000
+
+
+def cifar_pairs(n: int, seed: int = 0):
+    """(class architecture, the declared space's reading of its spelling) for n samples of the class."""
+    cifar, declared, rng = get_space("cifar"), get_space(DECLARED_CIFAR), random.Random(seed)
+    for _ in range(n):
+        arch = cifar.sample(rng)
+        yield arch, declared.decode(cifar.encode(arch))
+
+
+def test_the_declared_cifar_spells_every_sample_of_the_class_the_same_and_allows_the_same_tokens():
+    cifar, declared = get_space("cifar"), get_space(DECLARED_CIFAR)
+    for arch, twin in cifar_pairs(SAMPLES):
+        tokens = cifar.encode(arch).split()
+        assert declared.encode(twin).split() == tokens
+        ours, theirs = declared.start(), cifar.start()
+        for token in tokens:
+            assert declared.allowed(ours) == cifar.allowed(theirs)
+            ours, theirs = declared.step(ours, token), cifar.step(theirs, token)
+        assert declared.allowed(ours) == cifar.allowed(theirs) == {EOS}
+    assert declared.vocabulary() == cifar.vocabulary()
+
+
+def test_the_declared_cifar_prices_every_sample_as_the_class_does():
+    """Costs of samples, and the parameter bounds of the whole grammar (benchmarks/declared_cifar.py checks
+    1,000 samples and the bounds on multiply-accumulates too: 2 minutes)."""
+    cifar, declared = get_space("cifar"), get_space(DECLARED_CIFAR)
+    for arch, twin in cifar_pairs(SAMPLES // 5, seed=1):
+        assert declared.cost(twin) == cifar.cost(arch)
+    ours, theirs = declared.cost_bounds("params"), cifar.cost_bounds("params")
+    assert ours.completion(ours.grammar.language.start_context()) == \
+        theirs.completion(theirs.grammar.language.start_context())
+
+
+def test_the_declared_cifar_builds_the_same_networks():
+    cifar, declared = get_space("cifar"), get_space(DECLARED_CIFAR)
+    for arch, twin in cifar_pairs(50, seed=2):
+        torch.manual_seed(0)
+        ours = declared.build_model(twin, num_classes=100)
+        torch.manual_seed(0)
+        theirs = cifar.build_model(arch, num_classes=100)
+        assert repr(ours) == repr(theirs)
+        assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values()))
+
+
+@pytest.mark.parametrize("path", [DECLARED_CIFAR, *EXAMPLES], ids=lambda p: p.stem)
+def test_a_declared_space_is_a_space_like_the_others(path):
+    """Round trips, operators, the exact grammar both ways, and networks that run at the declared size."""
+    space, rng = get_space(path), random.Random(0)
+    for _ in range(40):
+        a, b = space.sample(rng), space.sample(rng)
+        for arch in (a, space.mutate(a, rng), *space.crossover(a, b, rng)):
+            assert space.is_valid(arch)
+            text = space.encode(arch)
+            assert text.split()[0] == space.tag
+            assert space.decode(text) == arch and space.from_key(space.key(arch)) == arch
+        state, tokens = space.start(), []  # a walk through what the grammar allows is an architecture
+        while EOS not in (allowed := space.allowed(state)) or (len(allowed) > 1 and rng.random() < 0.9):
+            tokens.append(rng.choice(sorted(allowed - {EOS})))
+            state = space.step(state, tokens[-1])
+        arch = space.decode(" ".join(tokens))
+        assert space.decode(space.encode(arch)) == arch
+    model = space.build_model(space.sample(rng), num_classes=7).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(2, 3, space.input_size, space.input_size)).shape == (2, 7)
+
+
+def test_the_spelling_is_the_layer_sequence_of_the_built_network():
+    from gptnas.language.trace import encode_module
+
+    for path in EXAMPLES:
+        space = get_space(path)
+        arch = space.mutate(space.sample(random.Random(3)), random.Random(4))
+        assert encode_module(space.build_model(arch), space.tag.removeprefix("space:")) == space.encode(arch).split()
+
+
+def test_samples_and_variations_stay_within_the_declared_limits():
+    space, rng = get_space(SPACE_FILES / "mobile96.yaml"), random.Random(0)
+    assert space.limits == {"flops": 5_000_000}
+    archs = [space.sample(rng) for _ in range(100)]
+    archs += [space.mutate(a, rng) for a in archs] + [c for a, b in zip(archs, archs[1:]) for c in space.crossover(a, b, rng)]
+    assert max(space.cost(a)["flops"] for a in archs) <= 5_000_000
+
+
+def test_a_space_travels_as_its_definition():
+    """Worker processes, run directories and exported networks carry the definition, not the file."""
+    import pickle
+
+    space = get_space(SPACE_FILES / "resnet20-widths.yaml")
+    assert space.reference["name"] == "resnet20-widths" and get_space(space.reference) is space
+    assert pickle.loads(pickle.dumps(space)) is space
+
+
+# ---------------------------------------------------------------- mistakes in a space file
+
+GOOD = {"input": {"size": 32}, "stem": {"width": 16},
+        "stages": [{"depth": [1, 2], "stride": 2, "width": [16, 32], "blocks": ["resnet_basic"]}]}
+
+
+def broken(**changes):
+    definition = copy.deepcopy(GOOD)
+    stage = definition["stages"][0]
+    for field, value in changes.items():
+        target = stage if field.startswith("stage_") else definition
+        target[field.removeprefix("stage_")] = value
+    return definition
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(stage_blocks=["transformer"]), "stages[0].blocks[0]: unknown block kind 'transformer'; valid: conv, "),
+    (dict(stage_width=[]), "stages[0].width: an empty list chooses nothing"),
+    (dict(stage_blocks=[{"mbconv": {"kernel": []}}]), "stages[0].blocks[0].mbconv.kernel: an empty list"),
+    (dict(stage_depth=[3, 1]), "stages[0].depth: min 3 is greater than max 1"),
+    (dict(stages=[GOOD["stages"][0]] * 6), "shrinks a 32x32 input below 1x1 (at most 5 fit)"),
+    (dict(limits={"max_params": 1000}), "limits.max_params: 1,000 is below the smallest network of the space"),
+    (dict(limits={"max_macs": 10}), "limits.max_macs: 10 is below the smallest network"),
+    (dict(stage_blocks=[{"mbconv": {"kernal": 3}}]), "stages[0].blocks[0].mbconv.kernal: unknown option; valid: kernel"),
+    (dict(stage_blocks=[{"mbconv": {"kernel": 4}}]), "stages[0].blocks[0].mbconv.kernel: 4 is not one of 3, 5, 7"),
+    (dict(stage_blocks=["inception"]), "stages[0].blocks: no kind listed takes stride 2"),
+    (dict(stage_blocks=["resnext_bottleneck"], stage_width=[12]), "resnext_bottleneck needs widths that are "
+                                                                   "multiples of 8"),
+    (dict(stage_width=[36, 40]), "stages[0].width: width 40 and width 36 (stages[0].width) are both spelled w40"),
+    (dict(stage_strides=[1, 2]), "give stride (the first block's) or strides"),
+    (dict(stagez=[]), "stagez: unknown field; valid: name, tag, input"),
+    (dict(name="cifar"), "name: 'cifar' is a built-in space"),
+    (dict(input={"size": 32, "channels": 1}), "input.channels: only 3"),
+    (dict(stage_depth=0), "stages[0].depth: a whole number from 1 to 64, got 0"),
+])
+def test_a_mistake_in_a_space_file_is_one_line_that_names_its_field(tmp_path, changes, message):
+    path = tmp_path / "mine.yaml"
+    path.write_text(json.dumps(broken(**changes)))  # JSON is YAML
+    with pytest.raises(GptnasError) as error:
+        load_space(path)
+    assert message in str(error.value) and "\n" not in str(error.value)
+    assert str(error.value).startswith(str(path))
+
+
+def test_per_block_strides_need_a_bound_and_a_missing_file_is_one_line(tmp_path):
+    stage = {"depth": 3, "strides": [1, 2], "width": 16, "blocks": ["conv"]}
+    with pytest.raises(GptnasError, match="max_downsamples: missing"):
+        DeclaredSpace({**GOOD, "stages": [stage]}, "x.yaml")
+    with pytest.raises(GptnasError, match="space file .*nope.yaml does not exist"):
+        get_space(tmp_path / "nope.yaml")
