@@ -81,6 +81,7 @@ def export_network(
         "format_version": FORMAT_VERSION,
         "gptnas_version": __version__,
         "space": space.name,
+        **({} if space.reference == space.name else {"space_definition": space.reference}),  # loads anywhere
         "key": space.key(arch),
         "encoding": space.encode(arch),
         "num_classes": num_classes,
@@ -122,7 +123,10 @@ def load_network(name_or_path: str | Path, revision: str | None = None) -> nn.Mo
     Reads config.json and model.safetensors only; runs no code from the folder."""
     folder = network_folder(name_or_path, revision)
     config = read_config(folder)
-    space = get_space(config["space"])
+    space = get_space(config.get("space_definition") or config["space"])
+    if space.name != config["space"]:
+        raise GptnasError(f"{folder / CONFIG}: space_definition names space {quote(space.name)}, not "
+                          f"{quote(config['space'])}")
     try:
         arch = space.from_key(config["key"])
     except (ValueError, KeyError, IndexError, TypeError) as error:
@@ -171,6 +175,9 @@ def read_config(folder: str | Path) -> dict[str, Any]:
         raise GptnasError(f"{path} needs a space and key (text) and num_classes (a positive integer); "
                           f"check {', '.join(wrong) or 'num_classes'}")
     check_limit(f"{path}: num_classes", config["num_classes"], MAX_CLASSES)
+    if not isinstance(config.get("space_definition", {}), dict):
+        raise GptnasError(f"{path}: space_definition must be a mapping (a space file's content), got "
+                          f"{quote(config['space_definition'])}")
     return config
 
 

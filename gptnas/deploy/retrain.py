@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from gptnas.config import flatten, load_yaml
 from gptnas.errors import GptnasError, check_limit, one_line, quote
 from gptnas.files import atomic_path, write_atomic, write_json
-from gptnas.spaces import SearchSpace, get_space
+from gptnas.spaces import SearchSpace, run_space
 from gptnas.training.data import (
     MAX_BATCH_SIZE,
     MAX_IMAGE_SIZE,
@@ -161,7 +161,7 @@ def _set_up(run_dir: Path, settings: RetrainSettings) -> Retraining:
     data = load_images(  # the search's dataset options; a local copy given here replaces the pinned Hub revision
         dataset, data_dir, space.input_size, revision=config.get("dataset_revision") if settings.data_dir is None else None,
         image_column=config.get("image_column"), label_column=config.get("label_column"),
-        image_size=config.get("image_size"),
+        image_size=config.get("image_size") or space.image_size,
     )
     splits = training_splits(data, settings).to(device)
     arch = space.from_key(key)
@@ -225,7 +225,7 @@ def _save_results(run: Retraining, settings: RetrainSettings, out: Path, test_ac
         input_shape=tuple(images.shape[1:]), mean=splits.mean.tolist(), std=splits.std.tolist(),
         dataset={"name": name, "hub_id": source["hub_id"], "revision": source["revision"]},
         test_accuracy=test_accuracy, latency_batch_sizes=(1, settings.batch_size),
-        training=training, search={**run.search_config, "dataset": name},
+        training=training, search={**run.search_config, "space": run.space.name, "dataset": name},
     )
     result = {
         "test_accuracy": test_accuracy,
@@ -268,7 +268,7 @@ def read_run(run_dir: Path) -> tuple[SearchSpace, str, dict[str, Any]]:
         if isinstance(config["image_size"], bool) or not isinstance(config["image_size"], int):
             raise GptnasError(f"{config_path}: image_size must be an integer, got {quote(config['image_size'])}")
         check_limit(f"{config_path}: image_size", config["image_size"], MAX_IMAGE_SIZE, low=1)
-    return get_space(config["space"]), best["key"], config
+    return run_space(config["space"], run_dir), best["key"], config
 
 
 def training_splits(data: ImageData, settings: RetrainSettings) -> Splits:

@@ -203,9 +203,10 @@ class ProxyEvaluator:
 
     def data(self) -> ImageData:
         """The whole dataset, loaded once per process (GptnasError when it cannot be had)."""
-        s = self.settings
-        return load_images(self.dataset, s.data_dir, get_space(self.space_ref).input_size, revision=s.dataset_revision,
-                           image_column=s.image_column, label_column=s.label_column, image_size=s.image_size)
+        s, space = self.settings, get_space(self.space_ref)
+        return load_images(self.dataset, s.data_dir, space.input_size, revision=s.dataset_revision,
+                           image_column=s.image_column, label_column=s.label_column,
+                           image_size=s.image_size or space.image_size)
 
     def inputs(self, device: torch.device) -> torch.Tensor:
         """The minibatch every candidate is scored on (GptnasError when the data cannot be had)."""

@@ -208,9 +208,10 @@ class TrainEvaluator:
 
     def data(self) -> ImageData:
         """The whole dataset, loaded once per process (GptnasError when it cannot be had)."""
-        s = self.settings
-        data = load_images(self.dataset, s.data_dir, get_space(self.space_ref).input_size, revision=s.dataset_revision,
-                           image_column=s.image_column, label_column=s.label_column, image_size=s.image_size)
+        s, space = self.settings, get_space(self.space_ref)
+        data = load_images(self.dataset, s.data_dir, space.input_size, revision=s.dataset_revision,
+                           image_column=s.image_column, label_column=s.label_column,
+                           image_size=s.image_size or space.image_size)
         if s.image_size is None and s.image_scale < 1:
             side = data.train_images.shape[-1]
             data = scaled(data, max(min(side, MIN_SCALED_SIDE), round(side * s.image_scale)))

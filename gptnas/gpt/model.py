@@ -225,7 +225,11 @@ class ArchGPT:
                conditions: list[list[str]] | None = None,
                budgets: list[list[Budget]] | None = None) -> list[generate.Sampled]:
         """Low-level batched sampling from token prefixes, each under its condition and cost budgets
-        (see `generate.sample`)."""
+        (see `generate.sample`), and under the space's own limits (a declared space's)."""
+        space = get_space(space)
+        limits = [Budget(space.cost_bounds(metric), 0, cap) for metric, cap in space.limits.items()]
+        if limits:
+            budgets = [row + limits for row in budgets] if budgets else [limits] * len(rows)
         return generate.sample(
             self.model, self.vocab, space, rows, temperature=temperature, top_k=top_k, generator=generator,
             masks=self._masks, stop_after=stop_after, conditions=conditions, budgets=budgets,

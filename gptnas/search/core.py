@@ -57,7 +57,8 @@ class SearchSettings:
     """What is searched, how long, under which objectives and limits, and the operators' rates."""
 
     space: str = field(default="cifar", metadata={"help": "search space: cifar, nas-bench-macro, "
-                       "channel-bench-mobilenet, channel-bench-resnet or nas-bench-201"})
+                       "channel-bench-mobilenet, channel-bench-resnet, nas-bench-201, or a space file "
+                       "(SPACE.yaml: README, 'Your own search space')"})
     strategy: str = field(default="gpt-ga", metadata={"help": "gpt-ga (GPT-NAS), ga (no GPT), "
                           "regularized-evolution, random, or the optional extras tpe (Optuna's TPE) and dehb "
                           "(DEHB, with fidelities of its own)"})

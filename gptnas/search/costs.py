@@ -31,8 +31,8 @@ class Costs:
         self.config, self.space, self.evaluator, self.device = settings, space, evaluator, device
         self.objectives = settings.objective_list()
         self.measures_latency = settings.measures_latency()
-        self.limited = any(limit is not None for limit in (settings.max_params, settings.max_flops,
-                                                           settings.max_latency_ms))
+        limits = (settings.max_params, settings.max_flops, settings.max_latency_ms)
+        self.limited = bool(space.limits) or any(limit is not None for limit in limits)
         self._latency: dict[str, tuple[float, float]] = {}  # key -> (batch 1, batch N) ms, this process
         self.table = None if settings.latency_table is None else load_latency_table(settings.latency_table, space.name)
 
@@ -41,6 +41,8 @@ class Costs:
         return None if self.table is None else {"device": self.table.device, **self.table.source}
 
     def feasible(self, arch) -> bool:
+        if not self.space.within_limits(arch):  # a declared space's own limits, at its input size
+            return False
         c = self.config
         limits = {"params": c.max_params, "flops": c.max_flops}
         if any(limit is not None for limit in limits.values()):

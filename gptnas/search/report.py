@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from gptnas.errors import GptnasError
 from gptnas.files import atomic_path, write_atomic, write_json
 from gptnas.search.costs import UNITS
+from gptnas.spaces.declared import SPACE_FILE
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,8 @@ def write_outputs(search, run_dir: Path) -> dict:
     hall = ranked([_describe(space, c, store) for c in search.hall_of_fame])
     write_json(run_dir / "hall_of_fame.json", hall)
     best = _describe(space, best_candidate(search), store)
-    best["build"] = f"import gptnas; model = gptnas.build_model({space.name!r}, {best['key']!r}, num_classes={search.evaluator.num_classes})"
+    where = space.name if space.reference == space.name else str(run_dir / SPACE_FILE)  # a declared space: its copy
+    best["build"] = f"import gptnas; model = gptnas.build_model({where!r}, {best['key']!r}, num_classes={search.evaluator.num_classes})"
     best["num_classes"], best["input_size"] = search.evaluator.num_classes, search.evaluator.input_size
     best.update(search.evaluator.input_spec())  # input_channels, normalisation
     best["sources"] = {"evaluator": search.evaluator.source(), "gpt": search.strategy.summary().get("gpt_source"),

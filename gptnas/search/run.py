@@ -8,14 +8,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import yaml
+
 from gptnas.config import save_config
 from gptnas.errors import GptnasError
+from gptnas.files import write_atomic
 from gptnas.evaluators import get_evaluator
 from gptnas.latency_tables import load_latency_table
 from gptnas.search import fidelity
 from gptnas.search.core import Search
 from gptnas.search.executors import make_executor
-from gptnas.spaces import get_space
+from gptnas.spaces import SPACE_FILE, DeclaredSpace, run_space
 
 CONFIG_FILE = "config.yaml"
 
@@ -49,7 +52,8 @@ def build_search(config, run_dir: Path, executor=None, *, show_progress: bool = 
     (checked: data and tables are there before anything is written), config.yaml written before the result
     store (so a run killed at any moment can be resumed), and `executor` (by default the one the config names;
     the caller closes it with `search.executor.close()`)."""
-    space = get_space(config.search.space)
+    run_dir = Path(run_dir)
+    space = run_space(config.search.space, run_dir)
     evaluator = get_evaluator(config.data.evaluator, space, config.data.dataset, **config.evaluator_options())
     fidelities = fidelity.used(config.search)
     if fidelities:
@@ -60,9 +64,10 @@ def build_search(config, run_dir: Path, executor=None, *, show_progress: bool = 
     if config.search.latency_table is not None:  # read and checked once per process (Costs looks it up)
         load_latency_table(config.search.latency_table, space.name)
     config.limit_flops(evaluator)
-    run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / CONFIG_FILE)  # a resume may change how it runs (--workers ...)
+    if isinstance(space, DeclaredSpace) and not (run_dir / SPACE_FILE).is_file():
+        write_atomic(run_dir / SPACE_FILE, yaml.safe_dump(space.definition, sort_keys=False))
     if executor is None:
         executor = make_executor(config.run.executor, config.run.workers, config.run.ray_address)
     return Search(config, space, evaluator, run_dir, executor, show_progress=show_progress)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from functools import cached_property
-from typing import Any, Callable, Hashable, NamedTuple
+from types import MappingProxyType
+from typing import Any, Callable, Hashable, Mapping, NamedTuple
 
 import torch
 from torch import nn
@@ -33,6 +34,8 @@ class SearchSpace(ABC):
 
     name: str
     input_size: int = 32  # square input resolution the networks are built for
+    limits: Mapping[str, int] = MappingProxyType({})  # hard limits on "params" / "flops" (a declared space's)
+    image_size: int | None = None  # the side images are resized to (unless --image_size); None: the data's own
 
     # ------------------------------------------------------------ genes
 
@@ -203,6 +206,10 @@ class SearchSpace(ABC):
         return {}
 
     # ------------------------------------------------------------ cost
+
+    def within_limits(self, arch: Any) -> bool:
+        """True when `arch` keeps the space's own `limits` (counted at `input_size`)."""
+        return not self.limits or all(self.cost(arch)[metric] <= cap for metric, cap in self.limits.items())
 
     def params(self, arch: Any) -> int:
         """`cost(arch)["params"]` in a quarter of the time (multiply-accumulates are not counted)."""

@@ -43,6 +43,7 @@ from gptnas.spaces import blocks as B
 from gptnas.spaces.base import SPACES, SearchSpace, count_macs, count_params
 
 SPACE_FILE_SUFFIXES = (".yaml", ".yml")
+SPACE_FILE = "space.yaml"  # a run directory's copy of the declared space it searches
 FIELDS = ("name", "tag", "input", "stem", "stages", "head", "limits", "max_downsamples")
 MAX_DEPTH, MAX_STAGES, MAX_WIDTH, MAX_INPUT = 64, 16, 8192, 1024
 MAX_SAMPLE_TRIES, MAX_EDIT_TRIES = 1000, 64
@@ -88,6 +89,7 @@ class DeclaredSpace(SearchSpace):
         spec = _Parser(where).space(definition)
         self.definition = {**definition, "name": spec["name"], "tag": spec["tag"]}  # the space, wherever it goes
         self.name, self.input_size, self._tag = spec["name"], spec["input_size"], spec["tag"]
+        self.image_size = self.input_size  # images are resized to the declared input size
         self.stem_kernel, self.stem_stride, self.stem_widths = spec["stem"]
         self.stages: tuple[Stage, ...] = spec["stages"]
         self.variants: dict[str, K.Kind] = spec["variants"]
