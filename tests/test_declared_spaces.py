@@ -161,3 +161,98 @@ def test_per_block_strides_need_a_bound_and_a_missing_file_is_one_line(tmp_path)
         DeclaredSpace({**GOOD, "stages": [stage]}, "x.yaml")
     with pytest.raises(GptnasError, match="space file .*nope.yaml does not exist"):
         get_space(tmp_path / "nope.yaml")
+
+
+# ---------------------------------------------------------------- the GPT and a search in a declared space
+
+
+@pytest.fixture(scope="module")
+def gpt():
+    from gptnas import ArchGPT
+
+    return ArchGPT.from_pretrained()
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("quality", [None, 4])
+def test_the_shipped_gpt_writes_only_valid_networks_within_the_limits(gpt, path, quality):
+    """benchmarks/declared_spaces.py draws 1,000 per space and condition."""
+    space = get_space(path)
+    archs = gpt.complete(space, n=100, seed=1, quality=quality)[0]
+    assert all(space.is_valid(arch) for arch in archs)  # the grammar, and the limits at the declared size
+    assert len({space.key(a) for a in archs}) > 10
+
+
+def test_a_gpt_that_cannot_spell_a_space_is_refused_in_one_line(gpt):
+    definition = {**get_space(EXAMPLES[1]).definition, "name": "mine", "tag": "mine"}
+    with pytest.raises(GptnasError, match=r"space mine writes 1 token\(s\) this GPT never learned \(space:mine\)"):
+        gpt.complete(definition)
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    """Three classes of twenty 8x8 grey digits as PNG files (resized to each space's declared input)."""
+    from sklearn.datasets import load_digits
+    from PIL import Image
+
+    data, root = load_digits(), tmp_path_factory.mktemp("tiny") / "folder"
+    for label in range(3):
+        (root / str(label)).mkdir(parents=True)
+        for i, image in enumerate(data.images[data.target == label][:20]):
+            Image.fromarray((image / 16 * 255).astype("uint8")).save(root / str(label) / f"{i}.png")
+    return root
+
+
+QUICK = ["--population", "2", "--generations", "1", "--epochs", "1", "--min_steps", "0", "--batch_size", "16",
+         "--device", "cpu", "--workers", "1"]
+
+
+@pytest.mark.parametrize("path, strategy", [(EXAMPLES[0], "gpt-ga"), (EXAMPLES[1], "ga")], ids=lambda v: str(v)[-12:])
+def test_an_example_space_is_searched_retrained_exported_and_loaded_without_its_file(tmp_path, tiny_folder, path,
+                                                                                    strategy):
+    import evolve
+    import gptnas
+
+    mine = tmp_path / path.name
+    mine.write_text(path.read_text())
+    run = tmp_path / "run"
+    assert evolve.main(["--space", str(mine), "--strategy", strategy, "--dataset", str(tiny_folder),
+                        "--output_dir", str(run), *QUICK]) == 0
+    space = get_space(mine)
+    best = json.loads((run / "best.json").read_text())
+    assert space.is_valid(space.from_key(best["key"])) and best["input_size"] == space.input_size
+    assert f"gptnas.build_model('{run / 'space.yaml'}'" in best["build"]
+    assert evolve.main(["--retrain", str(run), "--retrain_epochs", "1", "--device", "cpu"]) == 0
+    mine.unlink()  # the run directory and the exported folder carry the space
+    config = json.loads((run / "retrain" / "config.json").read_text())
+    assert config["space"] == space.name and config["space_definition"] == space.definition
+    assert config["search"]["space"] == space.name  # no local path in what gets published
+    model = gptnas.load_network(run / "retrain")
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, space.input_size, space.input_size)).shape == (1, 3)
+
+
+def test_a_resumed_run_refuses_a_space_file_changed_since_it_started(tmp_path, tiny_folder, capsys):
+    import evolve
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(EXAMPLES[1].read_text())
+    run = tmp_path / "run"
+    args = ["--space", str(mine), "--strategy", "ga", "--dataset", str(tiny_folder), "--output_dir", str(run), *QUICK]
+    assert evolve.main(args) == 0
+    mine.write_text(EXAMPLES[1].read_text().replace("[8, 12, 16, 24]", "[8, 16, 24]"))
+    assert evolve.main(["--resume", str(run)]) == 2
+    assert f"{mine} changed since the run in {run} started" in capsys.readouterr().err
+
+
+def test_odd_widths_train_on_a_cpu():
+    """Augmented batches are NCHW-contiguous: on NHWC-strided inputs, oneDNN's CPU convolution backward
+    corrupted the heap (an abort) on this network of 12-channel blocks."""
+    from gptnas.evaluators import get_evaluator
+
+    space = get_space(EXAMPLES[1])
+    arch = space.from_key("stem16-" + "-".join(["resnet_basic/12/s1"] * 3 + ["resnet_basic/24/s2"] +
+                                               ["resnet_basic/24/s1"] * 2 + ["resnet_basic/32/s2"] +
+                                               ["resnet_basic/32/s1"] * 2))
+    evaluator = get_evaluator("train", space, "digits", epochs=1, min_steps=0, batch_size=64, device="cpu", seed=0)
+    assert evaluator.evaluate(space, arch).ok

@@ -149,6 +149,16 @@ class ArchGPT:
         self.model.save_pretrained(path, safe_serialization=True)
         self.tokenizer.save_pretrained(path)
 
+    def check_space(self, space) -> None:
+        """GptnasError naming the tokens of `space` (its tag, its layers) that this GPT's tokenizer lacks: it
+        could not write every network of the space."""
+        space = get_space(space)
+        missing = sorted((space.vocabulary() | {space.tag}) - set(self.vocab))
+        if missing:
+            raise GptnasError(f"space {space.name} writes {len(missing)} token(s) this GPT never learned "
+                              f"({', '.join(missing[:5])}); give the space a tag, widths and kernels the GPT knows "
+                              "(README, 'Your own search space'), or search it with --strategy ga")
+
     # ------------------------------------------------------------ generation
 
     def complete(self, space, prefixes=("",), n: int = 1, temperature: float = 1.0, top_k: int | None = None,
@@ -164,6 +174,7 @@ class ArchGPT:
         Returns one list of `n` architectures per prefix; same seed, same output.
         """
         space = get_space(space)
+        self.check_space(space)
         prefixes = check_prefixes(prefixes)
         for name, value in (("n", n), ("batch_size", batch_size), ("drafts", drafts)):
             if not is_int(value) or value < 1:

@@ -45,7 +45,8 @@ from gptnas.spaces.base import SPACES, SearchSpace, count_macs, count_params
 SPACE_FILE_SUFFIXES = (".yaml", ".yml")
 SPACE_FILE = "space.yaml"  # a run directory's copy of the declared space it searches
 FIELDS = ("name", "tag", "input", "stem", "stages", "head", "limits", "max_downsamples")
-MAX_DEPTH, MAX_STAGES, MAX_WIDTH, MAX_INPUT = 64, 16, 8192, 1024
+MAX_DEPTH, MAX_STAGES, MAX_BLOCKS, MAX_WIDTH, MAX_INPUT = 64, 16, 256, 8192, 1024
+MAX_CHOICES = 64  # values in one list of choices
 MAX_SAMPLE_TRIES, MAX_EDIT_TRIES = 1000, 64
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 
@@ -481,6 +482,8 @@ class _Parser:
             self.fail("stages", f"at most {MAX_STAGES} stages, got {len(stages_d)}")
         variants: dict[str, K.Kind] = {}
         stages = tuple(self.stage(s, f"stages[{i}]", variants) for i, s in enumerate(stages_d))
+        if sum(s.max_depth for s in stages) > MAX_BLOCKS:
+            self.fail("stages", f"up to {sum(s.max_depth for s in stages)} blocks in all; at most {MAX_BLOCKS}")
         spec = {"name": name, "tag": tag, "input_size": size, "stem": self.stem(d["stem"]), "stages": stages,
                 "variants": variants, "head": self.head(d.get("head")), "limits": self.limits(d.get("limits")),
                 "max_downsamples": self.count("max_downsamples", d.get("max_downsamples"), 0, 32, optional=True)}
@@ -624,9 +627,7 @@ class _Parser:
                     self.fail(f"{field}.multipliers", f"numbers above 0, got {quote(m)}")
                 values.append(max(1, round(base * m)))
         else:
-            values = [self.count(field, w, 1, MAX_WIDTH) for w in (d if isinstance(d, list) else [d])]
-        if not values:
-            self.fail(field, "an empty list chooses nothing")
+            values = [self.count(field, w, 1, MAX_WIDTH) for w in self.listed(field, d)]
         if len(set(values)) != len(values):
             self.fail(field, f"a width listed twice: {values}")
         return tuple(values)
@@ -647,6 +648,8 @@ class _Parser:
             return [d]
         if not d:
             self.fail(field, "an empty list chooses nothing")
+        if len(d) > MAX_CHOICES:
+            self.fail(field, f"at most {MAX_CHOICES} choices, got {len(d)}")
         return d
 
     def choice(self, field: str, value, allowed: tuple):

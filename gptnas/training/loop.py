@@ -175,7 +175,9 @@ def augment(images: torch.Tensor, generator: torch.Generator, hflip: bool = True
     rows = dy[:, None] + torch.arange(height, device=device)
     cols = dx[:, None] + torch.arange(width, device=device)
     index = torch.arange(n, device=device)[:, None, None]
-    crops = padded[index, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # back to NCHW
+    # Back to NCHW, and contiguous: oneDNN's CPU convolution backward corrupts the heap on NHWC-strided inputs
+    # of some widths (torch 2.13, 12 channels); on a GPU the batch becomes channels_last after this.
+    crops = padded[index, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
     flip = (torch.rand(n, generator=generator) < (0.5 if hflip else 0.0)).to(device)  # the same draws either way
     return torch.where(flip[:, None, None, None], crops.flip(3), crops)
 

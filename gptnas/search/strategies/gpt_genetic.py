@@ -172,7 +172,9 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
     @property
     def gpt(self):
         if self._gpt is None:
-            self._gpt = private_gpt(self.settings.gpt, self.settings.gpt_adapter, self.search.device)
+            gpt = private_gpt(self.settings.gpt, self.settings.gpt_adapter, self.search.device)
+            gpt.check_space(self.search.space)
+            self._gpt = gpt
         return self._gpt
 
     def propose_initial(self) -> list:
