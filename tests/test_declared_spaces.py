@@ -256,3 +256,14 @@ def test_odd_widths_train_on_a_cpu():
                                                ["resnet_basic/32/s1"] * 2))
     evaluator = get_evaluator("train", space, "digits", epochs=1, min_steps=0, batch_size=64, device="cpu", seed=0)
     assert evaluator.evaluate(space, arch).ok
+
+
+def test_evolve_refuses_a_bad_space_file_in_one_line_and_writes_nothing(tmp_path, capsys):
+    import evolve
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("input: {size: 32}\nstem: {width: 16}\nstages:\n  - {depth: [3, 1], width: 16, blocks: [conv]}\n")
+    run = tmp_path / "run"
+    assert evolve.main(["--space", str(bad), "--dataset", "digits", "--output_dir", str(run)]) == 2
+    assert f"error: {bad}: stages[0].depth: min 3 is greater than max 1" in capsys.readouterr().err
+    assert not run.exists()
