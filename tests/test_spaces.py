@@ -1,6 +1,7 @@
 """Search spaces: genes, spelling and networks agree, for every space."""
 
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,13 +12,16 @@ from gptnas.errors import GptnasError
 from gptnas.language.tokens import EOS
 from gptnas.spaces import get_space, space_names
 
-SPACES = ["cifar", "nas-bench-macro", "channel-bench-mobilenet", "channel-bench-resnet", "nas-bench-201"]
+BUILT_IN = ["cifar", "nas-bench-macro", "channel-bench-mobilenet", "channel-bench-resnet", "nas-bench-201"]
+DECLARED = [str(Path(__file__).resolve().parents[1] / "configs" / "spaces" / f"{name}.yaml")
+            for name in ("cifar-declared", "mobile96", "resnet20-widths")]  # the same laws hold for space files
+SPACES = BUILT_IN + DECLARED
 seeds = st.integers(0, 2**32 - 1)
 quick = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def test_registry_lists_every_space():
-    assert set(SPACES) <= set(space_names())
+    assert set(BUILT_IN) <= set(space_names())
     with pytest.raises(GptnasError, match="unknown search space 'cifar10'.*valid: .*nas-bench-201"):
         get_space("cifar10")
 
@@ -42,7 +46,7 @@ def test_round_trip_and_operators(name, seed):
     children = [a, b, space.mutate(a, rng), *space.crossover(a, b, rng)]
     for arch in children:
         text = space.encode(arch)
-        assert text.split()[0] == f"space:{name}"
+        assert text.split()[0] == space.tag
         assert space.decode(text) == arch
         assert space.from_key(space.key(arch)) == arch
 

@@ -239,7 +239,7 @@ class DeclaredSpace(SearchSpace):
     def staging(self, arch: DeclaredArch) -> list[list[Block]]:
         """The blocks of `arch` per stage: the first reading (earliest stage boundaries last) the grammar
         allows. Different readings of one block sequence build the same network."""
-        reading = self._stage_of(arch.blocks, 0, (0, 0, 0), 0)
+        reading = self._stage_of(arch.blocks, 0, (0, 0, 0), 0, set())
         if reading is None:
             raise GptnasError(f"the blocks of this architecture do not fit the stages of space {self.name}")
         stages = [[] for _ in self.stages]
@@ -247,14 +247,19 @@ class DeclaredSpace(SearchSpace):
             stages[i].append(block)
         return stages
 
-    def _stage_of(self, blocks: tuple[Block, ...], j: int, state: State, downs: int) -> list[int] | None:
+    def _stage_of(self, blocks: tuple[Block, ...], j: int, state: State, downs: int, dead: set) -> list[int] | None:
+        """The stage of each of `blocks[j:]` read from `state` on (None if they cannot be read; `dead` holds
+        the (j, state) already found so, which keeps the search linear)."""
         if j == len(blocks):
             i, n, _ = state
             return [] if i == len(self.stages) - 1 and n >= self.stages[i].min_depth else None
+        if (j, state) in dead:
+            return None
         for nxt in self._successors(state, downs, blocks[j]):
-            rest = self._stage_of(blocks, j + 1, nxt, downs + (blocks[j].stride == 2))
+            rest = self._stage_of(blocks, j + 1, nxt, downs + (blocks[j].stride == 2), dead)
             if rest is not None:
                 return [nxt[0], *rest]
+        dead.add((j, state))
         return None
 
     def key(self, arch: DeclaredArch) -> str:
