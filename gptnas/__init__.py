@@ -7,7 +7,7 @@ from gptnas.version import __version__
 
 
 def build_model(space: str, key: str, num_classes: int = 10):
-    """The `nn.Module` of an architecture given by its space and canonical key."""
+    """The `nn.Module` of an architecture given by its space (a name, or a space file) and canonical key."""
     space_ = get_space(space)
     return space_.build_model(space_.from_key(key), num_classes=num_classes)
 

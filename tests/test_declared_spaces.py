@@ -267,3 +267,17 @@ def test_evolve_refuses_a_bad_space_file_in_one_line_and_writes_nothing(tmp_path
     assert evolve.main(["--space", str(bad), "--dataset", "digits", "--output_dir", str(run)]) == 2
     assert f"error: {bad}: stages[0].depth: min 3 is greater than max 1" in capsys.readouterr().err
     assert not run.exists()
+
+
+def test_a_handed_definition_too_large_to_build_is_refused_in_one_line():
+    """An exported network's config.json carries its space: a definition whose grammar would take minutes to
+    build (or whose limits would take minutes to check) stops after a bounded number of steps."""
+    widths = [8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256]
+    stage = {"depth": [1, 16], "width": widths, "width_per_block": True,
+             "blocks": ["conv", "resnet_basic", "wide_basic", {"mbconv": {"kernel": [3, 5, 7], "expansion": [3, 6]}}]}
+    big = {"input": {"size": 64}, "stem": {"width": 16}, "stages": [stage] * 16}
+    with pytest.raises(GptnasError, match="its grammar takes more than 2,000,000 steps to build"):
+        DeclaredSpace(copy.deepcopy(big), "big.yaml")
+    wide = {**GOOD, "stages": [{**stage, "depth": [1, 4]}] * 3, "limits": {"max_params": 10**9}}
+    with pytest.raises(GptnasError, match="limits: checking them prices .* blocks; at most 20,000"):
+        DeclaredSpace(copy.deepcopy(wide), "wide.yaml")

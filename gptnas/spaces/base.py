@@ -36,6 +36,7 @@ class SearchSpace(ABC):
     input_size: int = 32  # square input resolution the networks are built for
     limits: Mapping[str, int] = MappingProxyType({})  # hard limits on "params" / "flops" (a declared space's)
     image_size: int | None = None  # the side images are resized to (unless --image_size); None: the data's own
+    max_grammar_steps: int | None = None  # a grammar that takes more steps to walk is refused (a declared space's)
 
     # ------------------------------------------------------------ genes
 
@@ -97,6 +98,10 @@ class SearchSpace(ABC):
         """Contexts with equal trie keys share a segment trie (override to save memory)."""
         return context
 
+    def _context_weight(self, context: Hashable) -> int:
+        """How many steps reading one segment in `context` counts for against `max_grammar_steps`."""
+        return 1
+
     def _segment_cost(self, context: Hashable, payload: Any, metric: str, input_size: int, num_classes: int) -> int:
         """The parameters (`metric` "params") or multiply-accumulates ("flops", on `input_size` images) of one
         segment. Only for spaces whose networks' costs are the sums over their segments (`cost_bounds` then
@@ -118,7 +123,7 @@ class SearchSpace(ABC):
     @cached_property
     def grammar(self) -> Grammar:
         language = _SpaceLanguage(self)
-        return Grammar(language, self.name, _vocabulary(language))
+        return Grammar(language, self.name, _vocabulary(language, self.max_grammar_steps))
 
     def encode(self, arch: Any) -> str:
         tokens = [self.tag]
@@ -268,12 +273,18 @@ class _SpaceLanguage:
     def advance(self, context: Hashable, payload: Any) -> Hashable:
         return self.space._start() if context == _TAG else self.space._advance(context, payload)
 
+    def tries(self) -> list[Trie]:
+        """The segment tries built so far, one per trie key."""
+        return list(self._tries.values())
+
     def is_complete(self, context: Hashable) -> bool:
         return context != _TAG and self.space._complete(context)
 
 
-def _vocabulary(language: _SpaceLanguage) -> frozenset[str]:
-    seen, frontier, words = set(), [language.start_context()], set()
+def _vocabulary(language: _SpaceLanguage, max_steps: int | None = None) -> frozenset[str]:
+    """Every token of the grammar, from a walk through all its contexts; GptnasError once the walk has taken
+    more than `max_steps` steps (a segment read in a context is one)."""
+    seen, frontier, words, steps = set(), [language.start_context()], set(), 0
     read: dict[int, tuple[Trie, list]] = {}  # contexts share tries: each is read once (and kept, so ids stay its)
     while frontier:
         context = frontier.pop()
@@ -285,6 +296,10 @@ def _vocabulary(language: _SpaceLanguage) -> frozenset[str]:
             read[id(trie)] = (trie, trie.payloads())
             words.update(trie.tokens())
         payloads = read[id(trie)][1]
+        steps += len(payloads) * language.space._context_weight(context)
+        if max_steps is not None and steps > max_steps:
+            raise GptnasError(f"space {language.space.name}: its grammar takes more than {max_steps:,} steps to "
+                              "build; declare fewer stages, blocks or choices")
         frontier.extend(language.advance(context, payload) for payload in payloads)
     return frozenset(words)
 

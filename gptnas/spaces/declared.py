@@ -47,6 +47,9 @@ SPACE_FILE = "space.yaml"  # a run directory's copy of the declared space it sea
 FIELDS = ("name", "tag", "input", "stem", "stages", "head", "limits", "max_downsamples")
 MAX_DEPTH, MAX_STAGES, MAX_BLOCKS, MAX_WIDTH, MAX_INPUT = 64, 16, 256, 8192, 1024
 MAX_CHOICES = 64  # values in one list of choices
+MAX_OPTIONS = 4096  # ways to write one block of a stage (kinds with their options, times widths and strides)
+MAX_PRICED = 20_000  # segments priced to check the limits at load (about a millisecond each)
+MAX_GRAMMAR_STEPS = 2_000_000  # what building the grammar of a handed definition may cost (a few seconds)
 MAX_SAMPLE_TRIES, MAX_EDIT_TRIES = 1000, 64
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 
@@ -97,6 +100,7 @@ class DeclaredSpace(SearchSpace):
         self.head_widths: tuple[int, ...] = spec["head"]
         self.max_downsamples: int | None = spec["max_downsamples"]
         self.limits: dict[str, int] = spec["limits"]  # {"params": ..., "flops": ...}, those declared
+        self.max_grammar_steps = MAX_GRAMMAR_STEPS
         self._costs: dict[tuple, int] = {}
         self._option_sets: dict[Any, frozenset] = {}
         _check_spellings(self, where)
@@ -116,7 +120,7 @@ class DeclaredSpace(SearchSpace):
     @functools.cached_property
     def digest(self) -> str:
         """sha256 of the definition: two spaces with the same digest are the same space."""
-        return hashlib.sha256(json.dumps(self.definition, sort_keys=True, default=str).encode()).hexdigest()
+        return _key(self.definition, self.name)
 
     # ------------------------------------------------------------ validity
 
@@ -158,8 +162,7 @@ class DeclaredSpace(SearchSpace):
         chosen = [(i, n) for i, s in enumerate(self.stages) if s.strides and 2 in s.strides for n in range(depths[i])]
         room = len(chosen) if self.max_downsamples is None else self.max_downsamples - self._fixed_downsamples(depths)
         strided = set(rng.sample(chosen, rng.randint(0, max(0, min(room, len(chosen))))))
-        blocks, cin = [], rng.choice(self.stem_widths)
-        stem = cin
+        stem, blocks = rng.choice(self.stem_widths), []
         for i, stage in enumerate(self.stages):
             shared = 0
             for n in range(depths[i]):
@@ -230,15 +233,15 @@ class DeclaredSpace(SearchSpace):
             if not stage.width_per_block:
                 sized = [b for b in staged if b.width]
                 if sized:
-                    width = staged[anchor[1]].width if anchor and anchor[0] == i and staged[anchor[1]].width else \
-                        sized[0].width
+                    anchored = anchor is not None and anchor[0] == i and staged[anchor[1]].width
+                    width = staged[anchor[1]].width if anchored else sized[0].width
                     staged = [b._replace(width=width) if b.width else b for b in staged]
             blocks += staged
         return DeclaredArch(stem, tuple(blocks), head)
 
     def staging(self, arch: DeclaredArch) -> list[list[Block]]:
-        """The blocks of `arch` per stage: the first reading (earliest stage boundaries last) the grammar
-        allows. Different readings of one block sequence build the same network."""
+        """The blocks of `arch` per stage, each kept in the stage before it where the grammar allows (stage
+        boundaries as late as they can be). Every reading of one block sequence builds the same network."""
         reading = self._stage_of(arch.blocks, 0, (0, 0, 0), 0, set())
         if reading is None:
             raise GptnasError(f"the blocks of this architecture do not fit the stages of space {self.name}")
@@ -392,6 +395,9 @@ class DeclaredSpace(SearchSpace):
         room = self.max_downsamples is None or downs < self.max_downsamples
         return cin, room, tuple((i, n == 0, n < self.stages[i].max_depth, n >= self.stages[i].min_depth, w)
                                 for i, n, w in states)
+
+    def _context_weight(self, context) -> int:
+        return 1 if context in (_STEM, _DONE) else len(context[2])  # advancing follows every stage state
 
     def _option_set(self, context) -> frozenset:
         key = self._trie_key(context)
@@ -562,6 +568,10 @@ class _Parser:
         if not isinstance(per_block, bool):
             self.fail(f"{field}.width_per_block", f"true or false, got {quote(per_block)}")
         kinds = self.blocks(f"{field}.blocks", d["blocks"], widths, variants)
+        options = len(kinds) * len(widths) * len(strides or (1,))
+        if options > MAX_OPTIONS:
+            self.fail(f"{field}.blocks", f"{options:,} ways to write one block (kinds and options, widths, "
+                                         f"strides); at most {MAX_OPTIONS:,}")
         for s in strides or (stride,):
             if not any(s in variants[k].strides for k in kinds):
                 self.fail(f"{field}.blocks", f"no kind listed takes stride {s}, which the stage asks for")
@@ -691,8 +701,13 @@ def _check_spellings(space: DeclaredSpace, where: str) -> None:
 
 
 def _check_limits(space: DeclaredSpace, where: str) -> None:
-    """A limit below the cheapest network of the space is refused at load."""
+    """A limit below the cheapest network of the space is refused at load (pricing every segment the grammar
+    can write: a space with too many of them is refused first)."""
     names = {"params": ("max_params", "parameters"), "flops": ("max_macs", "multiply-accumulates")}
+    segments = sum(len(trie.payloads()) for trie in space.grammar.language.tries())
+    if space.limits and segments > MAX_PRICED:
+        raise GptnasError(f"{where}: limits: checking them prices {segments:,} blocks; at most {MAX_PRICED:,} "
+                          "(declare fewer choices, or no limits)")
     for metric, limit in space.limits.items():
         bounds = space.cost_bounds(metric)
         lowest = bounds.completion(bounds.grammar.language.start_context())[0]
