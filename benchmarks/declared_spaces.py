@@ -92,8 +92,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=1000)
     samples = parser.parse_args().samples
-    for section in (load_times(), against_the_class(samples), gpt_samples(samples)):
-        print("\n".join(section), end="\n\n", flush=True)
+    for section in (load_times, lambda: against_the_class(samples), lambda: gpt_samples(samples)):
+        print("\n".join(section()), end="\n\n", flush=True)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ Conditioning tokens (optional, in this order, before the space tag)
     below the cap, so a sample is neither far below the cap nor often above it.
 """
 
+import functools
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Collection
@@ -128,6 +129,7 @@ def space_tag(space_name: str) -> str:
     return f"space:{space_name}"
 
 
+@functools.cache  # a pure function of one int, on the path of every token a grammar builds
 def width_bucket(channels: int) -> int:
     """The channel count's bucket: exact up to 8, then the nearest (in log scale) of
     4, 5, 6 or 7 times a power of two, i.e. quarter-octave steps at the widths
@@ -141,6 +143,7 @@ def width_bucket(channels: int) -> int:
     return min(candidates, key=lambda c: abs(math.log(channels / c)))
 
 
+@functools.cache
 def width(channels: int) -> str:
     """The width token of a channel count."""
     return f"w{width_bucket(channels)}"
