@@ -57,12 +57,6 @@ class Trie:
         """The payload of every segment in the trie."""
         return [node.payload for node in self.nodes() if node.terminal]
 
-    def leaves(self, prefix: tuple[str, ...] = ()):
-        """Yields (tokens, payload) for every segment in the trie."""
-        if self.terminal:
-            yield prefix, self.payload
-        for token, child in self.children.items():
-            yield from child.leaves(prefix + (token,))
 
 
 class SegmentLanguage(Protocol):
