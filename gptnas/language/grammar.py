@@ -58,7 +58,6 @@ class Trie:
         return [node.payload for node in self.nodes() if node.terminal]
 
 
-
 class SegmentLanguage(Protocol):
     """What a space tells the grammar."""
 
