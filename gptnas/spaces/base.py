@@ -332,6 +332,14 @@ def uniform_crossover(a: tuple, b: tuple, rng: random.Random, canonical=identity
     return canonical(first), canonical(second)
 
 
+def halved(side: int, times: int) -> int:
+    """A feature map's side after `times` stride-2 steps: exact when each halving is (32, 8 ...); else within
+    a pixel, as a strided convolution rounds up where a pooling rounds down."""
+    for _ in range(times):
+        side = -(-side // 2)
+    return side
+
+
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

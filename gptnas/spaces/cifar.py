@@ -21,7 +21,7 @@ from torch import nn
 from gptnas.errors import GptnasError, quote
 from gptnas.spaces import block_kinds as K
 from gptnas.spaces import blocks as B
-from gptnas.spaces.base import SPACES, SearchSpace, count_macs, count_params
+from gptnas.spaces.base import SPACES, SearchSpace, count_macs, count_params, halved
 
 WIDTHS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 STEM_WIDTHS = (16, 24, 32, 48, 64)
@@ -237,7 +237,7 @@ class CifarSpace(SearchSpace):
         return _segment_layers(_input_width(context), payload).tokens
 
     def _segment_cost(self, context, payload, metric, input_size, num_classes):
-        side = None if metric == "params" else _side(input_size, 0 if context == _STEM else context[2])
+        side = None if metric == "params" else halved(input_size, 0 if context == _STEM else context[2])
         return _segment_cost(_input_width(context), payload, side, num_classes)
 
     def _advance(self, context, payload):
@@ -265,14 +265,6 @@ class CifarSpace(SearchSpace):
 def _input_width(context) -> int | None:
     """The width a segment takes in; None for the stem (it reads the image)."""
     return None if context == _STEM else context[0]
-
-
-def _side(input_size: int, downsamples: int) -> int:
-    """The feature map's side after `downsamples` strided blocks: exact when each halving is (32, 8 ...); else
-    within a pixel, as a strided convolution rounds up where a pooling rounds down."""
-    for _ in range(downsamples):
-        input_size = -(-input_size // 2)
-    return input_size
 
 
 def _segment_layers(cin: int | None, payload, num_classes: int = 10) -> B.Layers:

@@ -37,7 +37,7 @@ from gptnas.errors import GptnasError, quote
 from gptnas.language import tokens as T
 from gptnas.spaces import block_kinds as K
 from gptnas.spaces import blocks as B
-from gptnas.spaces.base import SearchSpace, count_macs, count_params
+from gptnas.spaces.base import SearchSpace, count_macs, count_params, halved
 from gptnas.spaces.space_file import Stage, read_definition
 
 SPACE_FILE_SUFFIXES = (".yaml", ".yml")
@@ -395,7 +395,7 @@ class DeclaredSpace(SearchSpace):
         side = None
         if metric != "params":
             halvings = 0 if context == _STEM else (self.stem_stride == 2) + context[1]
-            side = _side(input_size, halvings)
+            side = halved(input_size, halvings)
         key = (cin, payload, side, num_classes)
         if key not in self._costs:
             with torch.device("meta"):
@@ -422,13 +422,6 @@ def _width_after(cin: int | None, payload) -> int | None:
     if cin is None:
         return payload
     return payload.width or cin if isinstance(payload, Block) else cin
-
-
-def _side(input_size: int, halvings: int) -> int:
-    """The feature map's side after `halvings` stride-2 steps (a strided convolution rounds up)."""
-    for _ in range(halvings):
-        input_size = -(-input_size // 2)
-    return input_size
 
 
 def _describe(payload) -> str:
