@@ -15,12 +15,14 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Iterator
 
 import torch
 
 from gptnas.errors import GptnasError
+from gptnas.evaluators.base import WORST_FITNESS, Evaluation, safe_cost
 from gptnas.spaces import get_space
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -98,34 +100,73 @@ WORKER_START_SECONDS = 120  # how long a search waits for its worker processes t
 
 
 class ProcessExecutor:
+    """Evaluations in spawned worker processes. A worker that dies (a crash in native code, the system's
+    out-of-memory killer) costs one candidate, not the search: the pool is restarted, the unfinished jobs
+    run one at a time until the one that kills its worker alone is found and recorded as failed, and the
+    rest go on in parallel."""
+
     def __init__(self, workers: int):
+        self.workers = workers
+        self.pool, self.processes = self._start_pool()
+
+    def _start_pool(self) -> tuple[ProcessPoolExecutor, list]:
         context = multiprocessing.get_context("spawn")  # CUDA-safe, and the same on every OS
         slots = context.Queue()  # inherited by the workers at start; no manager process to outlive us
         gpus = torch.cuda.device_count()
-        for worker in range(workers):
+        for worker in range(self.workers):
             slots.put(worker % gpus if gpus else None)
         started = context.Value("i", 0)
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        self.pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                        initargs=(os.getpid(), slots, threads, started))
-        self.workers = workers
+        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker,
+                                   initargs=(os.getpid(), slots, threads, started))
         # Every worker starts now, before the search, and is waited for: the pool starts one per submit while
         # none is idle, with Ctrl-C ignored meanwhile (workers_ignore_ctrl_c), and a worker stopped while it
         # starts prints a traceback. Started on the first evaluations, a Ctrl-C then was lost or left one.
         with workers_ignore_ctrl_c():
-            for _ in range(workers):
-                self.pool.submit(os.getpid)
+            probes = [pool.submit(os.getpid) for _ in range(self.workers)]
         deadline = time.monotonic() + WORKER_START_SECONDS
-        while started.value < workers and time.monotonic() < deadline:
+        while started.value < self.workers and time.monotonic() < deadline:
             time.sleep(0.01)
+        if any(probe.done() and probe.exception() for probe in probes):
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise GptnasError("the worker processes died as they started; run with --workers 1 to see why")
+        return pool, list((getattr(pool, "_processes", None) or {}).values())
 
     def run(self, evaluator, space_ref: str | dict, archs: list) -> Iterator[tuple[int, object]]:
-        futures = {self.pool.submit(evaluate_job, evaluator, space_ref, arch): i for i, arch in enumerate(archs)}
+        todo = dict(enumerate(archs))
+        alone = False  # after a worker died: one job at a time, so that the next death names its job
+        while todo:
+            try:
+                for index, evaluation in (self._one_by_one if alone else self._together)(evaluator, space_ref, todo):
+                    del todo[index]
+                    yield index, evaluation
+            except BrokenProcessPool:
+                how = self._restart()
+                if alone:  # the first job left ran alone and killed its worker
+                    index = next(iter(todo))
+                    yield index, worker_died(evaluator, space_ref, todo.pop(index), how)
+                alone = not alone
+
+    def _together(self, evaluator, space_ref, todo: dict) -> Iterator[tuple[int, object]]:
+        futures = {self.pool.submit(evaluate_job, evaluator, space_ref, arch): i for i, arch in todo.items()}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 yield futures[future], future.result()
+
+    def _one_by_one(self, evaluator, space_ref, todo: dict) -> Iterator[tuple[int, object]]:
+        for index, arch in list(todo.items()):
+            yield index, self.pool.submit(evaluate_job, evaluator, space_ref, arch).result()
+
+    def _restart(self) -> str:
+        """A fresh pool in place of a broken one; how its dead worker ended (the pool terminates the others)."""
+        self.close()
+        for process in self.processes:
+            process.join(timeout=10)
+        codes = [p.exitcode for p in self.processes if p.exitcode not in (None, 0, -signal.SIGTERM)]
+        self.pool, self.processes = self._start_pool()
+        return exit_description(codes[0] if codes else None)
 
     def close(self, finished: bool = False) -> None:
         """After a finished search the idle workers exit normally (so they release what they hold, such as
@@ -134,10 +175,27 @@ class ProcessExecutor:
         if finished:
             self.pool.shutdown(wait=True)
             return
-        processes = list((getattr(self.pool, "_processes", None) or {}).values())
         self.pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
+        for process in self.processes:
             process.terminate()
+
+
+def exit_description(code: int | None) -> str:
+    """How a worker process ended, from its exit code (negative: the signal that ended it)."""
+    if code is None:
+        return "ended"
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+        return f"was killed by {name}" + (" (often the system, out of memory)" if -code == signal.SIGKILL else "")
+    return f"exited with code {code}"
+
+
+def worker_died(evaluator, space_ref: str | dict, arch, how: str):
+    """The failed Evaluation of a candidate whose worker process died evaluating it alone."""
+    space = get_space(space_ref)
+    cost = safe_cost(space, arch, evaluator.num_classes, getattr(evaluator, "input_size", None))
+    return Evaluation(WORST_FITNESS, None, cost["params"], cost["flops"], 0.0, "failed",
+                      f"its worker process {how} while evaluating it alone")
 
 
 class RayExecutor:
