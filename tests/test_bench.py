@@ -97,7 +97,7 @@ def test_parallel_runs_give_the_serial_numbers(tmp_path, requires_table):
 @pytest.mark.parametrize(
     ("flags", "message", "tables"),
     [
-        (["--spaces", "nas-bench-999"], "unknown benchmark 'nas-bench-999'", []),
+        (["--spaces", "nas-bench-999"], "'nas-bench-999' is no benchmark table", []),
         (["--spaces", "nas-bench-201:mnist"], "has no dataset 'mnist'", []),
         (["--strategies", "gpt-ga,hillclimb"], "unknown strategy 'hillclimb'", DEFAULT_TABLES),
         (["--seeds", "0"], "at least 1", []),

@@ -245,6 +245,38 @@ def test_a_resumed_run_refuses_a_space_file_changed_since_it_started(tmp_path, t
     assert f"{mine} changed since the run in {run} started" in capsys.readouterr().err
 
 
+def test_the_harness_compares_strategies_in_a_space_file_by_training_its_networks(tmp_path, tiny_folder, capsys):
+    from gptnas.bench.__main__ import main
+
+    study = tmp_path / "study.yaml"
+    study.write_text("common: {population: 2, epochs: 1, min_steps: 0, batch_size: 16, device: cpu, image_size: 8}\n")
+    out = tmp_path / "study"
+    command = ["--spaces", str(EXAMPLES[1]), "--dataset", str(tiny_folder), "--strategies", "ga,random", "--seeds",
+               "2", "--budget", "2", "--config", str(study), "--output_dir", str(out)]
+    assert main(command) == 0
+    report = (out / "report.md").read_text()
+    section = report[report.index("### resnet20-widths:folder"):]
+    assert "no table: every network was trained on" in section and "optimum" not in section
+    assert "| ga | " in section and "| random | " in section and "acc @2" in section
+    assert (out / "accuracy_resnet20-widths_folder.png").stat().st_size > 0 and not (out / "optimum.csv").exists()
+    runs = (out / "runs.csv").read_text().splitlines()
+    assert len(runs) == 1 + 2 * 2 and all(row.startswith("resnet20-widths:folder,") for row in runs[1:])
+    for run in (out / "runs").glob("*/*/seed_*"):
+        assert load_space(run / "space.yaml").digest == get_space(EXAMPLES[1]).digest  # each run keeps its space
+    capsys.readouterr()
+    assert main(command) == 0  # finished runs are read back, not run again
+    assert (out / "report.md").read_text() == report
+
+
+def test_the_harness_says_what_to_add_when_a_space_without_a_table_has_no_dataset(capsys):
+    from gptnas.bench.__main__ import main
+
+    assert main(["--spaces", str(EXAMPLES[1])]) == 2
+    assert "is no benchmark table" in capsys.readouterr().err
+    assert main(["--dataset", "digits"]) == 2
+    assert "name them" in capsys.readouterr().err
+
+
 def test_odd_widths_train_on_a_cpu():
     """Augmented batches are NCHW-contiguous: on NHWC-strided inputs, oneDNN's CPU convolution backward
     corrupted the heap (an abort) on this network of 12-channel blocks."""

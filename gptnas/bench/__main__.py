@@ -19,8 +19,13 @@ STUDY_CONFIG = files("gptnas.bench") / "study.yaml"
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m gptnas.bench", description=__doc__)
-    parser.add_argument("--spaces", default=",".join(harness.DEFAULT_BENCHMARKS),
-                        help="comma-separated benchmarks as space[:dataset], or 'available' for every table on disk")
+    parser.add_argument("--spaces", default=None,
+                        help="comma-separated benchmarks as space[:dataset], or 'available' for every table on disk; "
+                             "with --dataset, the spaces to train instead (names or space files, e.g. "
+                             f"cifar,configs/spaces/mobile96.yaml) (default: {','.join(harness.DEFAULT_BENCHMARKS)})")
+    parser.add_argument("--dataset", default=None, help="train the networks of --spaces on this dataset (a name "
+                        "or an image folder, as evolve.py's --dataset) with the train evaluator, instead of looking "
+                        "them up in benchmark tables; evolve.py's training settings go in --config's common section")
     parser.add_argument("--strategies", default="gpt-ga,ga,regularized-evolution,random")
     parser.add_argument("--seeds", type=int, default=30, help="seeds 0 .. N-1, the same for every strategy (paired)")
     parser.add_argument("--first_seed", type=int, default=0, help="seeds FIRST .. FIRST+N-1 instead (1000: the tuning "
@@ -62,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             raise GptnasError("--seeds, --budget and --workers must be at least 1")
         if args.first_seed < 0:
             raise GptnasError(f"--first_seed must be >= 0, got {args.first_seed}")
-        benchmarks = harness.parse_benchmarks(args.spaces)
+        if args.dataset is not None and args.spaces is None:
+            raise GptnasError("--dataset trains the networks of the spaces named by --spaces; name them (e.g. --spaces "
+                              "cifar or a space file)")
+        benchmarks = harness.parse_benchmarks(args.spaces or ",".join(harness.DEFAULT_BENCHMARKS), args.dataset)
         if not benchmarks:
             raise GptnasError("no benchmark to run: --spaces is empty, or no table is in the benchmark directory")
         harness.ensure_tables(benchmarks)

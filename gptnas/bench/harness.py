@@ -1,7 +1,8 @@
 """Runs every (benchmark, strategy, seed) search of a benchmark study, resumably.
 
-Each run is an ordinary `Search` on a benchmark table with a budget of unique
-queries, in its own run directory (`runs/<benchmark>/<strategy>/seed_<n>`).
+Each run is an ordinary `Search` with a budget of unique queries, in its own run
+directory (`runs/<benchmark>/<strategy>/seed_<n>`): on a benchmark table, or in a
+space without one (a space file, say) whose networks the `train` evaluator trains.
 Its trajectory (fitness and reported test accuracy of every query, in query
 order) is written atomically when it finishes, so a killed study re-run with
 the same command skips finished runs and resumes the one it was in.
@@ -36,6 +37,7 @@ from gptnas.search.executors import SerialExecutor, tie_to_parent, workers_ignor
 from gptnas.search.report import evaluation_rows
 from gptnas.search.run import build_search
 from gptnas.search.strategies.all import get_strategy
+from gptnas.spaces import get_space
 from gptnas.tables import TABLES, TABLES_BY_SPACE, benchmark_dir, table_for, table_path
 
 DEFAULT_BENCHMARKS = ("nas-bench-macro", "channel-bench-mobilenet", "nas-bench-201:cifar10", "nas-bench-201:cifar100")
@@ -53,13 +55,22 @@ DEFAULT_GPT = SHIPPED  # benchmarks/RESULTS.md, "Leave-space-out transfer": the 
 
 @dataclass(frozen=True)
 class Benchmark:
-    """A benchmark table as `space[:dataset]`, e.g. `nas-bench-201:cifar100`."""
+    """What a study searches: a benchmark table as `space[:dataset]` (e.g. `nas-bench-201:cifar100`), answered by
+    look-up; or, `trained`, a space (a built-in name or a space file) whose networks are trained on `dataset` by
+    the `train` evaluator, as `python evolve.py --space SPACE --dataset DATASET` trains them."""
 
-    space: str
-    dataset: str
+    space: str  # a space's name, or the path of a space file
+    dataset: str  # the table's dataset, or what the networks are trained on (a name or an image folder)
+    trained: bool = False
+
+    @property
+    def space_name(self) -> str:
+        return get_space(self.space).name if self.trained else self.space
 
     @property
     def name(self) -> str:
+        if self.trained:
+            return f"{self.space_name}:{Path(self.dataset).name or self.dataset}"
         single = len(TABLES_BY_SPACE[self.space]) == 1
         return self.space if single else f"{self.space}:{self.dataset}"
 
@@ -68,11 +79,19 @@ class Benchmark:
         space, _, dataset = text.strip().partition(":")
         datasets = TABLES_BY_SPACE.get(space)
         if datasets is None:
-            raise GptnasError(f"unknown benchmark {quote(text)}; valid spaces: {', '.join(TABLES_BY_SPACE)}")
+            raise GptnasError(f"{quote(text)} is no benchmark table (valid: {', '.join(TABLES_BY_SPACE)}); to train "
+                              "the networks of a space instead, name what they train on: --dataset NAME or folder")
         dataset = dataset or "cifar10"
         if dataset not in datasets:
             raise GptnasError(f"benchmark {quote(space)} has no dataset {quote(dataset)}; valid: {', '.join(datasets)}")
         return cls(space, dataset)
+
+    @classmethod
+    def trained_on(cls, space: str, dataset: str) -> Benchmark:
+        """`space` (a name or a space file, checked now) searched by training its networks on `dataset`."""
+        space = space.strip()
+        get_space(space)  # an unknown name or a bad space file fails here, in one line
+        return cls(space, dataset, trained=True)
 
 
 def available_benchmarks() -> list[Benchmark]:
@@ -85,7 +104,12 @@ def available_benchmarks() -> list[Benchmark]:
     return found
 
 
-def parse_benchmarks(text: str) -> list[Benchmark]:
+def parse_benchmarks(text: str, dataset: str | None = None) -> list[Benchmark]:
+    """The tables named in `text`, or with a `dataset` the spaces named in it, trained on that dataset."""
+    if dataset is not None:
+        if text == "available":
+            raise GptnasError("--spaces available names benchmark tables; with --dataset, name the spaces to train")
+        return [Benchmark.trained_on(part, dataset) for part in text.split(",") if part.strip()]
     if text == "available":
         return available_benchmarks()
     return [Benchmark.parse(part) for part in text.split(",") if part.strip()]
@@ -94,7 +118,8 @@ def parse_benchmarks(text: str) -> list[Benchmark]:
 def ensure_tables(benchmarks: list[Benchmark]) -> None:
     """Every table is on disk and verified (downloaded if needed) before any run starts."""
     for benchmark in benchmarks:
-        table_path(table_for(benchmark.space, benchmark.dataset))
+        if not benchmark.trained:
+            table_path(table_for(benchmark.space, benchmark.dataset))
 
 
 def split_variant(name: str) -> tuple[str, str | None]:
@@ -117,13 +142,13 @@ def gpt_for(benchmark: Benchmark, gpt: str | None) -> str | None:
     leave-space-out GPT of the benchmark's space, built once and cached: gptnas/gpt/transfer.py), "shipped"
     (None), or a folder / Hub id; any GPT that saw a table of the benchmark's space is refused."""
     if gpt == TRANSFER:
-        folder = transfer.model_for(benchmark.space)
+        folder = transfer.model_for(benchmark.space_name)
         return None if folder is None else str(folder)
     chosen = None if gpt in (None, SHIPPED) else gpt
-    leaks = leaked(tables_seen_by(chosen), benchmark.space)
+    leaks = leaked(tables_seen_by(chosen), benchmark.space_name)
     if leaks:
         raise GptnasError(f"the GPT {chosen or SHIPPED} was trained on the table {leaks[0]}: a search of "
-                          f"{benchmark.space} must not use a GPT that saw a table of its own space; use "
+                          f"{benchmark.space_name} must not use a GPT that saw a table of its own space; use "
                           f"--gpt {TRANSFER} (a leave-space-out GPT) or another model")
     return chosen
 
@@ -189,15 +214,16 @@ def plan(benchmarks: list[Benchmark], strategies: list[str], seeds: int, budget:
                 variant = study.get(strategy, {}) if proxy else {}  # ga+naswot's own section, on top of ga's
                 settings = {**study.get("common", {}), **study.get(base, {}), **variant}
                 settings.update(space=benchmark.space, dataset=benchmark.dataset, strategy=base, seed=seed,
-                                budget=budget, evaluator="benchmark", generations=budget, **(hardware or {}),
+                                budget=budget, evaluator="train" if benchmark.trained else "benchmark",
+                                generations=budget, **(hardware or {}),
                                 **fidelity_settings(base, fidelity or {}))
                 if proxy:
                     settings["screen"] = proxy
                 if get_strategy(base).uses_gpt:
                     option = gpt if gpt is not None else settings.get("gpt", DEFAULT_GPT)
-                    if (benchmark.space, option) not in gpts:
-                        gpts[benchmark.space, option] = gpt_for(benchmark, option)
-                    settings["gpt"] = gpts[benchmark.space, option]
+                    if (benchmark.space_name, option) not in gpts:
+                        gpts[benchmark.space_name, option] = gpt_for(benchmark, option)
+                    settings["gpt"] = gpts[benchmark.space_name, option]
                 EvolveConfig.from_flags(dict(settings), "study").refuse_unused(hardware or {})
                 run_dir = output_dir / "runs" / benchmark.name.replace(":", "_") / strategy / f"seed_{seed}"
                 tasks.append(RunTask(benchmark, strategy, seed, settings, str(run_dir)))

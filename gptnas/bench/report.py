@@ -1,4 +1,5 @@
-"""From trajectories to numbers: runs.csv, optimum.csv, regret plots and report.md.
+"""From trajectories to numbers: runs.csv, optimum.csv, regret plots and report.md (a space searched by
+training its networks has no table, so no optimum: its plot shows the reported accuracy itself).
 
 Definitions (stated in the report too):
 - queries: unique canonical architectures evaluated, in order (aliases and isomorphic cells count once);
@@ -108,8 +109,8 @@ def reported_curve(trajectory: dict, budget: int) -> list[float]:
     i = 0
     for spent in range(1, budget + 1):
         while i < len(rows) and rows[i][0] <= spent + 1e-9:
-            if rows[i][1] > best_fitness:
-                best_fitness, reported = rows[i][1], rows[i][2]
+            if rows[i][1] > best_fitness:  # a failed training has no test accuracy
+                best_fitness, reported = rows[i][1], math.nan if rows[i][2] is None else rows[i][2]
             i += 1
         curve.append(reported)
     return curve
@@ -130,7 +131,8 @@ def query_points(budget: int, unit: str = "query") -> list[int]:
 
 def write_csvs(trajectories: list[dict], benchmarks: list[Benchmark], budget: int, output_dir: Path,
                constraint: tuple = (), unit: str = "query") -> None:
-    """runs.csv and optimum.csv; `constraint` is (device, latency limit) for a constrained study."""
+    """runs.csv, and optimum.csv for the benchmarks with a table; `constraint` is (device, latency limit) for a
+    constrained study."""
     by_name = {b.name: b for b in benchmarks}
     counted = "queries" if unit == "query" else "full_training_equivalents"
     with open(output_dir / "runs.csv", "w", newline="") as f:
@@ -140,29 +142,38 @@ def write_csvs(trajectories: list[dict], benchmarks: list[Benchmark], budget: in
             curve = reported_curve(t, budget)
             for q in query_points(budget, unit):
                 writer.writerow([t["benchmark"], t["strategy"], t["seed"], q, f"{curve[q - 1]:.4f}"])
+    tabled = [t for t in trajectories if not by_name[t["benchmark"]].trained]
+    if not tabled:
+        return
     with open(output_dir / "optimum.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["benchmark", "strategy", "seed", f"{counted}_to_optimum", f"{counted}_to_within_{WITHIN}"])
-        for t in trajectories:
+        for t in tabled:
             best = optimum(by_name[t["benchmark"]], *constraint).fitness
             hit, near = first_query_reaching(t, best), first_query_reaching(t, best - WITHIN)
             writer.writerow([t["benchmark"], t["strategy"], t["seed"], "" if hit is None else hit, "" if near is None else near])
 
 
-def plot_regret(benchmark: Benchmark, groups: dict[str, list[dict]], budget: int, path: Path,
+def plot_curves(benchmark: Benchmark, groups: dict[str, list[dict]], budget: int, path: Path,
                 constraint: tuple = (), unit: str = "query") -> None:
-    best = optimum(benchmark, *constraint).best_test
+    """The mean regret of reported accuracy over the budget (a table's benchmark: regret to its best test
+    accuracy), or the mean reported accuracy itself (a trained space, whose optimum nobody knows)."""
+    best = None if benchmark.trained else optimum(benchmark, *constraint).best_test
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
     queries = range(1, budget + 1)
     for strategy, runs in groups.items():
         curves = [reported_curve(t, budget) for t in runs]
-        mean = [statistics.fmean(best - c[q - 1] for c in curves) for q in queries]
-        ax.plot(queries, [max(m, 1e-3) for m in mean], label=strategy)
+        if best is None:
+            ax.plot(queries, [statistics.fmean(c[q - 1] for c in curves) for q in queries], label=strategy)
+        else:
+            mean = [statistics.fmean(best - c[q - 1] for c in curves) for q in queries]
+            ax.plot(queries, [max(m, 1e-3) for m in mean], label=strategy)
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    if best is not None:
+        ax.set_yscale("log")
     ax.set_xlabel("queries (unique architectures evaluated)" if unit == "query" else "full-training equivalents spent")
-    ax.set_ylabel("regret of reported accuracy (%)")
+    ax.set_ylabel("reported test accuracy (%)" if best is None else "regret of reported accuracy (%)")
     ax.set_title(f"{benchmark.name}: mean over {len(next(iter(groups.values())))} seeds")
     ax.legend()
     fig.tight_layout()
@@ -184,33 +195,43 @@ def gpt_lines(groups: dict[str, list[dict]]) -> list[str]:
 def benchmark_section(benchmark: Benchmark, groups: dict[str, list[dict]], budget: int, png: str,
                       constraint: tuple = (), unit: str = "query") -> tuple[list[str], dict]:
     """Markdown for one benchmark, and the gpt-ga figures the targets are checked against."""
-    best = optimum(benchmark, *constraint)
+    best = None if benchmark.trained else optimum(benchmark, *constraint)
     points = query_points(budget, unit)
     q = "q" if unit == "query" else "cost"
-    lines = [f"### {benchmark.name}", "",
-             f"{best.architectures} canonical architectures{' within the limit' if constraint else ''}; "
-             f"optimum fitness {best.fitness:.2f} "
-             f"(its test accuracy {best.test:.2f}; best test accuracy in the table {best.best_test:.2f}).", ""]
+    if best is None:
+        lines = [f"### {benchmark.name}", "", f"Space `{benchmark.space}`, no table: every network was trained on "
+                 f"`{benchmark.dataset}` by the `train` evaluator, selected on its validation accuracy and reported "
+                 "by its test accuracy.", ""]
+        to_optimum = []
+    else:
+        lines = [f"### {benchmark.name}", "",
+                 f"{best.architectures} canonical architectures{' within the limit' if constraint else ''}; "
+                 f"optimum fitness {best.fitness:.2f} "
+                 f"(its test accuracy {best.test:.2f}; best test accuracy in the table {best.best_test:.2f}).", ""]
+        to_optimum = [f"median {q} to optimum", f"median {q} to within {WITHIN}"]
     lines += gpt_lines(groups)
-    header = ["strategy"] + [f"acc @{p}" for p in points] + [f"median {q} to optimum", f"median {q} to within {WITHIN}",
-                                                              "GPT s / 100 queries", "proxy s / 100 queries",
-                                                              "proxy s / screened"]
+    header = ["strategy"] + [f"acc @{p}" for p in points] + to_optimum + ["GPT s / 100 queries",
+                                                                           "proxy s / 100 queries", "proxy s / screened"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     figures: dict[str, dict] = {}
     for strategy, runs in groups.items():
         curves = [reported_curve(t, budget) for t in runs]
         at = {p: [c[p - 1] for c in curves] for p in points}
-        hits = [first_query_reaching(t, best.fitness) for t in runs]
-        near = [first_query_reaching(t, best.fitness - WITHIN) for t in runs]
         queries = max(sum(len(t["fitness"]) + t.get("rungs", 0) for t in runs), 1)  # at every fidelity
         seconds = sum(t["gpt_seconds"] for t in runs) / queries * 100
-        figures[strategy] = {"at": at, "median_to_optimum": median_queries(hits, budget), "hits": hits}
-        lines.append("| " + " | ".join([strategy] + [mean_std(at[p]) for p in points]
-                                       + [median_queries(hits, budget), median_queries(near, budget), f"{seconds:.1f}"]
+        figures[strategy] = {"at": at}
+        reached = []
+        if best is not None:
+            hits = [first_query_reaching(t, best.fitness) for t in runs]
+            near = [first_query_reaching(t, best.fitness - WITHIN) for t in runs]
+            figures[strategy].update(median_to_optimum=median_queries(hits, budget), hits=hits)
+            reached = [median_queries(hits, budget), median_queries(near, budget)]
+        lines.append("| " + " | ".join([strategy] + [mean_std(at[p]) for p in points] + reached + [f"{seconds:.1f}"]
                                        + proxy_cost(runs, queries)) + " |")
     lines += comparisons(groups, figures, points)
     lines += trust_lines(groups)
-    lines += ["", f"![regret on {benchmark.name}]({png})", ""]
+    picture = "reported accuracy" if best is None else "regret"
+    lines += ["", f"![{picture} on {benchmark.name}]({png})", ""]
     return lines, figures
 
 
@@ -358,21 +379,20 @@ def write_report(trajectories: list[dict], benchmarks: list[Benchmark], strategi
         groups = {s: sorted((t for t in trajectories if t["benchmark"] == benchmark.name and t["strategy"] == s),
                             key=lambda t: t["seed"]) for s in strategies}
         groups = {s: runs for s, runs in groups.items() if runs}
-        name = benchmark.name.replace(":", "_")
-        plot_regret(benchmark, groups, budget, output_dir / f"regret_{name}.png", constraint, unit)
-        section, all_figures[benchmark.name] = benchmark_section(benchmark, groups, budget, f"regret_{name}.png",
-                                                                 constraint, unit)
+        png = f"{'accuracy' if benchmark.trained else 'regret'}_{benchmark.name.replace(':', '_')}.png"
+        plot_curves(benchmark, groups, budget, output_dir / png, constraint, unit)
+        section, all_figures[benchmark.name] = benchmark_section(benchmark, groups, budget, png, constraint, unit)
         if constraint:
             section[2:2] = pareto.constrained_lines(benchmark, *constraint)
             section += pareto.constrained_targets(benchmark, *constraint, all_figures[benchmark.name])
         if pareto_study:
-            front_png = str(output_dir / f"front_{name}.png")
+            front_png = str(output_dir / f"front_{benchmark.name.replace(':', '_')}.png")
             section += pareto.hypervolume_section(benchmark, groups, budget, device, front_png)
         lines += section
     if unit == "full":
         lines += fidelity_targets_section(all_figures)
-    elif not hardware and not fidelity:  # the targets are set for unconstrained, single-objective searches
-        lines += targets_section(all_figures)
+    elif not hardware and not fidelity and set(TARGETS) & set(all_figures):  # set for unconstrained,
+        lines += targets_section(all_figures)  # single-objective searches of the tables
     text = "\n".join(lines)
     (output_dir / "report.md").write_text(text)
     return text
