@@ -266,7 +266,6 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
         rewrites = iter(rewritten)
         return [next(rewrites) if gpt else arch for arch, gpt in zip(archs, self._arms)]
 
-
     def cost_limits(self) -> list:
         """(cost bounds, cap) of each of --max_params and --max_flops that is set, where the space has cost
         bounds: reconstruction then writes within them instead of leaving the limits to replace its rewrites."""
