@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SPACE_FILES = ROOT / "configs" / "spaces"
 DECLARED_CIFAR = SPACE_FILES / "cifar-declared.yaml"
 EXAMPLES = [SPACE_FILES / "mobile96.yaml", SPACE_FILES / "resnet20-widths.yaml"]
+DECLARED_MACRO = SPACE_FILES / "nas-bench-macro-declared.yaml"
 SAMPLES = 1000
 
 
@@ -63,7 +64,43 @@ def test_the_declared_cifar_builds_the_same_networks():
         assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values()))
 
 
-@pytest.mark.parametrize("path", [DECLARED_CIFAR, *EXAMPLES], ids=lambda p: p.stem)
+def macro_twin(genes: tuple[int, ...]):
+    """The declared NAS-Bench-Macro network of the class's (canonical) genes: each stage's first layer, then its
+    inverted residuals (an identity after the first layer is no block)."""
+    from gptnas.spaces.declared import Block, DeclaredArch, Head
+    from gptnas.spaces.nas_bench_macro import STAGES
+
+    kinds, blocks, start = {0: "conv_k1_none", 1: "mbconv_k3_e3_relu", 2: "mbconv_k5_e6_relu"}, [], 0
+    for i, length in enumerate(STAGES):
+        stage, start, width = genes[start:start + length], start + length, 64 * 2 ** i
+        blocks += [Block(kinds[stage[0]], width, 2)] + [Block(kinds[g], width, 1) for g in stage[1:] if g]
+    return DeclaredArch(32, tuple(blocks), Head(1280))
+
+
+def test_nas_bench_macro_declared_is_the_class_network_for_network():
+    """Every canonical architecture of the class is one network of the file, with the same costs; both spaces
+    hold 3,969 (all 3,969 priced: benchmarks/declared_spaces.py); the networks compute the same function."""
+    import itertools
+    from gptnas.spaces.nas_bench_macro import canonical
+
+    macro, declared, rng = get_space("nas-bench-macro"), get_space(DECLARED_MACRO), random.Random(5)
+    archs = sorted({canonical(g) for g in itertools.product(range(3), repeat=8)})
+    twins = {macro_twin(g) for g in archs}
+    assert len(archs) == len(twins) == 3969
+    assert {declared.sample(rng) for _ in range(400)} <= twins  # every declared network is a class network
+    for genes in rng.sample(archs, 150):
+        assert declared.is_valid(macro_twin(genes)) and declared.cost(macro_twin(genes)) == macro.cost(genes)
+    for genes in rng.sample(archs, 3):
+        ours, theirs = declared.build_model(macro_twin(genes)).eval(), macro.build_model(genes).eval()
+        mine, others = list(ours.state_dict().values()), list(theirs.state_dict().values())
+        assert [t.shape for t in mine] == [t.shape for t in others]
+        ours.load_state_dict(dict(zip(ours.state_dict(), others)))
+        x = torch.randn(2, 3, 32, 32)
+        with torch.no_grad():
+            assert torch.allclose(ours(x), theirs(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("path", [DECLARED_CIFAR, DECLARED_MACRO, *EXAMPLES], ids=lambda p: p.stem)
 def test_a_declared_space_is_a_space_like_the_others(path):
     """Round trips, operators, the exact grammar both ways, and networks that run at the declared size."""
     space, rng = get_space(path), random.Random(0)
@@ -137,6 +174,8 @@ def broken(**changes):
     (dict(stage_blocks=[{"mbconv": {"kernal": 3}}]), "stages[0].blocks[0].mbconv.kernal: unknown option; valid: kernel"),
     (dict(stage_blocks=[{"mbconv": {"kernel": 4}}]), "stages[0].blocks[0].mbconv.kernel: 4 is not one of 3, 5, 7"),
     (dict(stage_blocks=["inception"]), "stages[0].blocks: no kind listed takes stride 2"),
+    (dict(stage_first_blocks=["inception"]), "stages[0].first_blocks: no kind listed takes stride 2"),
+    (dict(stage_first_blocks=[]), "stages[0].first_blocks: an empty list"),
     (dict(stage_blocks=["resnext_bottleneck"], stage_width=[12]), "resnext_bottleneck needs widths that are "
                                                                    "multiples of 8"),
     (dict(stage_width=[36, 40]), "stages[0].width: width 40 and width 36 (stages[0].width) are both spelled w40"),

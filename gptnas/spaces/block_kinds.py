@@ -37,6 +37,7 @@ def _mbconv(kernel: int, expansion: int, se: bool, act: str) -> Kind:
 
 
 def _conv(kernel: int, act: str) -> Kind:
+    act = None if act == "none" else act  # conv and BN alone: a projection
     return Kind(lambda cin, cout, stride: B.chain(B.conv_bn_act(cin, cout, kernel, stride, act=act)), (1, 2))
 
 
@@ -87,7 +88,8 @@ def _pool(kind: str) -> Callable[..., Kind]:
 
 
 LIBRARY: dict[str, KindSpec] = {
-    "conv": KindSpec(_conv, {"kernel": (3, 1, 5, 7), "act": ("relu", "relu6", "silu")}, doc="conv, BN, activation"),
+    "conv": KindSpec(_conv, {"kernel": (3, 1, 5, 7), "act": ("relu", "relu6", "silu", "none")},
+                     doc="conv, BN, activation (none: conv and BN, a projection)"),
     "resnet_basic": KindSpec(_fixed(_resnet_basic), {}, doc="ResNet basic block (two 3x3 convs)"),
     "resnet_bottleneck": KindSpec(_fixed(lambda i, o, s: B.bottleneck(i, o, s, mid=o // 4)), {}, (4, 1),
                                   "ResNet bottleneck (1x1, 3x3, 1x1; inner width a quarter)"),

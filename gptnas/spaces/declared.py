@@ -149,7 +149,7 @@ class DeclaredSpace(SearchSpace):
             shared = 0
             for n in range(depths[i]):
                 stride = (2 if (i, n) in strided else 1) if stage.strides else (stage.stride if n == 0 else 1)
-                block = self._random_block(rng, stage, stride, shared)
+                block = self._random_block(rng, stage, stride, shared, first=n == 0)
                 shared = shared or (0 if stage.width_per_block else block.width)
                 blocks.append(block)
         return DeclaredArch(stem, tuple(blocks), Head(rng.choice(self.head_widths)))
@@ -157,8 +157,9 @@ class DeclaredSpace(SearchSpace):
     def _fixed_downsamples(self, depths: list[int]) -> int:
         return sum(s.stride == 2 for s, d in zip(self.stages, depths) if not s.strides and d)
 
-    def _random_block(self, rng: random.Random, stage: Stage, stride: int, shared_width: int) -> Block:
-        kind = rng.choice([k for k in stage.kinds if stride in self.variants[k].strides])
+    def _random_block(self, rng: random.Random, stage: Stage, stride: int, shared_width: int,
+                      first: bool = False) -> Block:
+        kind = rng.choice([k for k in stage.kinds_at(first) if stride in self.variants[k].strides])
         if self.variants[kind].keeps_width:
             return Block(kind, 0, stride)
         return Block(kind, shared_width or rng.choice(stage.widths), stride)
@@ -175,7 +176,7 @@ class DeclaredSpace(SearchSpace):
             n = rng.randrange(len(blocks))
             edit, anchor = rng.choice(("block", "block", "insert", "delete", "width", "stem", "head")), (i, n)
             if edit == "block":
-                blocks[n] = self._random_block(rng, stage, _stride(rng, stage, blocks[n].stride), 0)
+                blocks[n] = self._random_block(rng, stage, _stride(rng, stage, blocks[n].stride), 0, first=n == 0)
             elif edit == "insert" and len(blocks) < stage.max_depth:
                 blocks.insert(n + 1, self._random_block(rng, stage, _stride(rng, stage, 1), 0))
                 anchor = (i, n + 1)
@@ -337,7 +338,7 @@ class DeclaredSpace(SearchSpace):
         strides = strides if room else tuple(s for s in strides if s == 1)
         widths = stage.widths if stage.width_per_block or not width else (width,)
         out = []
-        for kind in stage.kinds:
+        for kind in stage.kinds_at(first):
             variant = self.variants[kind]
             for stride in strides:
                 if stride in variant.strides:

@@ -29,6 +29,10 @@ class Stage:
     widths: tuple[int, ...]
     width_per_block: bool
     kinds: tuple[str, ...]  # variant names, in the file's order
+    first_kinds: tuple[str, ...]  # the first block's (`first_blocks`; by default `kinds`)
+
+    def kinds_at(self, first: bool) -> tuple[str, ...]:
+        return self.first_kinds if first else self.kinds
 
 
 def read_definition(definition, where: str) -> dict:
@@ -123,7 +127,7 @@ class _Parser:
         return out
 
     def stage(self, d, field: str, variants: dict[str, K.Kind]) -> Stage:
-        valid = ("depth", "stride", "strides", "width", "width_per_block", "blocks")
+        valid = ("depth", "stride", "strides", "width", "width_per_block", "blocks", "first_blocks")
         if not isinstance(d, dict):
             self.fail(field, f"a mapping of {', '.join(valid)}, got {quote(d)}")
         unknown = [k for k in d if k not in valid]
@@ -146,16 +150,19 @@ class _Parser:
         if not isinstance(per_block, bool):
             self.fail(f"{field}.width_per_block", f"true or false, got {quote(per_block)}")
         kinds = self.blocks(f"{field}.blocks", d["blocks"], widths, variants)
-        options = len(kinds) * len(widths) * len(strides or (1,))
-        if options > MAX_OPTIONS:
-            self.fail(f"{field}.blocks", f"{options:,} ways to write one block (kinds and options, widths, "
-                                         f"strides); at most {MAX_OPTIONS:,}")
+        first = self.blocks(f"{field}.first_blocks", d["first_blocks"], widths, variants) if "first_blocks" in d else kinds
+        for name, listed in (("blocks", kinds), ("first_blocks", first)):
+            options = len(listed) * len(widths) * len(strides or (1,))
+            if options > MAX_OPTIONS:
+                self.fail(f"{field}.{name}", f"{options:,} ways to write one block (kinds and options, widths, "
+                                             f"strides); at most {MAX_OPTIONS:,}")
         for s in strides or (stride,):
-            if not any(s in variants[k].strides for k in kinds):
-                self.fail(f"{field}.blocks", f"no kind listed takes stride {s}, which the stage asks for")
-        if strides is None and stride == 1 and not any(1 in variants[k].strides for k in kinds):
+            listed = "first_blocks" if strides is None and "first_blocks" in d else "blocks"
+            if not any(s in variants[k].strides for k in (first if strides is None else kinds + first)):
+                self.fail(f"{field}.{listed}", f"no kind listed takes stride {s}, which the stage asks for")
+        if strides is None and stride == 1 and high > 1 and not any(1 in variants[k].strides for k in kinds):
             self.fail(f"{field}.blocks", "no kind listed takes stride 1, which every block after the first has")
-        return Stage(low, high, stride, strides, widths, per_block, kinds)
+        return Stage(low, high, stride, strides, widths, per_block, kinds, first)
 
     def blocks(self, field: str, items, widths: tuple[int, ...], variants: dict[str, K.Kind]) -> tuple[str, ...]:
         names = []
