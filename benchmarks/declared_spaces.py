@@ -1,6 +1,6 @@
 """Spaces declared in YAML files, measured: the declared `cifar` against the class on 1,000 samples, the declared
-NAS-Bench-Macro against the class on all its architectures, the shipped GPT's samples of the example spaces, and
-how long loading a space file takes.
+NAS-Bench-Macro and Channel-Bench spaces against their classes on all their architectures, the shipped GPT's
+samples of the example spaces, and how long loading a space file takes.
 
     python benchmarks/declared_spaces.py [--samples 1000]
 
@@ -56,25 +56,23 @@ def against_the_class(samples: int) -> list[str]:
     return ["| the declared `cifar` against the class | same |", "|---|---|", *rows]
 
 
-def macro_against_the_class() -> list[str]:
-    """Every canonical NAS-Bench-Macro architecture against its network in the declared file."""
-    import itertools
+def benchmarks_against_the_classes() -> list[str]:
+    """Every architecture of NAS-Bench-Macro and of both Channel-Bench spaces against its network in the file."""
     import sys
 
-    from gptnas.spaces.nas_bench_macro import canonical
-
     sys.path.insert(0, str(ROOT / "tests"))
-    from test_declared_spaces import macro_twin
+    from test_declared_spaces import benchmark_twins
 
-    macro, declared = get_space("nas-bench-macro"), get_space(SPACES / "nas-bench-macro-declared.yaml")
-    archs = sorted({canonical(g) for g in itertools.product(range(3), repeat=8)})
-    twins = [macro_twin(g) for g in archs]
-    valid = sum(declared.is_valid(t) for t in twins)
-    costs = sum(declared.cost(t) == macro.cost(g) for g, t in zip(archs, twins))
-    return ["| the declared NAS-Bench-Macro against the class | same |", "|---|---|",
-            f"| canonical architectures of the class, each a distinct network of the file | {len(set(twins))} / "
-            f"{len(archs)} |", f"| ... valid in the file's grammar | {valid} / {len(archs)} |",
-            f"| ... with the same parameters and MACs | {costs} / {len(archs)} |"]
+    rows = ["| built-in space | architectures, each a distinct network of the file | valid in the file's grammar | "
+            "same parameters and MACs |", "|---|---|---|---|"]
+    for name in ("nas-bench-macro", "channel-bench-mobilenet", "channel-bench-resnet"):
+        path, archs, twin = benchmark_twins(name)
+        cls, declared = get_space(name), get_space(path)
+        twins = [twin(g) for g in archs]
+        valid = sum(declared.is_valid(t) for t in twins)
+        costs = sum(declared.cost(t) == cls.cost(g) for g, t in zip(archs, twins))
+        rows.append(f"| {name} | {len(set(twins))} / {len(archs)} | {valid} / {len(archs)} | {costs} / {len(archs)} |")
+    return rows
 
 
 def gpt_samples(samples: int) -> list[str]:
@@ -114,7 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=1000)
     samples = parser.parse_args().samples
-    for section in (load_times, lambda: against_the_class(samples), macro_against_the_class,
+    for section in (load_times, lambda: against_the_class(samples), benchmarks_against_the_classes,
                     lambda: gpt_samples(samples)):
         print("\n".join(section()), end="\n\n", flush=True)
 

@@ -11,7 +11,7 @@ import torch
 from gptnas.errors import GptnasError
 from gptnas.language.tokens import EOS
 from gptnas.spaces import get_space, load_space
-from gptnas.spaces.declared import DeclaredSpace
+from gptnas.spaces.declared import Block, DeclaredArch, DeclaredSpace, Head
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE_FILES = ROOT / "configs" / "spaces"
@@ -67,7 +67,6 @@ def test_the_declared_cifar_builds_the_same_networks():
 def macro_twin(genes: tuple[int, ...]):
     """The declared NAS-Bench-Macro network of the class's (canonical) genes: each stage's first layer, then its
     inverted residuals (an identity after the first layer is no block)."""
-    from gptnas.spaces.declared import Block, DeclaredArch, Head
     from gptnas.spaces.nas_bench_macro import STAGES
 
     kinds, blocks, start = {0: "conv_k1_none", 1: "mbconv_k3_e3_relu", 2: "mbconv_k5_e6_relu"}, [], 0
@@ -77,21 +76,48 @@ def macro_twin(genes: tuple[int, ...]):
     return DeclaredArch(32, tuple(blocks), Head(1280))
 
 
-def test_nas_bench_macro_declared_is_the_class_network_for_network():
-    """Every canonical architecture of the class is one network of the file, with the same costs; both spaces
-    hold 3,969 (all 3,969 priced: benchmarks/declared_spaces.py); the networks compute the same function."""
+def mobilenet_twin(genes: tuple[int, ...]):
+    """The declared Channel-Bench MobileNet network of the class's width digits (width 0: the input width)."""
+    c, inner = get_space("channel-bench-mobilenet").channels(genes), "mbconv_k3_relu_h{}".format
+    blocks = (Block(inner(c[1]), 0, 1), Block(inner(c[2]), 0, 1), Block(inner(c[3]), c[4], 2),
+              Block(inner(c[5]), c[4], 1))
+    return DeclaredArch(c[0], blocks, Head(c[6]))
+
+
+def resnet_twin(genes: tuple[int, ...]):
+    """The declared Channel-Bench ResNet network of the class's width digits (the strided pair: two blocks)."""
+    c, inner = get_space("channel-bench-resnet").channels(genes), "resnet_basic_h{}".format
+    blocks = (Block(inner(c[1]), 0, 1), Block(inner(c[2]), 0, 1), Block("conv_k3", c[3], 2), Block("conv_k3", c[4], 1),
+              Block(inner(c[5]), 0, 1), Block(inner(c[6]), 0, 1))
+    return DeclaredArch(c[0], blocks, Head(0))
+
+
+def benchmark_twins(name: str) -> tuple[Path, list, object]:
+    """(the file declaring the built-in benchmark space `name`, the class's architectures, the file's network of
+    each); benchmarks/declared_spaces.py checks them all."""
     import itertools
     from gptnas.spaces.nas_bench_macro import canonical
 
-    macro, declared, rng = get_space("nas-bench-macro"), get_space(DECLARED_MACRO), random.Random(5)
-    archs = sorted({canonical(g) for g in itertools.product(range(3), repeat=8)})
-    twins = {macro_twin(g) for g in archs}
-    assert len(archs) == len(twins) == 3969
-    assert {declared.sample(rng) for _ in range(400)} <= twins  # every declared network is a class network
-    for genes in rng.sample(archs, 150):
-        assert declared.is_valid(macro_twin(genes)) and declared.cost(macro_twin(genes)) == macro.cost(genes)
+    if name == "nas-bench-macro":
+        return DECLARED_MACRO, sorted({canonical(g) for g in itertools.product(range(3), repeat=8)}), macro_twin
+    twin = mobilenet_twin if name == "channel-bench-mobilenet" else resnet_twin
+    return SPACE_FILES / f"{name}-declared.yaml", list(itertools.product((1, 2, 3, 4), repeat=7)), twin
+
+
+@pytest.mark.parametrize("name, size", [("nas-bench-macro", 3969), ("channel-bench-mobilenet", 4 ** 7),
+                                        ("channel-bench-resnet", 4 ** 7)])
+def test_a_benchmark_space_declared_is_the_class_network_for_network(name, size):
+    """Every architecture of the class is one network of the file (whose grammar holds as many), with the same
+    costs, computing the same function given the same weights."""
+    path, archs, twin = benchmark_twins(name)
+    cls, declared, rng = get_space(name), get_space(path), random.Random(5)
+    twins = {twin(g) for g in archs}
+    assert len(archs) == len(twins) == size
+    assert {declared.sample(rng) for _ in range(300)} <= twins  # every declared network is a class network
+    for genes in rng.sample(archs, 100):
+        assert declared.is_valid(twin(genes)) and declared.cost(twin(genes)) == cls.cost(genes)
     for genes in rng.sample(archs, 3):
-        ours, theirs = declared.build_model(macro_twin(genes)).eval(), macro.build_model(genes).eval()
+        ours, theirs = declared.build_model(twin(genes)).eval(), cls.build_model(genes).eval()
         mine, others = list(ours.state_dict().values()), list(theirs.state_dict().values())
         assert [t.shape for t in mine] == [t.shape for t in others]
         ours.load_state_dict(dict(zip(ours.state_dict(), others)))
@@ -100,7 +126,18 @@ def test_nas_bench_macro_declared_is_the_class_network_for_network():
             assert torch.allclose(ours(x), theirs(x), atol=1e-5)
 
 
-@pytest.mark.parametrize("path", [DECLARED_CIFAR, DECLARED_MACRO, *EXAMPLES], ids=lambda p: p.stem)
+def test_channel_bench_mobilenet_declared_is_spelled_as_the_class():
+    path, archs, twin = benchmark_twins("channel-bench-mobilenet")
+    cls, declared = get_space("channel-bench-mobilenet"), get_space(path)
+    for genes in random.Random(6).sample(archs, 50):
+        assert declared.encode(twin(genes)).split()[1:] == cls.encode(genes).split()[1:]  # all but the tag
+
+
+DECLARED_BENCHMARKS = [SPACE_FILES / f"{name}-declared.yaml" for name in
+                       ("nas-bench-macro", "channel-bench-mobilenet", "channel-bench-resnet")]
+
+
+@pytest.mark.parametrize("path", [DECLARED_CIFAR, *DECLARED_BENCHMARKS, *EXAMPLES], ids=lambda p: p.stem)
 def test_a_declared_space_is_a_space_like_the_others(path):
     """Round trips, operators, the exact grammar both ways, and networks that run at the declared size."""
     space, rng = get_space(path), random.Random(0)
@@ -176,6 +213,14 @@ def broken(**changes):
     (dict(stage_blocks=["inception"]), "stages[0].blocks: no kind listed takes stride 2"),
     (dict(stage_first_blocks=["inception"]), "stages[0].first_blocks: no kind listed takes stride 2"),
     (dict(stage_first_blocks=[]), "stages[0].first_blocks: an empty list"),
+    (dict(stage_width="same", stage_width_per_block=True), "stages[0].width_per_block: a stage of width same keeps"),
+    (dict(stage_width="same", stage_blocks=["resnext_bottleneck"], stem={"width": 12}),
+     "stages[0].blocks[0]: resnext_bottleneck needs widths that are multiples of 8 and at least 8, but the stage "
+     "keeps its input width, which can be 12"),
+    (dict(stage_blocks=[{"mbconv": {"expansion": 3, "hidden": 64}}]), "stages[0].blocks[0].mbconv: give expansion "
+                                                                       "or hidden"),
+    (dict(stage_blocks=[{"resnet_basic": {"hidden": [0]}}]), "stages[0].blocks[0].resnet_basic.hidden: a whole "
+                                                              "number from 1"),
     (dict(stage_blocks=["resnext_bottleneck"], stage_width=[12]), "resnext_bottleneck needs widths that are "
                                                                    "multiples of 8"),
     (dict(stage_width=[36, 40]), "stages[0].width: width 40 and width 36 (stages[0].width) are both spelled w40"),

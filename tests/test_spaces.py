@@ -13,8 +13,9 @@ from gptnas.language.tokens import EOS
 from gptnas.spaces import get_space, space_names
 
 BUILT_IN = ["cifar", "nas-bench-macro", "channel-bench-mobilenet", "channel-bench-resnet", "nas-bench-201"]
-DECLARED = [str(Path(__file__).resolve().parents[1] / "configs" / "spaces" / f"{name}.yaml")
-            for name in ("cifar-declared", "mobile96", "resnet20-widths", "nas-bench-macro-declared")]  # the same laws hold for space files
+DECLARED = [str(Path(__file__).resolve().parents[1] / "configs" / "spaces" / f"{name}.yaml")  # the same laws hold
+            for name in ("cifar-declared", "mobile96", "resnet20-widths", "nas-bench-macro-declared",  # for space files
+                         "channel-bench-mobilenet-declared", "channel-bench-resnet-declared")]
 SPACES = BUILT_IN + DECLARED
 seeds = st.integers(0, 2**32 - 1)
 quick = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -19,7 +19,8 @@ class Kind(NamedTuple):
 
 
 class KindSpec(NamedTuple):
-    """A kind of the library: its options (name -> allowed values, the first the default) and how to make it."""
+    """A kind of the library: its options (name -> allowed values, the first the default) and how to make it.
+    An option allowed `WIDTHS` takes widths (whole numbers); its default 0 leaves it unset."""
 
     make: Callable[..., Kind]  # options -> Kind
     options: dict[str, tuple]
@@ -27,11 +28,14 @@ class KindSpec(NamedTuple):
     doc: str = ""
 
 
-def _mbconv(kernel: int, expansion: int, se: bool, act: str) -> Kind:
+WIDTHS = (0,)  # the allowed values of an option that takes any width (`hidden`)
+
+
+def _mbconv(kernel: int, expansion: int, se: bool, act: str, hidden: int) -> Kind:
     def build(cin, cout, stride):
         squeeze = max(1, cin // 4) if se else None  # EfficientNet's squeeze width
-        return B.inverted_residual(cin, cout, stride, kernel, hidden=cin * expansion, act=act, se_squeeze=squeeze,
-                                   expand=expansion != 1)
+        return B.inverted_residual(cin, cout, stride, kernel, hidden=hidden or cin * expansion, act=act,
+                                   se_squeeze=squeeze, expand=bool(hidden) or expansion != 1)
 
     return Kind(build, (1, 2))
 
@@ -41,9 +45,13 @@ def _conv(kernel: int, act: str) -> Kind:
     return Kind(lambda cin, cout, stride: B.chain(B.conv_bn_act(cin, cout, kernel, stride, act=act)), (1, 2))
 
 
-def _resnet_basic(cin, cout, stride):
-    body = (B.conv_bn_act(cin, cout, 3, stride), B.conv_bn_act(cout, cout, 3, act=None))
-    return B.residual(body, B.projection(cin, cout, stride), post_act="relu")
+def _resnet_basic(hidden: int) -> Kind:
+    def build(cin, cout, stride):
+        inner = hidden or cout
+        body = (B.conv_bn_act(cin, inner, 3, stride), B.conv_bn_act(inner, cout, 3, act=None))
+        return B.residual(body, B.projection(cin, cout, stride), post_act="relu")
+
+    return Kind(build, (1, 2))
 
 
 def _wide_basic(cin, cout, stride):
@@ -90,15 +98,17 @@ def _pool(kind: str) -> Callable[..., Kind]:
 LIBRARY: dict[str, KindSpec] = {
     "conv": KindSpec(_conv, {"kernel": (3, 1, 5, 7), "act": ("relu", "relu6", "silu", "none")},
                      doc="conv, BN, activation (none: conv and BN, a projection)"),
-    "resnet_basic": KindSpec(_fixed(_resnet_basic), {}, doc="ResNet basic block (two 3x3 convs)"),
+    "resnet_basic": KindSpec(_resnet_basic, {"hidden": WIDTHS}, doc="ResNet basic block (two 3x3 convs; hidden: the "
+                             "first conv's width, by default the output width)"),
     "resnet_bottleneck": KindSpec(_fixed(lambda i, o, s: B.bottleneck(i, o, s, mid=o // 4)), {}, (4, 1),
                                   "ResNet bottleneck (1x1, 3x3, 1x1; inner width a quarter)"),
     "resnext_bottleneck": KindSpec(_fixed(lambda i, o, s: B.bottleneck(i, o, s, mid=o // 2, groups=o // 8)), {},
                                    (8, 8), "ResNeXt bottleneck (inner width half, 8-channel groups)"),
     "wide_basic": KindSpec(_fixed(_wide_basic), {}, doc="Wide-ResNet pre-activation basic block"),
     "mbconv": KindSpec(_mbconv, {"kernel": (3, 5, 7), "expansion": (6, 1, 2, 3, 4, 5, 7, 8), "se": (False, True),
-                                 "act": ("silu", "relu", "relu6")},
-                       doc="MobileNetV2 / EfficientNet inverted residual"),
+                                 "act": ("silu", "relu", "relu6"), "hidden": WIDTHS},
+                       doc="MobileNetV2 / EfficientNet inverted residual (hidden: the inner width, instead of the "
+                           "input width times the expansion)"),
     "inception": KindSpec(_fixed(_inception, (1,)), {}, (4, 4), "Inception block (stride 1)"),
     "regnet_x": KindSpec(_fixed(lambda i, o, s: B.bottleneck(i, o, s, mid=o, groups=o // 8)), {}, (8, 8),
                          "RegNetX bottleneck (8-channel groups)"),
@@ -125,9 +135,11 @@ def variant_name(name: str, options: dict[str, Any]) -> str:
         if option == "kernel":
             parts.append(f"k{value}")
         elif option == "expansion":
-            parts.append(f"e{value}")
+            parts += [] if options.get("hidden") else [f"e{value}"]  # a hidden width replaces the expansion
         elif option == "se":
             parts += ["se"] if value else []
+        elif option == "hidden":
+            parts += [f"h{value}"] if value else []
         elif value != default:
             parts.append(str(value))
     return "_".join(parts)

@@ -7,10 +7,12 @@
     stages:
       - depth: [1, 3]            # blocks in the stage: a number, or [min, max]
         stride: 2                # the first block's stride (the others keep the resolution)
-        width: [24, 32]          # the stage's output width, chosen once (width_per_block: true, per block)
+        width: [24, 32]          # the stage's output width, chosen once (width_per_block: true, per block;
+                                 # same: the blocks keep the width they get)
         blocks:                  # the kinds its blocks choose from, each with options fixed or searched
           - mbconv: {kernel: [3, 5], expansion: [3, 6], se: [false, true]}
           - resnet_basic
+        first_blocks: [...]      # optional: the first block's kinds, when they differ
     head: {width: 1280}          # optional 1x1 conv before pooling and the classifier
     limits: {max_params: 2000000, max_macs: 5000000}
 
@@ -49,7 +51,7 @@ MAX_SAMPLE_TRIES, MAX_EDIT_TRIES = 1000, 64
 
 class Block(NamedTuple):
     kind: str  # a variant: a library kind with its options (`mbconv_k5_e6_se`)
-    width: int  # output width; 0 for pooling, which keeps its input width
+    width: int  # output width; 0: the input width (pooling, a stage of width `same`)
     stride: int
 
 
@@ -160,7 +162,7 @@ class DeclaredSpace(SearchSpace):
     def _random_block(self, rng: random.Random, stage: Stage, stride: int, shared_width: int,
                       first: bool = False) -> Block:
         kind = rng.choice([k for k in stage.kinds_at(first) if stride in self.variants[k].strides])
-        if self.variants[kind].keeps_width:
+        if self.variants[kind].keeps_width or not stage.widths:  # pooling, or a stage of width `same`
             return Block(kind, 0, stride)
         return Block(kind, shared_width or rng.choice(stage.widths), stride)
 
@@ -342,7 +344,8 @@ class DeclaredSpace(SearchSpace):
             variant = self.variants[kind]
             for stride in strides:
                 if stride in variant.strides:
-                    out += [Block(kind, 0, stride)] if variant.keeps_width else [Block(kind, w, stride) for w in widths]
+                    kept = variant.keeps_width or not stage.widths  # pooling, or a stage of width `same`
+                    out += [Block(kind, 0, stride)] if kept else [Block(kind, w, stride) for w in widths]
         return tuple(out), frozenset(out)
 
     def _offers(self, i: int, n: int, width: int, downs: int, block: Block) -> bool:

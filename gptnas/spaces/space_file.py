@@ -18,6 +18,7 @@ MAX_DEPTH, MAX_STAGES, MAX_BLOCKS, MAX_WIDTH, MAX_INPUT = 64, 16, 256, 8192, 102
 MAX_CHOICES = 64  # values in one list of choices
 MAX_OPTIONS = 4096  # ways to write one block of a stage (kinds with their options, times widths and strides)
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+SAME = "same"  # a stage's width: its blocks keep the width they get
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class _Parser:
 
     def __init__(self, where: str):
         self.where = where
+        self.listed_at: list[dict[str, tuple]] = []  # per stage: variant -> (field, kind, width rule)
 
     def fail(self, field: str, problem: str):
         raise GptnasError(f"{self.where}: {field}: {problem}")
@@ -81,7 +83,22 @@ class _Parser:
                 "variants": variants, "head": self.head(d.get("head")), "limits": self.limits(d.get("limits")),
                 "max_downsamples": self.count("max_downsamples", d.get("max_downsamples"), 0, 32, optional=True)}
         self.stride_plan(spec)
+        self.kept_widths(spec)
         return spec
+
+    def kept_widths(self, spec: dict) -> None:
+        """A stage of width `same` builds its blocks at the width it gets: every kind must take each of them."""
+        incoming = spec["stem"][2]
+        for stage, listed in zip(spec["stages"], self.listed_at):
+            pooling = any(spec["variants"][k].keeps_width for k in stage.kinds + stage.first_kinds)
+            if stage.widths:
+                incoming = stage.widths + (incoming if pooling else ())
+                continue
+            for where, kind, (smallest, divisor) in listed.values():
+                for width in incoming:
+                    if width < smallest or width % divisor:
+                        self.fail(where, f"{kind} needs widths that are multiples of {divisor} and at least "
+                                         f"{smallest}, but the stage keeps its input width, which can be {width}")
 
     def input(self, d) -> int:
         if not isinstance(d, dict) or set(d) - {"size", "channels"} or "size" not in d:
@@ -145,14 +162,18 @@ class _Parser:
             strides = tuple(self.choice(f"{field}.strides", s, (1, 2)) for s in self.listed(f"{field}.strides", d["strides"]))
             if len(set(strides)) != len(strides):
                 self.fail(f"{field}.strides", f"a stride listed twice: {list(strides)}")
-        widths = self.widths(f"{field}.width", d["width"])
+        widths = () if d["width"] == SAME else self.widths(f"{field}.width", d["width"])
         per_block = d.get("width_per_block", False)
         if not isinstance(per_block, bool):
             self.fail(f"{field}.width_per_block", f"true or false, got {quote(per_block)}")
-        kinds = self.blocks(f"{field}.blocks", d["blocks"], widths, variants)
-        first = self.blocks(f"{field}.first_blocks", d["first_blocks"], widths, variants) if "first_blocks" in d else kinds
+        if per_block and not widths:
+            self.fail(f"{field}.width_per_block", f"a stage of width {SAME} keeps its input width; no block chooses one")
+        specs: dict[str, tuple] = {}  # variant name -> (where it is listed, its kind's width rule)
+        kinds = self.blocks(f"{field}.blocks", d["blocks"], widths, variants, specs)
+        first = self.blocks(f"{field}.first_blocks", d["first_blocks"], widths, variants, specs) \
+            if "first_blocks" in d else kinds
         for name, listed in (("blocks", kinds), ("first_blocks", first)):
-            options = len(listed) * len(widths) * len(strides or (1,))
+            options = len(listed) * max(1, len(widths)) * len(strides or (1,))
             if options > MAX_OPTIONS:
                 self.fail(f"{field}.{name}", f"{options:,} ways to write one block (kinds and options, widths, "
                                              f"strides); at most {MAX_OPTIONS:,}")
@@ -162,9 +183,11 @@ class _Parser:
                 self.fail(f"{field}.{listed}", f"no kind listed takes stride {s}, which the stage asks for")
         if strides is None and stride == 1 and high > 1 and not any(1 in variants[k].strides for k in kinds):
             self.fail(f"{field}.blocks", "no kind listed takes stride 1, which every block after the first has")
+        self.listed_at.append(specs)
         return Stage(low, high, stride, strides, widths, per_block, kinds, first)
 
-    def blocks(self, field: str, items, widths: tuple[int, ...], variants: dict[str, K.Kind]) -> tuple[str, ...]:
+    def blocks(self, field: str, items, widths: tuple[int, ...], variants: dict[str, K.Kind],
+               listed_at: dict[str, str]) -> tuple[str, ...]:
         names = []
         for j, item in enumerate(self.listed(field, items)):
             where = f"{field}[{j}]"
@@ -191,6 +214,7 @@ class _Parser:
                     self.fail(where, f"{name} is listed twice in the stage")
                 names.append(name)
                 variants[name] = spec.make(**chosen)
+                listed_at[name] = (where, kind, spec.width_rule)
         return tuple(names)
 
     def options(self, field: str, d, spec: K.KindSpec) -> dict[str, tuple]:
@@ -202,9 +226,14 @@ class _Parser:
         out = {}
         for option, allowed in spec.options.items():
             values = self.listed(f"{field}.{option}", d[option]) if option in d else [allowed[0]]
-            out[option] = tuple(self.choice(f"{field}.{option}", v, allowed) for v in values)
+            if allowed is K.WIDTHS and option in d:
+                out[option] = tuple(self.count(f"{field}.{option}", v, 1, MAX_WIDTH) for v in values)
+            else:
+                out[option] = tuple(self.choice(f"{field}.{option}", v, allowed) for v in values)
             if len(set(out[option])) != len(out[option]):
                 self.fail(f"{field}.{option}", f"a value listed twice: {list(out[option])}")
+        if "hidden" in d and "expansion" in d:
+            self.fail(field, "give expansion or hidden (the inner width), not both")
         return out
 
     def depth(self, field: str, d) -> tuple[int, int]:
