@@ -210,8 +210,8 @@ def benchmark_section(benchmark: Benchmark, groups: dict[str, list[dict]], budge
                  f"(its test accuracy {best.test:.2f}; best test accuracy in the table {best.best_test:.2f}).", ""]
         to_optimum = [f"median {q} to optimum", f"median {q} to within {WITHIN}"]
     lines += gpt_lines(groups)
-    header = ["strategy"] + [f"acc @{p}" for p in points] + to_optimum + ["GPT s / 100 queries",
-                                                                           "proxy s / 100 queries", "proxy s / screened"]
+    header = (["strategy"] + [f"acc @{p}" for p in points] + to_optimum
+              + ["GPT s / 100 queries", "proxy s / 100 queries", "proxy s / screened"])
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     figures: dict[str, dict] = {}
     for strategy, runs in groups.items():

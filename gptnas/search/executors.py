@@ -125,9 +125,10 @@ class ProcessExecutor:
         with workers_ignore_ctrl_c():
             probes = [pool.submit(os.getpid) for _ in range(self.workers)]
         deadline = time.monotonic() + WORKER_START_SECONDS
-        while started.value < self.workers and time.monotonic() < deadline:
+        died = lambda: any(probe.done() and probe.exception() for probe in probes)  # noqa: E731
+        while started.value < self.workers and time.monotonic() < deadline and not died():
             time.sleep(0.01)
-        if any(probe.done() and probe.exception() for probe in probes):
+        if died():
             pool.shutdown(wait=False, cancel_futures=True)
             raise GptnasError("the worker processes died as they started; run with --workers 1 to see why")
         return pool, list((getattr(pool, "_processes", None) or {}).values())

@@ -168,7 +168,7 @@ class _Parser:
             self.fail(f"{field}.width_per_block", f"true or false, got {quote(per_block)}")
         if per_block and not widths:
             self.fail(f"{field}.width_per_block", f"a stage of width {SAME} keeps its input width; no block chooses one")
-        specs: dict[str, tuple] = {}  # variant name -> (where it is listed, its kind's width rule)
+        specs: dict[str, tuple] = {}  # variant name -> (where it is listed, its kind, the kind's width rule)
         kinds = self.blocks(f"{field}.blocks", d["blocks"], widths, variants, specs)
         first = self.blocks(f"{field}.first_blocks", d["first_blocks"], widths, variants, specs) \
             if "first_blocks" in d else kinds
