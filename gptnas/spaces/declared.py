@@ -86,6 +86,7 @@ class DeclaredSpace(SearchSpace):
         self.limits: dict[str, int] = spec["limits"]  # {"params": ..., "flops": ...}, those declared
         self.max_grammar_steps = MAX_GRAMMAR_STEPS
         self._costs: dict[tuple, int] = {}
+        self._tokens: dict[tuple, tuple[str, ...]] = {}  # (input width, payload) -> its spelling
         self._option_sets: dict[Any, frozenset] = {}
         _check_spellings(self, where)
         _check_limits(self, where)
@@ -392,7 +393,10 @@ class DeclaredSpace(SearchSpace):
         return self._option_sets[key]
 
     def _segment_tokens(self, context, payload):
-        return self._layers(None if context == _STEM else context[0], payload).tokens
+        key = (None if context == _STEM else context[0], payload)
+        if key not in self._tokens:
+            self._tokens[key] = self._layers(*key).tokens
+        return self._tokens[key]
 
     def _segment_cost(self, context, payload, metric, input_size, num_classes):
         cin = None if context == _STEM else context[0]
