@@ -2,6 +2,7 @@
 passes on tuning seeds before it replaces the shipped one (benchmarks/RESULTS.md, issue 24, c5).
 
     python benchmarks/tune_gpt.py --gpt runs/cifar_scale --output_dir /tmp/tune_new [--seeds 10] [--budget 100]
+                                  [--study STUDY.yaml]
 
 Prints, per benchmark, the mean reported test accuracy at 10, 25, 50 and 100 queries and the GPT's seconds
 per run. Finished runs are kept in --output_dir and not run again.
@@ -28,9 +29,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10, help="tuning seeds 1000 .. 1000+N-1")
     parser.add_argument("--budget", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--study", default=str(STUDY_CONFIG), help="the study's settings (default: the shipped "
+                        "study.yaml); a copy with one setting changed tunes that setting")
     args = parser.parse_args()
     benchmarks = harness.parse_benchmarks(BENCHMARKS)
-    study = harness.load_study_config(str(STUDY_CONFIG))
+    study = harness.load_study_config(args.study)
     tasks = harness.plan(benchmarks, ["gpt-ga"], args.seeds, args.budget, study, args.output_dir, args.gpt,
                          first_seed=FIRST_TUNING_SEED)
     results = harness.run_all(tasks, args.workers)

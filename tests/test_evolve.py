@@ -120,7 +120,7 @@ def test_constraints_are_respected(tmp_path, requires_table):
         (["--evaluator", "oracle"], "unknown evaluator 'oracle'; valid: benchmark"),
         (["--resume", "nowhere"], "nowhere is not a gptnas run directory"),
         (["--candidate_ranking", "best"], "argument --candidate_ranking: invalid choice: 'best' (choose from 'likelihood', "
-                                         "'gain', 'ratio')"),
+                                         "'network', 'gain', 'ratio')"),
         (["--temperature", "nan"], "temperature must be a finite number >= 0"),
         (["--temperature", "inf"], "temperature must be a finite number >= 0"),
         (["--temperature", "-1"], "temperature must be a finite number >= 0"),

@@ -250,9 +250,12 @@ class ArchGPT:
               max_params: int | None = None) -> list[float]:
         """Log-likelihood of each architecture's spelling (renormalised over the grammar by default), under
         the condition `quality` / `max_params`; GptnasError naming the first that is not one of `space`."""
+        return self.score_under(space, archs, check_condition(quality, max_params, self.vocab), constrained)
+
+    def score_under(self, space, archs, condition: list[str], constrained: bool = True) -> list[float]:
+        """`score` under the conditioning tokens `condition`, as sampling puts them in the prompt."""
         space = get_space(space)
         sequences = spellings(space, archs)
-        condition = check_condition(quality, max_params, self.vocab)
         return generate.log_likelihood(self.model, self.vocab, space, sequences, constrained,
                                        conditions=[condition] * len(sequences))
 

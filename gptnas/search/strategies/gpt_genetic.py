@@ -47,9 +47,13 @@ class GptSettings:
     initial_reconstruction: bool = field(default=True, metadata={"help": "rewrite the initial population with the "
                                          "GPT (GPT-NAS); off: the GPT first acts on offspring"})
     elimination_rate: float = field(default=0.4, metadata={"help": "probability that reconstruction selects a "
-                                    "layer, at the start"})
+                                    "layer (or a segment, --rewrite_unit segment), at the start"})
     elimination_rate_final: float = field(default=0.0, metadata={"help": "... at the last generation (linear "
                                           "decay)"})
+    rewrite_unit: Literal["layer", "segment"] = field(default="layer", metadata={
+        "help": "what --elimination_rate selects: each layer (GPT-NAS; the block holding a selected layer is "
+                "rewritten whole, so a block of many layers nearly always is) or each segment (block, edge, stage: "
+                "the rate is the share of the network's choices rewritten)"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature (0: greedy)"})
     top_k: int | None = field(default=None, metadata={"help": "sample only among the k most likely next tokens "
                               "(default: all that the grammar allows)"})
@@ -62,8 +66,9 @@ class GptSettings:
                                "[floor, 1 - floor]", "needs": (lambda c: c.gpt.trust == "learned", "--trust learned")})
     reconstruct_candidates: int = field(default=1, metadata={"help": "samples per rewritten segment; one is kept by "
                                         "--candidate_ranking"})
-    candidate_ranking: Literal["likelihood", "gain", "ratio"] = field(default="likelihood", metadata={
-        "help": "likelihood (the most likely rewrite), gain (the one online adaptation made most likely relative to "
+    candidate_ranking: Literal["likelihood", "network", "gain", "ratio"] = field(default="likelihood", metadata={
+        "help": "likelihood (the most likely rewrite given the layers before it), network (the rewrite that makes "
+                "the whole network most likely, the layers after it included), gain (the one online adaptation made most likely relative to "
                 "the original GPT) or ratio (highest p(arch | best quality) / p(arch): the GPT as a predictor)",
         "needs": (lambda c: c.gpt.reconstruct_candidates > 1, "--reconstruct_candidates N > 1")})
     adapt_every: int = field(default=0, metadata={"help": "LoRA-adapt the GPT on the evaluated elite every K "
@@ -255,7 +260,7 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
             self.gpt, s.space, chosen, rate, s.rng, seed=self.seed_of("reconstruct", generation),
             temperature=g.temperature, top_k=g.top_k, candidates=g.reconstruct_candidates,
             ranking=g.candidate_ranking, condition=condition(g.quality), limits=self.cost_limits(),
-            feasible=s.costs.feasible if s.costs.limited else None,
+            feasible=s.costs.feasible if s.costs.limited else None, unit=g.rewrite_unit,
         )
         seconds = time.perf_counter() - started
         self.gpt_seconds += seconds
