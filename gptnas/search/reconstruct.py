@@ -66,9 +66,10 @@ def reconstruct(gpt, space, archs: list, rate: float, rng: random.Random, *, see
     With several candidates per segment, `ranking` picks one: "likelihood", the rewrite the GPT finds
     most likely given the layers before it; "network", the rewrite whose whole network (under
     `condition`) the GPT finds most likely, the layers after it included; "gain", the network whose
-    log-likelihood the online adaptation raised most over the GPT before adaptation (what the search learned, with the prior's own preferences divided out;
-    likelihood breaks ties, so it is the rule until the first adaptation); "ratio", the network with
-    the highest p(arch | best quality) / p(arch) (likelihood breaks ties)."""
+    log-likelihood the online adaptation raised most over the GPT before adaptation (what the search
+    learned, with the prior's own preferences divided out; likelihood breaks ties, so it is the rule
+    until the first adaptation); "ratio", the network with the highest p(arch | best quality) / p(arch)
+    (likelihood breaks ties)."""
     stats = ReconstructionStats()
     plans = [selected_segments(space, arch, rate, rng, unit) for arch in archs]
     stats.selected = sum(len(p) for p in plans)

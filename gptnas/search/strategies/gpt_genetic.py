@@ -69,7 +69,8 @@ class GptSettings:
     candidate_ranking: Literal["likelihood", "network", "gain", "ratio"] = field(default="likelihood", metadata={
         "help": "likelihood (the most likely rewrite given the layers before it), network (the rewrite that makes "
                 "the whole network most likely, the layers after it included), gain (the one online adaptation made "
-                "most likely relative to the original GPT) or ratio (highest p(arch | best quality) / p(arch): the GPT as a predictor)",
+                "most likely relative to the original GPT) or ratio (highest p(arch | best quality) / p(arch): the "
+                "GPT as a predictor)",
         "needs": (lambda c: c.gpt.reconstruct_candidates > 1, "--reconstruct_candidates N > 1")})
     adapt_every: int = field(default=0, metadata={"help": "LoRA-adapt the GPT on the evaluated elite every K "
                              "generations (0: never)"})
