@@ -33,8 +33,8 @@ RECIPES = {
                  "quality token q0..q4, the quintile of its published accuracy within its source, and its "
                  "parameter-count token)",
     "cifar_scale": "CIFAR-scale training (configs/cifar_scale.yaml): pytorchcv's CIFAR-10, CIFAR-100 and SVHN "
-                   "networks under their dataset's quality token (`data/PYTORCHCV.md`), the classic CIFAR designs, "
-                   "cost-only samples of the `cifar` space and the ImageNet networks again, vocabulary extended",
+                   "networks under their dataset's quality token (`data/PYTORCHCV.md`), the classic CIFAR designs "
+                   "and the ImageNet networks again, vocabulary extended",
 }
 NOTES = (
     "It has seen no benchmark table (`gptnas_tables_seen` in config.json is empty): NAS-Bench-Macro, "
@@ -75,7 +75,7 @@ def main() -> None:
     for name in MODEL_FILES:
         if (last / name).exists():
             shutil.copy(last / name, args.target / name)
-    stages = "; ".join(RECIPES[run.name] for run in args.runs)
+    stages = "; then ".join(RECIPES[stage] for stage in results)  # every stage, the earlier model's first
     notes = f"## How it was made\n\n`bash scripts/train_default_model.sh`: {stages}.\n\n{NOTES}"
     if args.held_out:
         notes += ("\n## Held-out families, family by family\n\n`python benchmarks/held_out.py`: next-token loss / "

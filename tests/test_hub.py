@@ -154,8 +154,9 @@ def test_the_shipped_model_card_parses_with_its_held_out_results():
     training = json.loads((default_model_dir() / "gptnas_training.json").read_text())
     assert card.data.library_name == "transformers" and card.data.license == "apache-2.0"
     results = {r.metric_type: r.metric_value for r in card.data.eval_results}
-    assert results["held-out next-token top-1 (shipped, after conditioning)"] == training["condition"]["eval_top1_accuracy"]
-    assert "data/pretrain_timm.jsonl.gz" in card.text and "mnasnet" in card.text
+    for stage, label in (("condition", "after conditioning"), ("cifar_scale", "after CIFAR-scale training")):
+        assert results[f"held-out next-token top-1 ({label})"] == training[stage]["eval_top1_accuracy"]
+    assert "data/cifar_pytorchcv.jsonl" in card.text and "pyramidnet" in card.text
 
 
 def test_bad_model_folders_get_one_line_errors(tmp_path):

@@ -314,7 +314,7 @@ token sequence), `top1`, `quality`, `quality_source`, `pretrain` (see "Quality a
 | `{PRETRAIN_FILE}` | {len(pretrain)} distinct timm CNNs for pretraining (gzip JSONL) |
 | `cifar_designs.jsonl` | classic CIFAR designs written in the `cifar` space, with their published CIFAR accuracies and citations (`CIFAR_DESIGNS.md`; built by `python -m gptnas.corpus.cifar --out data`) |
 | `cifar_pytorchcv.jsonl`, `imagenet_pytorchcv.jsonl` | pytorchcv's CIFAR-10, CIFAR-100 and SVHN networks under their dataset's quality token, and its ImageNet-1k networks timm lacks (`PYTORCHCV.md`; built by `python -m gptnas.corpus.pytorchcv --out data`) |
-| `cifar_space_costs.jsonl` | cost-only uniform samples of the `cifar` space, up to 50 per cost bucket, no quality token and no accuracy: what each cost token means in the space's spelling (built by `python -m gptnas.corpus.space_costs --space cifar --out data`) |
+| `cifar_space_costs.jsonl` | cost-only uniform samples of the `cifar` space, up to 50 per cost bucket, no quality token and no accuracy: what each cost token means in the space's spelling; in no shipped training stage, since uniform samples teach the GPT to write uniform networks (benchmarks/RESULTS.md, c13; built by `python -m gptnas.corpus.space_costs --space cifar --out data`) |
 
 Load with `datasets.load_dataset("json", data_files="data/{PRETRAIN_FILE}")`.
 
