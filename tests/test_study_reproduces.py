@@ -1,8 +1,7 @@
 """A fixed benchmark study reproduces, query for query, the study recorded in tests/data.
 
-The recorded study was run with the shipped GPT taught the conditioning tokens and gpt-ga's learned
-trust;
-any change to how a strategy draws, varies, reconstructs, adapts or counts
+The recorded study was run with the shipped GPT (after its CIFAR-scale stage) and gpt-ga's learned
+trust; any change to how a strategy draws, varies, reconstructs, adapts or counts
 shows here as a different query sequence. A change that is meant to alter the
 search regenerates the files (see `regenerate` below) and says why in its commit.
 """
