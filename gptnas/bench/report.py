@@ -343,8 +343,8 @@ def _against(figures: dict, q: int, target: float) -> str:
 LEAKAGE = (
     "No leakage: a GPT that searches a space never saw a table of that space, on any dataset (each benchmark "
     "below names its GPT and the tables in its training corpus; the harness refuses any other). The shipped "
-    "GPT learned from human-designed networks (torchvision, timm, classic CIFAR designs; see its model card) "
-    "and no benchmark table. Online adaptation, "
+    "GPT learned from human-designed networks (torchvision, timm, pytorchcv's CIFAR and SVHN networks, classic "
+    "CIFAR designs; see its model card) and no benchmark table. Online adaptation, "
     "when on, learns only from architectures this run evaluated, and each of those counts as a query. "
     "Search selects on validation accuracy where the table has it (NAS-Bench-201); the macro tables have only "
     "a test accuracy, so there the search selects on the same number it reports."
