@@ -75,7 +75,7 @@ def main() -> None:
     for name in MODEL_FILES:
         if (last / name).exists():
             shutil.copy(last / name, args.target / name)
-    stages = "; then ".join(RECIPES[stage] for stage in results)  # every stage, the earlier model's first
+    stages = "; then ".join(RECIPES[stage] for stage in results)  # in training order, the earlier model's first
     notes = f"## How it was made\n\n`bash scripts/train_default_model.sh`: {stages}.\n\n{NOTES}"
     if args.held_out:
         notes += ("\n## Held-out families, family by family\n\n`python benchmarks/held_out.py`: next-token loss / "
