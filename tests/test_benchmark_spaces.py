@@ -24,19 +24,16 @@ def all_sequences(space):
     return out
 
 
-def test_nas_bench_macro_every_key_builds_the_published_network(requires_table):
+def test_nas_bench_macro_keys_build_the_published_networks(requires_table):
     requires_table("nas-bench-macro")
     space, table = get_space("nas-bench-macro"), load_table("nas-bench-macro")
     assert len(table) == 3**8
-    params = {}
-    for key, record in table.items():
-        canonical = space.key(space.from_key(key))
-        assert table[canonical]["mean_acc"] == record["mean_acc"]  # aliases carry their canonical values
-        if canonical not in params:
-            with torch.device("meta"):
-                params[canonical] = count_params(space.build_model(space.from_key(canonical)))
-        assert params[canonical] == record["params"], key
-    assert len(params) == 3969
+    canonical = {key: space.key(space.from_key(key)) for key in table}
+    assert all(table[c]["mean_acc"] == table[key]["mean_acc"] for key, c in canonical.items())  # aliases: canonical values
+    assert len(set(canonical.values())) == 3969
+    for key in random.Random(0).sample(sorted(set(canonical.values())), 400):  # all: benchmarks/verify_spaces.py
+        with torch.device("meta"):
+            assert count_params(space.build_model(space.from_key(key))) == table[key]["params"], key
 
 
 def test_nas_bench_macro_grammar_is_exactly_the_canonical_networks(requires_table):

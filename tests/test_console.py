@@ -94,9 +94,10 @@ def test_offline_main_job_fails_fast_in_one_line_that_names_the_offline_options(
 
 
 def test_a_search_console_holds_our_lines_only(tmp_path):
-    """gpt-ga on an image folder with two worker processes: the run directory named at the start, an aligned
-    generation table, no third-party progress bar (transformers' "Loading weights") and no warning at exit
-    (the workers' "leaked semaphore"); best.json says what the network's inputs are."""
+    """gpt-ga on an image folder with two worker processes, on a machine without the benchmark tables or any
+    cache: the run directory named at the start, an aligned generation table, no third-party progress bar
+    (transformers' "Loading weights") and no warning at exit (the workers' "leaked semaphore"); best.json says
+    what the network's inputs are."""
     folder = tmp_path / "folder"
     for label in range(2):
         (folder / str(label)).mkdir(parents=True)
@@ -104,10 +105,12 @@ def test_a_search_console_holds_our_lines_only(tmp_path):
             pixels = np.full((8, 8, 3), 40 + 160 * label + i, dtype=np.uint8)
             Image.fromarray(pixels).save(folder / str(label) / f"{i}.png")
     run = tmp_path / "run"
+    without_tables = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "empty_cache")}  # as on a user's machine
+    without_tables.pop("GPTNAS_BENCHMARK_DIR", None)
     done = subprocess.run([sys.executable, str(ROOT / "evolve.py"), "--space", "cifar", "--dataset", str(folder),
                            "--population", "2", "--generations", "0", "--epochs", "1", "--min_steps", "0",
                            "--workers", "2", "--device", "cpu", "--output_dir", str(run)],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=without_tables)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = [line for line in done.stderr.replace("\r", "\n").splitlines() if line.strip()]
     ours = [line for line in lines if not line.startswith("evaluations:")]
