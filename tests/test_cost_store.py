@@ -1,4 +1,4 @@
-"""Segment costs on disk: priced once per machine, the same numbers as pricing them, never a wrong one."""
+"""Segment costs on disk: priced once per machine, the numbers that pricing gives, and a broken store is a miss."""
 
 import logging
 

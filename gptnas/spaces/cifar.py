@@ -295,7 +295,7 @@ def _segment_cost(cin: int | None, payload, side: int | None, num_classes: int |
     return cost
 
 
-def _priced(cin: int | None, payload, side: int | None, num_classes: int) -> int:
+def _priced(cin: int | None, payload, side: int | None, num_classes: int | None) -> int:
     with torch.device("meta"):
         module = _segment_layers(cin, payload, num_classes).build()
         return count_params(module) if side is None else count_macs(module, side, channels=cin or 3)
