@@ -1,15 +1,17 @@
 """Building blocks shared by the search spaces: each written once, as layers and as tokens.
 
-A `Layers` value holds a block's token spelling and a builder for its
+A `Layers` value holds a block's token spelling, a builder for its
 `nn.Module`, so the spelling a space writes is the network it builds (tests
-trace the built module and compare). Modules are plain and fx-traceable: one
-conv per `ConvBNAct`, branches merged by an explicit add / cat / mul.
+trace the built module and compare), and a count of what that module holds and
+computes, so that a space prices a block without building it (tests count the
+built module and compare). Modules are plain and fx-traceable: one conv per
+`ConvBNAct`, branches merged by an explicit add / cat / mul.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -24,12 +26,26 @@ ACTIVATIONS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+class Count(NamedTuple):
+    """What a piece of network holds and computes on one square input, as `count_params` and `count_macs`
+    (gptnas/spaces/base.py) count its built module: parameters, multiply-accumulates of its conv and linear
+    layers for one image, and the side of its output."""
+
+    side: int
+    params: int
+    macs: int
+
+
+Counter = Callable[[int], Count]  # the side of the input -> the count
+
+
 @dataclass(frozen=True)
 class Layers:
-    """A piece of network: its tokens and how to build it."""
+    """A piece of network: its tokens, how to build it, and how to count it without building it."""
 
     tokens: tuple[str, ...]
     build: Callable[[], nn.Module]
+    count: Counter
 
 
 # ---------------------------------------------------------------- modules
@@ -166,11 +182,13 @@ def conv_bn_act(cin, cout, kernel, stride=1, groups=1, act="relu", norm=True, ac
     tokens = ((act,) if act and act_first else ()) + conv + (("bn",) if norm else ()) + (
         (act,) if act and not act_first else ()
     )
-    return Layers(tokens, lambda: ConvBNAct(cin, cout, kernel, stride, groups, act, norm, act_first, bias))
+    return Layers(tokens, lambda: ConvBNAct(cin, cout, kernel, stride, groups, act, norm, act_first, bias),
+                  _conv_count(cin, cout, kernel, stride, groups, bias, 2 * cout if norm else 0))
 
 
 def bn_act_conv(cin, cout, kernel, stride=1, act="relu") -> Layers:
-    return Layers(("bn", act) + conv_tokens(cin, cout, kernel, stride), lambda: BNActConv(cin, cout, kernel, stride, act))
+    return Layers(("bn", act) + conv_tokens(cin, cout, kernel, stride), lambda: BNActConv(cin, cout, kernel, stride, act),
+                  _conv_count(cin, cout, kernel, stride, 1, False, 2 * cin))
 
 
 def chain(*parts: Layers) -> Layers:
@@ -178,12 +196,14 @@ def chain(*parts: Layers) -> Layers:
     return Layers(
         (T.BLOCK,) + sum((p.tokens for p in parts), ()),
         lambda: Chain(*(p.build() for p in parts)),
+        _in_sequence(parts),
     )
 
 
 def loose(*parts: Layers) -> Layers:
     """Layers outside any block (stems, heads, transitions)."""
-    return Layers(sum((p.tokens for p in parts), ()), lambda: nn.Sequential(*(p.build() for p in parts)))
+    return Layers(sum((p.tokens for p in parts), ()), lambda: nn.Sequential(*(p.build() for p in parts)),
+                  _in_sequence(parts))
 
 
 def residual(body: tuple[Layers, ...], shortcut: tuple[Layers, ...] = (), post_act: str | None = None) -> Layers:
@@ -197,21 +217,29 @@ def residual(body: tuple[Layers, ...], shortcut: tuple[Layers, ...] = (), post_a
             Chain(*(p.build() for p in shortcut)) if shortcut else None,
             post_act,
         ),
+        _side_by_side(_in_sequence(body), _in_sequence(shortcut)),
     )
 
 
 def squeeze_excite(channels, squeeze, act="relu") -> Layers:
     body = ("gap",) + T.conv(1, squeeze) + (act,) + T.conv(1, channels) + ("sigmoid",)
-    return Layers(T.branches(T.MERGE_MUL, body, ()), lambda: SqueezeExcite(channels, squeeze, act))
+    weights = 2 * channels * squeeze  # two 1x1 convs with biases, on the 1x1 pooled map
+    return Layers(T.branches(T.MERGE_MUL, body, ()), lambda: SqueezeExcite(channels, squeeze, act),
+                  lambda side: Count(side, weights + squeeze + channels, weights))
 
 
-def plain(token: str, module: Callable[[], nn.Module]) -> Layers:
-    return Layers((token,), module)
+def plain(token: str, module: Callable[[], nn.Module], count: Counter) -> Layers:
+    return Layers((token,), module, count)
 
 
 def pool(kind: str, kernel: int, stride: int) -> Layers:
     module = nn.MaxPool2d if kind == "max" else nn.AvgPool2d
-    return Layers(T.pool(kind, kernel, stride), lambda: module(kernel, stride, padding=(kernel - 1) // 2))
+    return Layers(T.pool(kind, kernel, stride), lambda: module(kernel, stride, padding=(kernel - 1) // 2),
+                  pool_count(kernel, stride, (kernel - 1) // 2))
+
+
+def pool_count(kernel: int, stride: int, padding: int = 0) -> Counter:
+    return lambda side: Count((side + 2 * padding - kernel) // stride + 1, 0, 0)
 
 
 def branches_cat(*branches: tuple[Layers, ...]) -> Layers:
@@ -220,6 +248,7 @@ def branches_cat(*branches: tuple[Layers, ...]) -> Layers:
     return Layers(
         (T.BLOCK,) + T.branches(T.MERGE_CAT, *bodies),
         lambda: Concat(*(Chain(*(p.build() for p in branch)) for branch in branches)),
+        _side_by_side(*(_in_sequence(branch) for branch in branches)),
     )
 
 
@@ -236,6 +265,7 @@ def shuffle_unit(branch1: tuple[Layers, ...] | None, branch2: tuple[Layers, ...]
             None if branch1 is None else Chain(*(p.build() for p in branch1)),
             Chain(*(p.build() for p in branch2)),
         ),
+        _side_by_side(_in_sequence(branch2), _in_sequence(branch1 or ())),
     )
 
 
@@ -243,7 +273,46 @@ def gap_classifier(cin: int, num_classes: int) -> Layers:
     return Layers(
         ("gap", "classifier"),
         lambda: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)),
+        lambda side: Count(1, cin * num_classes + num_classes, cin * num_classes),
     )
+
+
+# ---------------------------------------------------------------- counts
+
+
+def _conv_count(cin, cout, kernel, stride, groups, bias, other_params) -> Counter:
+    """A convolution padded by kernel // 2, with `other_params` beside it (a normalisation's)."""
+    weights = cout * (cin // groups) * kernel * kernel
+    params = weights + (cout if bias else 0) + other_params
+
+    def count(side: int) -> Count:
+        out = (side + 2 * (kernel // 2) - kernel) // stride + 1
+        return Count(out, params, out * out * weights)
+
+    return count
+
+
+def _in_sequence(parts: tuple[Layers, ...]) -> Counter:
+    """Each part on the output of the one before (no part: the identity)."""
+
+    def count(side: int) -> Count:
+        params = macs = 0
+        for part in parts:
+            side, part_params, part_macs = part.count(side)
+            params, macs = params + part_params, macs + part_macs
+        return Count(side, params, macs)
+
+    return count
+
+
+def _side_by_side(first: Counter, *others: Counter) -> Counter:
+    """Branches on the same input, merged: the output has the first branch's side."""
+
+    def count(side: int) -> Count:
+        counts = [first(side), *(other(side) for other in others)]
+        return Count(counts[0].side, sum(c.params for c in counts), sum(c.macs for c in counts))
+
+    return count
 
 
 # ---------------------------------------------------------------- family blocks

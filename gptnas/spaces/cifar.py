@@ -13,18 +13,14 @@ from __future__ import annotations
 import functools
 import random
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
-import torch
 from torch import nn
 
 from gptnas.errors import GptnasError, quote
-from gptnas.spaces import base
 from gptnas.spaces import block_kinds as K
 from gptnas.spaces import blocks as B
-from gptnas.spaces.base import SPACES, SearchSpace, count_macs, count_params, halved
-from gptnas.spaces.cost_store import CostStore
+from gptnas.spaces.base import SPACES, SearchSpace, halved
 
 WIDTHS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 STEM_WIDTHS = (16, 24, 32, 48, 64)
@@ -279,23 +275,10 @@ def _segment_layers(cin: int | None, payload, num_classes: int = 10) -> B.Layers
     return KINDS[payload.kind].build(cin, payload.width or cin, payload.stride)
 
 
-_COSTS = CostStore("cifar", [Path(__file__), Path(B.__file__), Path(K.__file__), Path(base.__file__)])
-
-
 @functools.cache
 def _segment_cost(cin: int | None, payload, side: int | None, num_classes: int | None) -> int:
     """Parameters (side None) or multiply-accumulates on a side x side input of one segment: the network's
-    are their sums, as stem, blocks and head run in sequence (`num_classes` None but for the head). Priced
-    once per machine (cost_store.py)."""
-    segment = repr((cin, tuple(payload) if isinstance(payload, Block) else payload, side, num_classes))
-    cost = _COSTS.get(segment)
-    if cost is None:
-        cost = _priced(cin, payload, side, num_classes)
-        _COSTS.put(segment, cost)
-    return cost
-
-
-def _priced(cin: int | None, payload, side: int | None, num_classes: int | None) -> int:
-    with torch.device("meta"):
-        module = _segment_layers(cin, payload, num_classes).build()
-        return count_params(module) if side is None else count_macs(module, side, channels=cin or 3)
+    are their sums, as stem, blocks and head run in sequence (`num_classes` None but for the head). Counted
+    from the segment's layers, without building them (blocks.py)."""
+    count = _segment_layers(cin, payload, num_classes or 10).count(side or 1)
+    return count.params if side is None else count.macs

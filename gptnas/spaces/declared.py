@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import torch
 from torch import nn
 
 from gptnas.config import load_yaml
@@ -39,7 +38,7 @@ from gptnas.errors import GptnasError, quote
 from gptnas.language import tokens as T
 from gptnas.spaces import block_kinds as K
 from gptnas.spaces import blocks as B
-from gptnas.spaces.base import SearchSpace, count_macs, count_params, halved
+from gptnas.spaces.base import SearchSpace, halved
 from gptnas.spaces.space_file import Stage, read_definition
 
 SPACE_FILE_SUFFIXES = (".yaml", ".yml")
@@ -406,9 +405,8 @@ class DeclaredSpace(SearchSpace):
             side = halved(input_size, halvings)
         key = (cin, payload, side, num_classes)
         if key not in self._costs:
-            with torch.device("meta"):
-                module = self._layers(cin, payload, num_classes).build()
-                self._costs[key] = count_params(module) if side is None else count_macs(module, side, cin or 3)
+            count = self._layers(cin, payload, num_classes).count(side or 1)  # without building it (blocks.py)
+            self._costs[key] = count.params if side is None else count.macs
         return self._costs[key]
 
     def _payloads(self, arch: DeclaredArch):

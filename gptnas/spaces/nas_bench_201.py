@@ -136,7 +136,7 @@ def _reduction(cin: int, cout: int) -> B.Layers:
         B.conv_bn_act(cout, cout, 3, act_first=True),
     )
     shortcut = (
-        B.plain(T.pool("avg", 2, stride=2)[0], lambda: nn.AvgPool2d(2, 2)),
+        B.plain(T.pool("avg", 2, stride=2)[0], lambda: nn.AvgPool2d(2, 2), B.pool_count(2, 2)),
         B.conv_bn_act(cin, cout, 1, act=None, norm=False),
     )
     return B.residual(body, shortcut)
