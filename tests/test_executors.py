@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import random
 import signal
+import time
+
+import pytest
 
 from gptnas.evaluators.base import Evaluation
-from gptnas.search.executors import ProcessExecutor, SerialExecutor, exit_description
+from gptnas.search.executors import ProcessExecutor, SerialExecutor, ctrl_c_deferred, exit_description
 from gptnas.spaces import get_space
 
 
@@ -51,3 +54,14 @@ def test_how_a_worker_ended_reads_as_words():
     assert exit_description(-signal.SIGSEGV) == "was killed by SIGSEGV"
     assert "out of memory" in exit_description(-signal.SIGKILL)
     assert exit_description(3) == "exited with code 3" and exit_description(None) == "ended"
+
+
+def test_a_ctrl_c_inside_a_deferred_block_lands_when_the_block_is_done():
+    """What the search builds under `ctrl_c_deferred` (its progress bar) is whole when the Ctrl-C lands."""
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with ctrl_c_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # the signal is handled here, and only noted
+            done.append(True)
+    assert done == [True]

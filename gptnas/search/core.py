@@ -26,6 +26,7 @@ from gptnas.evaluators.base import WORST_FITNESS
 from gptnas.search import checkpoint, fidelity, screen
 from gptnas.search.candidate import candidate_type
 from gptnas.search.costs import COST_OBJECTIVES, Costs
+from gptnas.search.executors import ctrl_c_deferred
 from gptnas.search.seeds import derived_seed
 from gptnas.search.store import ResultStore
 from gptnas.search.strategies import get_strategy
@@ -215,8 +216,9 @@ class Search:
     def run(self) -> list:
         """Runs (or resumes) the search; returns the final population."""
         total = self.settings.budget or self.settings.population * (self.settings.generations + 1)
-        self._progress = tqdm(total=total, initial=len(self.store), desc="evaluations", unit="arch",
-                              disable=not self.show_progress)
+        with ctrl_c_deferred():
+            self._progress = tqdm(total=total, initial=len(self.store), desc="evaluations", unit="arch",
+                                  disable=not self.show_progress)
         self._best = max((e.fitness for *_, e in self.store.history()), default=0.0)
         with self._progress, self.tracker:
             try:

@@ -76,6 +76,23 @@ def workers_ignore_ctrl_c():
         signal.signal(signal.SIGINT, previous)
 
 
+@contextmanager
+def ctrl_c_deferred():
+    """A Ctrl-C during this block raises when the block ends, so that what the block builds is whole (a
+    progress bar cut short in its constructor prints a traceback from its destructor)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        signal.raise_signal(signal.SIGINT)  # now handled as it would have been
+
+
 def tie_to_parent(parent: int) -> None:
     """A worker lives only as long as `parent` and leaves Ctrl-C to it (the parent stops the workers)."""
     die_with_parent(parent)
