@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import pytest
 
 from gptnas.bench.__main__ import main
 from gptnas.bench.harness import DEFAULT_BENCHMARKS, Benchmark
 from gptnas.bench.report import first_query_reaching, optimum, reported_curve
+from gptnas.files import file_sha256
+from gptnas.gpt.folder import default_model_dir
 from gptnas.tables import table_for
 
 SMALL = ["--spaces", "nas-bench-macro,nas-bench-201:cifar10", "--strategies", "gpt-ga,ga,random",
@@ -83,6 +86,24 @@ def test_rerun_resumes_and_a_different_study_is_refused(tmp_path, capsys, requir
     capsys.readouterr()
     assert main([*args[:-2], "--budget", "9", "--output_dir", str(out)]) == 2
     assert "holds another study" in capsys.readouterr().err
+
+
+def test_a_study_whose_gpt_weights_changed_is_another_study(tmp_path, capsys, requires_table):
+    """Resumed after its GPT was retrained in place (or a newer gptnas shipped another), a study would mix two
+    GPTs' runs in one report: it is refused, and the report names the weights it used."""
+    requires_table("nas-bench-macro")
+    gpt, out = tmp_path / "gpt", tmp_path / "study"
+    shutil.copytree(default_model_dir(), gpt)
+    args = ["--spaces", "nas-bench-macro", "--strategies", "gpt-ga,ga", "--seeds", "1", "--budget", "4",
+            "--config", "none", "--gpt", str(gpt), "--output_dir", str(out)]
+    assert main(args) == 0
+    sha = file_sha256(gpt / "model.safetensors")
+    assert json.loads((out / "study.json").read_text())["gpt_weights"] == {str(gpt): sha}
+    assert f"(weights sha256 {sha[:12]})" in (out / "report.md").read_text()
+    (gpt / "model.safetensors").write_bytes(default_model_dir().joinpath("model.safetensors").read_bytes()[:-1] + b" ")
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "holds another study (gpt_weights differ)" in capsys.readouterr().err
 
 
 def test_parallel_runs_give_the_serial_numbers(tmp_path, requires_table):

@@ -89,7 +89,9 @@ def test_offline_main_job_fails_fast_in_one_line_that_names_the_offline_options(
     assert len(errors) == 1, done.stderr
     assert errors[0].startswith("error: could not load cifar10") and "--dataset digits" in errors[0]
     assert "HF_HUB_OFFLINE=1" in errors[0]
-    assert seconds < 10  # Python, torch and datasets start-up included (about 4 s here)
+    # Python, torch and datasets start up in about 4 s on an idle machine; a client that retried the unreachable
+    # Hub would wait minutes. The margin is for a loaded machine (12 s was seen beside two other jobs).
+    assert seconds < 30
     assert not (tmp_path / "run").exists()
 
 

@@ -5,6 +5,7 @@ belong together are refused before any file is touched; one process per run dire
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import random
@@ -283,3 +284,35 @@ def test_sources_pin_the_table_and_the_gpt_a_run_used(tmp_path, requires_table):
     assert json.loads((run / "best.json").read_text())["sources"] == sources
     assert len(sources["evaluator"]["sha256"]) == 64 and "/nasbench201_cifar10.json" in sources["evaluator"]["url"]
     assert sources["gpt"]["name_or_path"] == "gptnas/default_model" and len(sources["gpt"]["sha256"]) == 64
+
+
+def test_a_resume_whose_gpt_weights_changed_is_refused_before_any_evaluation(tmp_path, requires_table, capsys):
+    """The same --gpt can name other weights by the time a run resumes (a retrained folder, a newer gptnas's
+    model): the run would go on with another GPT than it started with, so it does not go on."""
+    from safetensors.torch import load_file, safe_open, save_file
+
+    from gptnas.gpt.folder import default_model_dir
+
+    requires_table("nas-bench-201:cifar10")
+    gpt, run = tmp_path / "gpt", tmp_path / "run"
+    shutil.copytree(default_model_dir(), gpt)
+    weights = gpt / "model.safetensors"
+    original = weights.read_bytes()
+    args = [*NB201, "--strategy", "gpt-ga", "--gpt", str(gpt), "--population", "8", "--generations", "6",
+            "--seed", "2", "--output_dir", str(run)]
+    assert kill_when(start(args, tmp_path), run, 10) is not None, "the run ended before its kill"
+    pinned = json.loads((run / "checkpoint.json").read_text())["strategy"]["gpt_weights"]
+    assert pinned == hashlib.sha256(original).hexdigest()
+
+    with safe_open(weights, "pt") as f:
+        metadata = f.metadata()
+    tensors = load_file(weights)
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] + 1e-3  # retrained, as far as the run can tell
+    save_file(tensors, weights, metadata=metadata)
+    rows = stored_rows(run)
+    refused(capsys, ["--resume", str(run)], f"this run's GPT weights changed since it started (sha256 {pinned[:12]}")
+    assert stored_rows(run) == rows  # nothing evaluated with the other GPT
+
+    weights.write_bytes(original)
+    assert evolve.main(["--resume", str(run)]) == 0

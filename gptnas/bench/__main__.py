@@ -83,10 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         hardware = {name: getattr(args, name) for name in harness.HARDWARE_FIELDS
                     if getattr(args, name) not in (None, "accuracy")}
         fidelity = {name: getattr(args, name) for name in harness.FIDELITY_FIELDS if getattr(args, name) is not None}
-        identity = harness.study_identity(benchmarks, strategies, args.seeds, args.budget, study, args.gpt, hardware,
-                                          args.first_seed, fidelity)
         tasks = harness.plan(benchmarks, strategies, args.seeds, args.budget, study, output_dir, args.gpt, hardware,
                              args.first_seed, fidelity)
+        identity = harness.study_identity(benchmarks, strategies, args.seeds, args.budget, study, args.gpt, hardware,
+                                          args.first_seed, fidelity, harness.gpt_weights(tasks))
         harness.claim_output_dir(output_dir, identity)
         with exclusive_lock(output_dir):  # one study process per folder
             trajectories = harness.run_all(tasks, args.workers)

@@ -31,6 +31,7 @@ from gptnas.errors import GptnasError, quote
 from gptnas.evaluators.proxy import PROXIES
 from gptnas.files import refuse_links, write_atomic, write_json
 from gptnas.gpt import transfer
+from gptnas.gpt.folder import weights_sha256
 from gptnas.gpt.provenance import leaked, tables_seen_by
 from gptnas.search.config import EvolveConfig
 from gptnas.search.executors import SerialExecutor, tie_to_parent, workers_ignore_ctrl_c
@@ -318,10 +319,20 @@ def run_all(tasks: list[RunTask], workers: int) -> list[dict]:
     return [results[i] for i in range(len(tasks))]
 
 
+def gpt_weights(tasks: list[RunTask]) -> dict[str, str]:
+    """The sha256 of the weights of every GPT the study's runs load, by name: a study resumed after a model
+    changed (retrained in its folder, or shipped anew with a newer gptnas) is another study, refused, not mixed."""
+    models = {(task.settings.get("gpt"), task.settings.get("gpt_adapter")) for task in tasks
+              if get_strategy(task.settings["strategy"]).uses_gpt}
+    return {(gpt or SHIPPED) + (f" + {adapter}" if adapter else ""): weights_sha256(gpt, adapter)
+            for gpt, adapter in sorted(models, key=str)}
+
+
 def study_identity(benchmarks, strategies, seeds, budget, study, gpt, hardware: dict | None = None,
-                   first_seed: int = 0, fidelity: dict | None = None) -> dict:
+                   first_seed: int = 0, fidelity: dict | None = None, weights: dict | None = None) -> dict:
     return {"benchmarks": [b.name for b in benchmarks], "strategies": strategies, "seeds": seeds, "budget": budget,
-            "study": study, "gpt": gpt, **({"hardware": hardware} if hardware else {}),
+            "study": study, "gpt": gpt, **({"gpt_weights": weights} if weights else {}),
+            **({"hardware": hardware} if hardware else {}),
             **({"first_seed": first_seed} if first_seed else {}), **({"fidelity": fidelity} if fidelity else {})}
 
 

@@ -36,6 +36,7 @@ from matplotlib.figure import Figure
 from gptnas.bench import pareto
 from gptnas.bench.harness import Benchmark, split_variant, uses_gpt
 from gptnas.bench.stats import mean_std, median_queries, one_sided_wilcoxon
+from gptnas.gpt.folder import weights_sha256
 from gptnas.gpt.provenance import tables_seen_by
 from gptnas.spaces import get_space
 from gptnas.tables import TABLES, load_table, table_for
@@ -187,8 +188,8 @@ def gpt_lines(groups: dict[str, list[dict]]) -> list[str]:
     lines = []
     for gpt in used:
         tables = tables_seen_by(gpt or None)
-        lines.append(f"GPT: `{gpt or 'the shipped model'}`; benchmark tables in its training corpus: "
-                     f"{', '.join(tables) or 'none'}.")
+        lines.append(f"GPT: `{gpt or 'the shipped model'}` (weights sha256 {weights_sha256(gpt or None)[:12]}); "
+                     f"benchmark tables in its training corpus: {', '.join(tables) or 'none'}.")
     return lines + [""] if lines else []
 
 

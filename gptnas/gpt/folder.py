@@ -21,7 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
 from gptnas.errors import GptnasError, check_limit, one_line
-from gptnas.files import read_json
+from gptnas.files import file_sha256, read_json
 from gptnas.hub import local_folder
 
 GPT_FILES = ("config.json", "model.safetensors")
@@ -42,6 +42,20 @@ SHIPPED_NAME = "gptnas/default_model"  # how `ArchGPT.source` names the model sh
 def default_model_dir() -> Path:
     """The ArchGPT shipped inside the package."""
     return Path(str(resources.files("gptnas") / "default_model"))
+
+
+def weights_sha256(name_or_path: str | Path | None = None, adapter: str | Path | None = None) -> str:
+    """The sha256 of the weights a GPT (a folder or Hub id; None: the shipped model) loads, and of its LoRA
+    adapter's after a "+" when it has one: what `ArchGPT.source` records, without loading anything."""
+    model = file_sha256(gpt_folder(default_model_dir() if name_or_path is None else name_or_path) / GPT_FILES[1])
+    if adapter is None:
+        return model
+    return joined_sha256(model, file_sha256(gpt_folder(adapter, adapter=True) / ADAPTER_FILES[1]))
+
+
+def joined_sha256(model: str, adapter: str | None) -> str:
+    """One fingerprint for a GPT's weights and its adapter's, as `weights_sha256` gives it."""
+    return model if adapter is None else f"{model}+{adapter}"
 
 
 def vocab_sha256(tokenizer) -> str:

@@ -27,6 +27,7 @@ from gptnas.gpt.folder import (
     check_vocab,
     default_model_dir,
     gpt_folder,
+    joined_sha256,
     load_pretrained,
     merge_adapter,
     snapshot_revision,
@@ -115,6 +116,12 @@ class ArchGPT:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def weights_sha256(self) -> str | None:
+        """The fingerprint of the weights loaded, as `gptnas.gpt.folder.weights_sha256` gives it for a folder;
+        None when built from objects."""
+        return None if self.source is None else joined_sha256(self.source["sha256"], self.source["adapter_sha256"])
 
     # ------------------------------------------------------------ loading and saving
 

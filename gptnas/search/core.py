@@ -205,6 +205,7 @@ class Search:
         self.logbook = tools.Logbook()
         self.logbook.header = ["gen", "queries", "new", "max", "mean", "min", *self.strategy.logbook_columns()]
         checkpoint.check(self)  # a checkpoint that cannot be resumed is refused before the run starts
+        self.strategy.check_resume()
         self.tracker = Tracker(config.run.report_to, run_dir, config.flat())  # live view, per generation
         self._progress, self._best, self._table_started = None, 0.0, False
 

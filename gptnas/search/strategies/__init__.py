@@ -63,6 +63,9 @@ class Strategy:
     def load_state_dict(self, state: dict) -> None:
         """Restores `state_dict()`; ValueError, KeyError or TypeError when it is malformed."""
 
+    def check_resume(self) -> None:
+        """GptnasError when the state a checkpoint restored cannot go on here (checked before the run starts)."""
+
     def summary(self) -> dict:
         """Figures of this run for the report, the trackers and the benchmark harness (JSON values)."""
         return {}

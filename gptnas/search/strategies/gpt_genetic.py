@@ -135,6 +135,7 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
         self._adapted_at: int | None = None  # the generation whose adapter the GPT carries
         self._draws: dict = {}  # GPT calls so far per (purpose, generation): screening makes several per generation
         self._arms: list[bool] | None = None  # --trust learned: which of the last reconstructed batch the GPT rewrote
+        self._weights: str | None = None  # the sha256 of the weights this run's GPT loads (`weights_sha256`), once loaded
         super().__init__(search)
 
     def register(self, toolbox) -> None:
@@ -148,7 +149,8 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
     # ------------------------------------------------------------ what the core asks of a strategy
 
     def state_dict(self) -> dict:
-        return {"reconstruction_log": self.reconstruction_log}
+        return {"reconstruction_log": self.reconstruction_log,
+                **({"gpt_weights": self._weights} if self._weights is not None else {})}
 
     def load_state_dict(self, state: dict) -> None:
         log = state.get("reconstruction_log", [])
@@ -156,7 +158,11 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
                                                 for e in log):
             raise ValueError("reconstruction_log must be a list of entries with a generation and a count of changed "
                              "networks")
+        weights = state.get("gpt_weights")
+        if weights is not None and not isinstance(weights, str):
+            raise ValueError("gpt_weights must be the sha256 of the GPT's weights")
         self.reconstruction_log = log
+        self._weights = weights
 
     def summary(self) -> dict:
         """The GPT this run used, pinned (None until loaded), its seconds, and --trust learned's shares."""
@@ -180,8 +186,21 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
         if self._gpt is None:
             gpt = private_gpt(self.settings.gpt, self.settings.gpt_adapter, self.search.device)
             gpt.check_space(self.search.space)
+            self._weights = self._weights or gpt.weights_sha256
             self._gpt = gpt
         return self._gpt
+
+    def check_resume(self) -> None:
+        """A resumed run goes on with the GPT weights it started with, or not at all: by then the same --gpt can
+        hold other weights (a retrained folder, a new Hub commit, the model shipped with a newer gptnas)."""
+        from gptnas.gpt.folder import weights_sha256
+
+        if self._weights is None:
+            return
+        found = weights_sha256(self.settings.gpt, self.settings.gpt_adapter)
+        if found != self._weights:
+            raise GptnasError(f"this run's GPT weights changed since it started (sha256 {self._weights[:12]}, now "
+                              f"{found[:12]}): restore them, or start a new run with another --output_dir")
 
     def propose_initial(self) -> list:
         return self.tag_arms(super().propose_initial())
