@@ -137,3 +137,15 @@ def test_the_process_executor_starts_every_worker_before_the_search():
         assert len(multiprocessing.active_children()) - before == 2
     finally:
         executor.close()
+
+
+def test_online_adaptation_adds_no_library_warning_to_the_console(tmp_path, requires_table):
+    """peft asks the GPT for an attribute transformers deprecates; its FutureWarning is not the user's business."""
+    requires_table("nas-bench-201:cifar10")
+    done = subprocess.run([sys.executable, str(ROOT / "evolve.py"), "--space", "nas-bench-201", "--evaluator",
+                           "benchmark", "--dataset", "cifar10", "--strategy", "gpt-ga", "--population", "4",
+                           "--generations", "2", "--adapt_every", "1", "--adapt_steps", "2", "--output_dir",
+                           str(tmp_path / "run")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "adapted the GPT on" in done.stderr
+    assert "Warning" not in done.stderr and "warnings.warn" not in done.stderr, done.stderr[-2000:]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import warnings
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -127,6 +128,15 @@ def quiet_transformers():
             transformers_logging.enable_progress_bar()
 
 
+@contextmanager
+def quiet_peft():
+    """peft asks each model it wraps for `is_gradient_checkpointing`, an alias transformers deprecates: a
+    FutureWarning for peft's authors, which would otherwise stand in the middle of a search's console."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
 def check_folder(path: Path, files: tuple[str, ...]) -> None:
     unsafe = [f for f in UNSAFE_WEIGHTS if (path / f).exists()]
     missing = [f for f in files if not (path / f).exists()]
@@ -146,7 +156,8 @@ def merge_adapter(model, adapter_dir: Path):
     """The model with a LoRA adapter folded into its weights."""
     check_folder(adapter_dir, ADAPTER_FILES)
     try:
-        return PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+        with quiet_peft():
+            return PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         raise GptnasError(f"cannot apply the adapter in {adapter_dir}: {one_line(error)}") from None
 

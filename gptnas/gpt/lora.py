@@ -13,7 +13,7 @@ from peft import LoraConfig, get_peft_model
 from gptnas.files import atomic_path
 from gptnas.gpt import generate
 from gptnas.gpt.data import collate
-from gptnas.gpt.folder import ADAPTER_FILES, merge_adapter
+from gptnas.gpt.folder import ADAPTER_FILES, merge_adapter, quiet_peft
 from gptnas.gpt.inputs import spellings
 from gptnas.gpt.loss import fit_batch
 from gptnas.spaces import get_space
@@ -55,7 +55,8 @@ def adapt(gpt, texts: list[str], weights: list[float], out_dir: str | Path, *, s
     torch.manual_seed(seed)
     # No dropout (train_gpt.py's default has some): a few full-batch steps on the search's own
     # elite, nothing held out to generalise to; benchmarks/RESULTS.md was measured this way.
-    model = get_peft_model(base, lora_config(dropout=0.0))
+    with quiet_peft():
+        model = get_peft_model(base, lora_config(dropout=0.0))
     rows = [{"input_ids": gpt.tokenizer(t)["input_ids"] + [gpt.tokenizer.eos_token_id], "weight": w}
             for t, w in zip(texts, weights)]
     batch = {k: v.to(gpt.device) for k, v in collate(gpt.tokenizer.pad_token_id)(rows).items()}

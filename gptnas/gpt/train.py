@@ -50,6 +50,7 @@ from gptnas.gpt.folder import (
     MAX_WIDTH,
     check_folder,
     load_pretrained,
+    quiet_peft,
     stamp_vocab,
 )
 from gptnas.gpt.lora import LORA_ALPHA, LORA_DROPOUT, LORA_RANK, LORA_TARGETS, lora_config
@@ -272,8 +273,9 @@ def set_up(config: TrainConfig, accelerator: Accelerator, replace: bool = False)
         write_config(config, output_dir)
     accelerator.wait_for_everyone()
     if config.use_lora:
-        model = get_peft_model(model, lora_config(config.lora_r, config.lora_alpha, config.lora_dropout,
-                                                  config.lora_target_modules))
+        with quiet_peft():
+            model = get_peft_model(model, lora_config(config.lora_r, config.lora_alpha, config.lora_dropout,
+                                                      config.lora_target_modules))
         trainable, total = model.get_nb_trainable_parameters()
         logger.info("LoRA: %d trainable parameters of %d (%.2f%%)", trainable, total, 100 * trainable / total)
     collate = data.collate(tokenizer.pad_token_id)
