@@ -298,7 +298,7 @@ def test_a_resume_whose_gpt_weights_changed_is_refused_before_any_evaluation(tmp
     shutil.copytree(default_model_dir(), gpt)
     weights = gpt / "model.safetensors"
     original = weights.read_bytes()
-    args = [*NB201, "--strategy", "gpt-ga", "--gpt", str(gpt), "--population", "8", "--generations", "6",
+    args = [*NB201, "--strategy", "gpt-ga", "--gpt", str(gpt), "--population", "8", "--generations", "2",
             "--seed", "2", "--output_dir", str(run)]
     assert kill_when(start(args, tmp_path), run, 10) is not None, "the run ended before its kill"
     pinned = json.loads((run / "checkpoint.json").read_text())["strategy"]["gpt_weights"]
