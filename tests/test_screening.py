@@ -90,7 +90,7 @@ def test_proxy_seconds_are_stored_and_reported(tmp_path, requires_table, capsys)
 
 def test_kill_9_then_resume_queries_exactly_what_an_uninterrupted_screened_run_does(tmp_path, requires_table):
     requires_table("nas-bench-201:cifar10")
-    args = [*NB201, "--strategy", "ga", "--population", "6", "--generations", "3", "--seed", "5",
+    args = [*NB201, "--strategy", "ga", "--population", "4", "--generations", "2", "--seed", "5",
             "--screen", "naswot", "--screen_pool", "2"]
     straight = tmp_path / "straight"
     assert evolve.main([*args, "--output_dir", str(straight)]) == 0
