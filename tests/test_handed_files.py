@@ -333,14 +333,19 @@ def test_a_checkpoint_generation_of_1e999_is_one_line(run, capsys):
     refused(capsys, evolve.main, ["--resume", str(run)], "generation inf is not a generation number")
 
 
-@pytest.mark.parametrize("log", [[1], [{"gen": 0}], "x"])
-def test_a_crafted_reconstruction_log_is_one_line(tmp_path, requires_table, capsys, log):
+@pytest.mark.parametrize("state, message", [
+    ({"reconstruction_log": [1]}, "reconstruction_log must be a list of entries"),
+    ({"reconstruction_log": [{"gen": 0}]}, "reconstruction_log must be a list of entries"),
+    ({"reconstruction_log": "x"}, "reconstruction_log must be a list of entries"),
+    ({"reconstruction_log": [], "gpt_weights": "a" * 100_000}, "gpt_weights must be the sha256 of the GPT's weights"),
+])
+def test_crafted_gpt_ga_state_is_one_line(tmp_path, requires_table, capsys, state, message):
     requires_table("nas-bench-201:cifar10")
     run = tmp_path / "run"
     assert evolve.main([*NB201, "--strategy", "gpt-ga", "--population", "4", "--generations", "1",
                         "--output_dir", str(run)]) == 0
-    edit_checkpoint(run, strategy={"reconstruction_log": log})
-    refused(capsys, evolve.main, ["--resume", str(run)], "reconstruction_log must be a list of entries")
+    edit_checkpoint(run, strategy=state)
+    refused(capsys, evolve.main, ["--resume", str(run)], message)
 
 
 # ---------------------------------------------------------------- 5. data, failures and retraining

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Literal
@@ -28,6 +29,8 @@ from gptnas.search.seeds import derived_seed
 from gptnas.search.strategies import register
 from gptnas.search.strategies.genetic import GeneticAlgorithm
 from gptnas.search.trust import gpt_share
+
+WEIGHTS_DIGEST = re.compile(r"[0-9a-f]{64}(\+[0-9a-f]{64})?")  # `weights_sha256`: the GPT's, then its adapter's
 
 
 # What a setting needs to have an effect (EvolveConfig -> bool, and the flag that gives it): see "needs" below.
@@ -159,8 +162,8 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
             raise ValueError("reconstruction_log must be a list of entries with a generation and a count of changed "
                              "networks")
         weights = state.get("gpt_weights")
-        if weights is not None and not isinstance(weights, str):
-            raise ValueError("gpt_weights must be the sha256 of the GPT's weights")
+        if weights is not None and not (isinstance(weights, str) and WEIGHTS_DIGEST.fullmatch(weights)):
+            raise ValueError("gpt_weights must be the sha256 of the GPT's weights (and of its adapter's, after a +)")
         self.reconstruction_log = log
         self._weights = weights
 
