@@ -9,7 +9,8 @@ only a share of the offspring is rewritten, learned from how they score against 
 (gptnas/search/trust.py).
 
 Everything about the GPT lives here: its settings (`GptSettings`, the GPT section of `--help`), the model
-(loaded on first use), the reconstruction log (checkpointed through `state_dict`) and the seconds spent in it.
+(loaded on first use), the reconstruction log and the digest of the GPT's weights (both checkpointed through
+`state_dict`; a resume must find the same weights, `check_resume`) and the seconds spent in it.
 """
 
 from __future__ import annotations
