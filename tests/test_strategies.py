@@ -106,6 +106,18 @@ def test_novelty_rule_mutates_offspring_evaluated_before_or_twice_in_the_batch(t
     assert out[2] == fresh and out[3] == current  # new to this generation: kept as they are
 
 
+def test_novelty_rule_samples_afresh_once_mutation_finds_nothing_new(tmp_path):
+    """A population that has evaluated its whole neighbourhood (a tight latency limit) keeps finding new networks:
+    here no mutation ever leads anywhere new, as when every reachable feasible network is in the store."""
+    search = make_search(tmp_path, strategy="ga")
+    old, = store_some(search, 0, 1, random.Random(1))
+    search.strategy.toolbox.register("mutate", lambda arch: arch)
+    search.seed_generation(1)
+    out = search.strategy.novel([old, old], generation=1)
+    keys = [SPACE.key(a) for a in out]
+    assert SPACE.key(old) not in keys and len(set(keys)) == 2
+
+
 def test_novelty_rule_off_keeps_the_offspring(tmp_path):
     search = make_search(tmp_path, strategy="ga", novelty_tries=0)
     old, = store_some(search, 0, 1, random.Random(1))

@@ -117,7 +117,7 @@ class SearchSettings:
     tournament_size: int = field(default=3, metadata={"help": "ga, gpt-ga: parents are the best of this many"})
     elites: int = field(default=1, metadata={"help": "ga, gpt-ga: the best this many survive unchanged"})
     novelty_tries: int = field(default=10, metadata={"help": "ga, gpt-ga: offspring evaluated before are mutated "
-                               "again up to this often (0: never)"})
+                               "again up to this often, then replaced by fresh samples up to as often (0: never)"})
     sample_size: int = field(default=5, metadata={"help": "regularized-evolution: parents are the best of this many"})
 
     def objective_list(self) -> list[str]:
