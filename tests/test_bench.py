@@ -10,7 +10,7 @@ import pytest
 
 from gptnas.bench.__main__ import main
 from gptnas.bench.harness import DEFAULT_BENCHMARKS, Benchmark
-from gptnas.bench.report import first_query_reaching, optimum, reported_curve
+from gptnas.bench.report import first_query_reaching, optimum, reported_curve, short_lines
 from gptnas.files import file_sha256
 from gptnas.gpt.folder import default_model_dir
 from gptnas.tables import table_for
@@ -26,6 +26,14 @@ def test_reported_accuracy_is_the_test_accuracy_of_the_best_fitness_so_far():
     assert reported_curve(trajectory, 5) == [10.0, 5.0, 5.0, 5.0, 5.0]  # a run that stopped early keeps its value
     assert first_query_reaching(trajectory, 2.0) == 2
     assert first_query_reaching(trajectory, 3.5) is None
+
+
+def test_the_report_counts_runs_that_stopped_before_the_budget():
+    run = lambda queries: {"fitness": [1.0] * queries, "test": [1.0] * queries}
+    lines = short_lines({"ga": [run(5), run(3), run(4)], "random": [run(5)]}, 5)
+    assert lines == ["", "- 2 of 3 `ga` runs stopped before the budget, with nothing new left to propose, after 3-4 "
+                         "queries; each keeps its last value."]
+    assert short_lines({"ga": [run(5)]}, 5) == []
 
 
 def test_optimum_counts_canonical_architectures_only(requires_table):

@@ -230,10 +230,22 @@ def benchmark_section(benchmark: Benchmark, groups: dict[str, list[dict]], budge
         lines.append("| " + " | ".join([strategy] + [mean_std(at[p]) for p in points] + reached + [f"{seconds:.1f}"]
                                        + proxy_cost(runs, queries)) + " |")
     lines += comparisons(groups, figures, points)
+    lines += short_lines(groups, budget) if unit == "query" else []
     lines += trust_lines(groups)
     picture = "reported accuracy" if best is None else "regret"
     lines += ["", f"![{picture} on {benchmark.name}]({png})", ""]
     return lines, figures
+
+
+def short_lines(groups: dict[str, list[dict]], budget: int) -> list[str]:
+    """The runs that stopped before the budget: their strategy found nothing new left to propose."""
+    lines = []
+    for strategy, runs in groups.items():
+        short = sorted(len(t["fitness"]) for t in runs if len(t["fitness"]) < budget)
+        if short:
+            lines.append(f"- {len(short)} of {len(runs)} `{strategy}` runs stopped before the budget, with nothing "
+                         f"new left to propose, after {short[0]}-{short[-1]} queries; each keeps its last value.")
+    return [""] + lines if lines else []
 
 
 def trust_lines(groups: dict[str, list[dict]]) -> list[str]:
