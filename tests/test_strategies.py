@@ -118,6 +118,16 @@ def test_novelty_rule_samples_afresh_once_mutation_finds_nothing_new(tmp_path):
     assert SPACE.key(old) not in keys and len(set(keys)) == 2
 
 
+def test_regularized_evolution_proposes_a_child_not_evaluated_before(tmp_path):
+    search = make_search(tmp_path, strategy="regularized-evolution")
+    old, = store_some(search, 0, 1, random.Random(1))
+    search.strategy.toolbox.register("mutate", lambda arch: arch)  # every mutant is the parent itself
+    parent = type("Member", (), {"arch": old, "fitness": type("Fitness", (), {"values": (50.0,)})()})()
+    search.seed_generation(1)
+    child, = search.strategy.propose([parent], cycle=1)
+    assert SPACE.key(child) != SPACE.key(old)
+
+
 def test_novelty_rule_off_keeps_the_offspring(tmp_path):
     search = make_search(tmp_path, strategy="ga", novelty_tries=0)
     old, = store_some(search, 0, 1, random.Random(1))

@@ -116,8 +116,9 @@ class SearchSettings:
                                  "mutated"})
     tournament_size: int = field(default=3, metadata={"help": "ga, gpt-ga: parents are the best of this many"})
     elites: int = field(default=1, metadata={"help": "ga, gpt-ga: the best this many survive unchanged"})
-    novelty_tries: int = field(default=10, metadata={"help": "ga, gpt-ga: offspring evaluated before are mutated "
-                               "again up to this often, then replaced by fresh samples up to as often (0: never)"})
+    novelty_tries: int = field(default=10, metadata={"help": "ga, gpt-ga, regularized-evolution: offspring "
+                               "evaluated before are mutated again up to this often, then replaced by fresh samples "
+                               "up to as often (0: never)"})
     sample_size: int = field(default=5, metadata={"help": "regularized-evolution: parents are the best of this many"})
 
     def objective_list(self) -> list[str]:
@@ -247,6 +248,20 @@ class Search:
             arch = self.space.mutate(arch, self.rng) if attempt < 20 else self.space.sample(self.rng)
         raise GptnasError(f"no architecture within --max_params/--max_flops/--max_latency_ms in {FEASIBLE_TRIES} tries; "
                           "loosen them")
+
+    def novel(self, arch, generation: int, mutate, seen: set[str] = frozenset()):
+        """`arch`, or, when it was evaluated in an earlier generation or its key is in `seen`, a mutant (`mutate`),
+        up to --novelty_tries times, then a fresh sample, up to as often; each within the limits. So a strategy
+        spends its queries on new networks, even once it has evaluated every network within a few mutations of
+        its population (under a tight --max_latency_ms only a few hundred NAS-Bench-201 cells remain)."""
+        tries = self.settings.novelty_tries
+        key = self.space.key(arch)
+        for attempt in range(2 * tries):
+            if not self.store.evaluated_before(key, generation) and key not in seen:
+                break
+            arch = self.make_feasible(mutate(arch) if attempt < tries else self.space.sample(self.rng))
+            key = self.space.key(arch)
+        return arch
 
     def evaluate(self, archs: list, generation: int, asynchronous: bool = False) -> list:
         """Candidates with fitness for `archs`; new unique keys are evaluated and stored first (with

@@ -87,20 +87,12 @@ class GeneticAlgorithm(Strategy):
         return archs
 
     def novel(self, archs: list, generation: int) -> list:
-        """Offspring evaluated in an earlier generation (or twice in this batch) are mutated again, up to
-        `novelty_tries` times, then replaced by fresh samples, up to as many times; so each generation spends
-        its queries on new networks, even once the population has evaluated every network within a few
-        mutations of it (under a tight --max_latency_ms only a few hundred NAS-Bench-201 cells remain)."""
-        s, tries = self.search, self.search.settings.novelty_tries
+        """The offspring, each made new (`Search.novel`) to earlier generations and to the offspring before it."""
+        s = self.search
         seen: set[str] = set()
         out = []
         for arch in archs:
-            key = s.space.key(arch)
-            for attempt in range(2 * tries):
-                if not s.store.evaluated_before(key, generation) and key not in seen:
-                    break
-                arch = s.make_feasible(self.toolbox.mutate(arch) if attempt < tries else s.space.sample(s.rng))
-                key = s.space.key(arch)
-            seen.add(key)
+            arch = s.novel(arch, generation, self.toolbox.mutate, seen)
+            seen.add(s.space.key(arch))
             out.append(arch)
         return out

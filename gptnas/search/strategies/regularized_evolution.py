@@ -1,5 +1,8 @@
 """Regularized evolution (Real et al. 2019, "aging evolution"): sample S, mutate the best, add the
-child, drop the oldest. One cycle is one query; a generation is `population` cycles.
+child, drop the oldest. One cycle is one query; a generation is `population` cycles. A child evaluated
+before is mutated again, then sampled afresh (`--novelty_tries`), so every cycle queries a new network: with
+queries counted once per unique network, a child evaluated before would cost nothing, and a population
+that has evaluated its whole neighbourhood would spend its cycles without a query.
 
 It keeps no checkpoint: a resumed run replays its cycles, and every architecture
 already in the result store costs no evaluation, so it continues exactly.
@@ -19,7 +22,7 @@ from gptnas.search.strategies import Strategy, register
 @register
 class RegularizedEvolution(Strategy):
     name = "regularized-evolution"
-    reads = ("sample_size", "multi_fidelity")
+    reads = ("sample_size", "novelty_tries", "multi_fidelity")
 
     def register(self, toolbox) -> None:
         s, c = self.search, self.search.settings
@@ -31,9 +34,11 @@ class RegularizedEvolution(Strategy):
         toolbox.register("propose", self.propose)
         toolbox.register("evaluate", s.evaluate, asynchronous=True)
 
-    def propose(self, population: list) -> list:
-        """One cycle's child: the best of `sample_size` random members, mutated."""
-        return [self.search.make_feasible(self.toolbox.mutate(self.toolbox.select(population).arch))]
+    def propose(self, population: list, cycle: int) -> list:
+        """One cycle's child: the best of `sample_size` random members, mutated; made new (`Search.novel`)."""
+        s = self.search
+        child = s.make_feasible(self.toolbox.mutate(self.toolbox.select(population).arch))
+        return [s.novel(child, cycle, self.toolbox.mutate)]
 
     def run(self) -> list:
         s, c, toolbox = self.search, self.search.settings, self.toolbox
@@ -41,7 +46,7 @@ class RegularizedEvolution(Strategy):
         population = deque(s.full_fidelity(toolbox.evaluate(toolbox.propose_initial(), 0)), maxlen=c.population)
         s.record(0, list(population), s.store.evaluated_in(0))
         for cycle in range(1, c.population * c.generations + 1):
-            population.extend(s.full_fidelity(toolbox.evaluate(toolbox.propose(list(population)), cycle)))
+            population.extend(s.full_fidelity(toolbox.evaluate(toolbox.propose(list(population), cycle), cycle)))
             if cycle % c.population == 0:  # a generation is `population` cycles
                 new = s.store.evaluated_through(cycle) - s.store.evaluated_through(cycle - c.population)
                 s.record(cycle // c.population, list(population), new, through=cycle)
