@@ -122,9 +122,8 @@ def test_regularized_evolution_proposes_a_child_not_evaluated_before(tmp_path):
     search = make_search(tmp_path, strategy="regularized-evolution")
     old, = store_some(search, 0, 1, random.Random(1))
     search.strategy.toolbox.register("mutate", lambda arch: arch)  # every mutant is the parent itself
-    parent = type("Member", (), {"arch": old, "fitness": type("Fitness", (), {"values": (50.0,)})()})()
     search.seed_generation(1)
-    child, = search.strategy.propose([parent], cycle=1)
+    child, = search.strategy.propose([search.candidate(old, SPACE.key(old))], cycle=1)
     assert SPACE.key(child) != SPACE.key(old)
 
 
