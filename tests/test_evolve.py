@@ -89,7 +89,7 @@ def test_diverging_candidates_get_the_worst_fitness_and_a_run_where_all_failed_s
     out = tmp_path / "nan"
     args = ["--space", "cifar", "--strategy", "ga", "--dataset", "digits", "--population", "3", "--generations", "1",
             "--epochs", "1", "--min_steps", "0", "--batch_size", "32", "--max_train_examples", "64", "--lr", "1e30",
-            "--output_dir", str(out)]
+            "--workers", "1", "--output_dir", str(out)]
     assert evolve.main(args) == 2  # the search went on through every generation, but found nothing that works
     with open(out / "evaluations.csv") as f:
         rows = list(csv.DictReader(f))
@@ -160,7 +160,7 @@ def test_retrain_trains_the_best_network_of_a_run(tmp_path):
     out = tmp_path / "run"
     assert evolve.main(["--space", "cifar", "--strategy", "ga", "--dataset", "digits", "--population", "2",
                         "--generations", "0", "--epochs", "1", "--min_steps", "0", "--batch_size", "32",
-                        "--max_train_examples", "64", "--output_dir", str(out)]) == 0
+                        "--max_train_examples", "64", "--workers", "1", "--output_dir", str(out)]) == 0
     assert evolve.main(["--retrain", str(out), "--retrain_epochs", "1", "--retrain_batch_size", "32",
                         "--retrain_max_train_examples", "64"]) == 0
     result = json.loads((out / "retrain" / "result.json").read_text())
