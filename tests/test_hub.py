@@ -36,16 +36,20 @@ def test_hub_id_loads_from_the_offline_cache_with_and_without_gptnas(tmp_path):
     ))
     assert plain.returncode == 0 and plain.stdout.strip() == "True", plain.stderr[-2000:]
     ours = run_offline(cache, (
-        "from gptnas import ArchGPT\n"
+        "from gptnas import ArchGPT, GptnasError\n"
         "g = ArchGPT.from_pretrained('gptnas/archgpt-test', device='cpu')\n"
         "print(len(g.complete('nas-bench-macro', [''], n=3)[0]))\n"
         "print(g.source['name_or_path'], g.source['revision'], g.source['sha256'])\n"
+        "try:\n"
+        "    ArchGPT.from_pretrained('gptnas/other')\n"
+        "except GptnasError as error:\n"
+        "    print(error)\n"
     ))
     assert ours.returncode == 0, ours.stderr[-2000:]
     sha256 = file_sha256(default_model_dir() / "model.safetensors")
-    assert ours.stdout.split("\n")[:2] == ["3", f"gptnas/archgpt-test {COMMIT} {sha256}"]
-    missing = run_offline(cache, "from gptnas import ArchGPT\nArchGPT.from_pretrained('gptnas/other')\n")
-    assert "is not in the local Hugging Face cache" in missing.stderr
+    loaded, source, missing = ours.stdout.split("\n")[:3]
+    assert [loaded, source] == ["3", f"gptnas/archgpt-test {COMMIT} {sha256}"]
+    assert "gptnas/other" in missing and "is not in the local Hugging Face cache" in missing
 
 
 class FakeHubApi:

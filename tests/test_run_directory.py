@@ -117,12 +117,12 @@ def kill_and_resume(args: list[str], run_dir: Path, total: int, kills: int, seed
 
 
 @pytest.mark.parametrize("name, extra, kills", [
-    ("serial", ["--strategy", "ga"], 3),
-    ("workers", ["--strategy", "ga", "--workers", "2"], 3),
+    ("serial", ["--strategy", "ga"], 2),
+    ("workers", ["--strategy", "ga", "--workers", "2"], 2),
     ("gpt-ga adapting", ["--strategy", "gpt-ga", "--adapt_every", "1", "--adapt_steps", "2", "--population", "8",
                          "--generations", "3"], 2),
     ("tpe", ["--strategy", "tpe"], 2),  # Optuna's sampler replays its trials from the store
-    ("multi-fidelity", ["--strategy", "ga", "--multi_fidelity", "sh", "--budget", "30", "--budget_unit", "full"], 3),
+    ("multi-fidelity", ["--strategy", "ga", "--multi_fidelity", "sh", "--budget", "30", "--budget_unit", "full"], 2),
     ("dehb", ["--strategy", "dehb", "--budget", "30", "--budget_unit", "full"], 2),  # DEHB replays its asks
     ("asha", ["--strategy", "regularized-evolution", "--multi_fidelity", "sh", "--budget", "20", "--budget_unit",
               "full"], 2),
