@@ -1,6 +1,7 @@
-"""Run directories survive anything: kill -9 at random moments (serial, parallel, Ray, gpt-ga with
-adaptation) and --resume ends exactly like an uninterrupted run; stores and checkpoints that do not
-belong together are refused before any file is touched; one process per run directory."""
+"""Run directories survive anything: kill -9 at random moments (serial, parallel, Ray, each strategy that keeps
+state of its own; gpt-ga with adaptation and learned trust: tests/test_trust.py) and --resume ends exactly like an
+uninterrupted run; stores and checkpoints that do not belong together are refused before any file is touched; one
+process per run directory."""
 
 from __future__ import annotations
 
@@ -119,8 +120,6 @@ def kill_and_resume(args: list[str], run_dir: Path, total: int, kills: int, seed
 @pytest.mark.parametrize("name, extra, kills", [
     ("serial", ["--strategy", "ga"], 2),
     ("workers", ["--strategy", "ga", "--workers", "2"], 2),
-    ("gpt-ga adapting", ["--strategy", "gpt-ga", "--adapt_every", "1", "--adapt_steps", "2", "--population", "8",
-                         "--generations", "3"], 2),
     ("tpe", ["--strategy", "tpe"], 2),  # Optuna's sampler replays its trials from the store
     ("multi-fidelity", ["--strategy", "ga", "--multi_fidelity", "sh", "--budget", "30", "--budget_unit", "full"], 2),
     ("dehb", ["--strategy", "dehb", "--budget", "30", "--budget_unit", "full"], 2),  # DEHB replays its asks

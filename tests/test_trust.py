@@ -84,6 +84,8 @@ def test_a_learned_trust_run_puts_every_proposal_in_one_arm_at_the_share_of_its_
 
 
 def test_kill_9_then_resume_learns_the_same_shares(tmp_path, requires_table):
+    """gpt-ga's kill -9 test: its adapter, trust shares and rewrites resume exactly (the other strategies':
+    tests/test_run_directory.py)."""
     requires_table("nas-bench-201:cifar10")
     args = [*NB201, "--strategy", "gpt-ga", "--trust", "learned", "--population", "10", "--generations", "4",
             "--seed", "6", "--adapt_every", "1", "--adapt_steps", "2"]
