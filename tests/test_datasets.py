@@ -30,7 +30,8 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 # Three strided blocks first keep the network cheap: most of it runs at 1x1.
 TINY = CifarArch(16, (Block("resnet_basic", 16, 2),) * 3 + (Block("resnet_basic", 16, 1),) * 7)
 QUICK_SEARCH = ["--space", "cifar", "--strategy", "ga", "--population", "2", "--generations", "0", "--epochs", "1",
-                "--min_steps", "0", "--batch_size", "32", "--max_train_examples", "64", "--device", "cpu", "--workers", "1"]
+                "--min_steps", "0", "--batch_size", "32", "--max_train_examples", "64", "--device", "cpu",
+                "--workers", "1"]
 
 
 @pytest.fixture(autouse=True, scope="module")

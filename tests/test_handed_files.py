@@ -352,7 +352,8 @@ def test_crafted_gpt_ga_state_is_one_line(tmp_path, requires_table, capsys, stat
 
 
 QUICK_SEARCH = ["--space", "cifar", "--strategy", "ga", "--population", "2", "--generations", "0", "--epochs", "1",
-                "--min_steps", "0", "--batch_size", "32", "--max_train_examples", "64", "--device", "cpu", "--workers", "1"]
+                "--min_steps", "0", "--batch_size", "32", "--max_train_examples", "64", "--device", "cpu",
+                "--workers", "1"]
 
 
 @pytest.fixture
