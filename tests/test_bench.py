@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -165,18 +169,18 @@ def test_a_missing_table_is_reported_before_any_run(tmp_path, capsys, monkeypatc
     assert not (tmp_path / "x").exists()
 
 
-def test_one_study_process_per_folder(tmp_path, requires_table, capsys):
-    requires_table("nas-bench-macro")
+def test_one_study_process_per_folder(tmp_path, requires_table):
+    """A study on a folder another process holds is refused in one line that names the holder."""
     requires_table("nas-bench-201:cifar10")
     from gptnas.files import exclusive_lock
 
-    out = tmp_path / "study"
-    assert main([*SMALL, "--output_dir", str(out)]) == 0
-    capsys.readouterr()
-    with exclusive_lock(out):  # another process holds it: a second study on the folder is refused in one line
-        import multiprocessing
-
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(1) as pool:
-            code = pool.apply(main, ([*SMALL, "--output_dir", str(out)],))
-    assert code == 2
+    study = ["--spaces", "nas-bench-201:cifar10", "--strategies", "random", "--seeds", "1", "--budget", "2",
+             "--config", "none", "--output_dir", str(tmp_path / "study")]
+    assert main(study) == 0
+    with exclusive_lock(tmp_path / "study"):  # held by this process: running the study again is refused
+        done = subprocess.run([sys.executable, "-m", "gptnas.bench", *study], capture_output=True, text=True,
+                              timeout=300)
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"error: {tmp_path / 'study'} is in use by pid {os.getpid()} on {socket.gethostname()} since ")
+    assert line.endswith("; wait for it to end or stop it, then try again")

@@ -146,7 +146,7 @@ def test_kill_9_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_pa
 
 
 def test_kill_9_of_a_ray_run_then_resume_equals_an_uninterrupted_run(tmp_path, requires_table):
-    pytest.importorskip("ray")
+    ray = pytest.importorskip("ray")
     requires_table("nas-bench-201:cifar10")
     args = [*NB201, "--strategy", "ga", "--population", "16", "--generations", "3", "--seed", "4",
             "--executor", "ray", "--workers", "2"]
@@ -155,6 +155,7 @@ def test_kill_9_of_a_ray_run_then_resume_equals_an_uninterrupted_run(tmp_path, r
     killed = tmp_path / "killed"
     kill_and_resume(args, killed, len(outcome(straight)["order"]), 1, seed=0)
     assert outcome(killed) == outcome(straight)
+    assert not ray.is_initialized()  # the resumed search stopped the local Ray it started
 
 
 @pytest.fixture

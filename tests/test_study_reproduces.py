@@ -16,7 +16,7 @@ from gptnas.bench.__main__ import main
 
 DATA = Path(__file__).parent / "data"
 COMMAND = ["--spaces", "nas-bench-macro,nas-bench-201:cifar100", "--strategies", "gpt-ga,ga,regularized-evolution,random",
-           "--seeds", "1", "--budget", "60", "--workers", "2", "--gpt", "shipped"]
+           "--seeds", "1", "--budget", "60", "--workers", "1", "--gpt", "shipped"]
 
 
 def query_digests(study: Path) -> dict[str, str]:

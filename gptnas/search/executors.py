@@ -222,7 +222,8 @@ class RayExecutor:
             import ray
         except ImportError:
             raise GptnasError("the ray executor needs Ray: pip install 'gptnas[ray]'") from None
-        if not ray.is_initialized():
+        self.owned = not ray.is_initialized()  # a Ray this process had already joined stays its caller's
+        if self.owned:
             ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
                      log_to_driver=False, ignore_reinit_error=True)
         gpus = 1 if torch.cuda.is_available() else 0
@@ -239,7 +240,10 @@ class RayExecutor:
                 yield refs[ref], self.ray.get(ref)
 
     def close(self, finished: bool = False) -> None:
-        pass  # leave the cluster (or the local instance) to its owner
+        """Leaves the Ray this executor joined: a local instance it started stops (its processes would
+        otherwise outlive the search in a notebook or a test process); a cluster goes on without this driver."""
+        if self.owned:
+            self.ray.shutdown()
 
 
 def make_executor(kind: str, workers: int, ray_address: str | None = None):

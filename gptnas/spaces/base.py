@@ -344,6 +344,11 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+# Layers that keep their input's shape and do no multiply-accumulate that NAS benchmarks count.
+SHAPE_KEEPING = (nn.modules.batchnorm._BatchNorm, nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Sigmoid, nn.Hardswish,
+                 nn.Hardsigmoid, nn.Identity, nn.Dropout)
+
+
 def count_macs(model: nn.Module, input_size: int, channels: int = 3) -> int:
     """Multiply-accumulates of conv and linear layers (the FLOPs convention of NAS benchmarks)."""
     parameter = next(model.parameters(), None)
@@ -366,8 +371,8 @@ def count_macs(model: nn.Module, input_size: int, channels: int = 3) -> int:
             handles.append(module.register_forward_hook(conv_hook))
         elif isinstance(module, nn.Linear):
             handles.append(module.register_forward_hook(linear_hook))
-        elif isinstance(module, nn.modules.batchnorm._BatchNorm) and "forward" not in vars(module):
-            module.forward = _same  # keeps the shape and counts nothing; the slowest layer on the meta device
+        elif isinstance(module, SHAPE_KEEPING) and "forward" not in vars(module):
+            module.forward = _same  # counts nothing, and is slow on the meta device (batch norm the slowest)
             skipped.append(module)
     try:
         with torch.no_grad():
