@@ -138,7 +138,7 @@ def test_a_study_runs_screened_variants_beside_the_plain_strategies(tmp_path, ca
     config = tmp_path / "study.yaml"
     config.write_text("common:\n  population: 4\nstrategies:\n  ga+naswot:\n    screen_pool: 2\n")
     out = tmp_path / "study"
-    assert bench(["--spaces", "nas-bench-201:cifar10", "--strategies", "ga,ga+naswot,random+synflow", "--seeds", "2",
+    assert bench(["--spaces", "nas-bench-201:cifar10", "--strategies", "ga,ga+naswot,random+synflow", "--seeds", "1",
                   "--budget", "8", "--config", str(config), "--output_dir", str(out)]) == 0
     report = (out / "report.md").read_text()
     assert "| GPT s / 100 queries | proxy s / 100 queries | proxy s / screened |" in report
