@@ -23,7 +23,6 @@ import time
 from scipy.stats import kendalltau
 
 from gptnas.evaluators import get_evaluator
-from gptnas.evaluators.base import model_cost
 from gptnas.evaluators.train import FIDELITIES
 from gptnas.search.config import EvolveConfig
 from gptnas.spaces import get_space
@@ -35,7 +34,7 @@ def sample(space, max_flops: int | None, input_size: int, num_classes: int, n: i
         arch = space.sample(rng)
         if space.key(arch) in seen:
             continue
-        if max_flops is None or model_cost(space, arch, num_classes, input_size)["flops"] <= max_flops:
+        if max_flops is None or space.cost(arch, num_classes, input_size)["flops"] <= max_flops:
             seen.add(space.key(arch))
             archs.append(arch)
     return archs

@@ -16,7 +16,6 @@ import random
 import statistics
 import time
 
-from gptnas.evaluators.base import model_cost
 from gptnas.gpt.model import ArchGPT
 from gptnas.search.reconstruct import reconstruct
 from gptnas.spaces import get_space
@@ -34,7 +33,7 @@ def main() -> None:
     cap = args.max_flops
 
     def flops(arch) -> int:
-        return model_cost(space, arch, 10, args.image_size)["flops"]
+        return space.cost(arch, 10, args.image_size)["flops"]
 
     rng, networks = random.Random(0), []
     while len(networks) < args.networks:

@@ -13,7 +13,6 @@ from transformers import AutoTokenizer
 import evolve
 
 from gptnas.errors import GptnasError
-from gptnas.evaluators.base import model_cost
 from gptnas.gpt.model import ArchGPT, new_model
 from gptnas.language import tokens as T
 from gptnas.language.budget import Budget
@@ -46,7 +45,7 @@ def random_archs(space, n=12, seed=0):
 def test_a_cifar_network_costs_the_sum_of_its_segments(space, input_size, num_classes):
     for arch in random_archs(space, n=8):
         payloads = (space.tag,) + tuple(segment.payload for segment in space.segments(arch))
-        cost = model_cost(space, arch, num_classes, input_size)
+        cost = space.cost(arch, num_classes, input_size)
         for metric in ("params", "flops"):
             assert space.cost_bounds(metric, input_size, num_classes).spent(payloads) == cost[metric]
 
@@ -125,7 +124,7 @@ def test_spaces_whose_costs_do_not_add_up_have_no_bounds(name):
 def test_reconstruction_under_a_limit_writes_segments_that_keep_the_network_within_it(space, random_gpt, metric, cap):
     """Each rewritten segment is followed by the rest of the network as it was: the limit holds for the whole."""
     bounds = space.cost_bounds(metric, 8, 10)
-    cost = lambda arch: model_cost(space, arch, 10, 8)[metric]  # noqa: E731
+    cost = lambda arch: space.cost(arch, 10, 8)[metric]  # noqa: E731
     rng, archs = random.Random(2), []
     while len(archs) < 8:
         arch = space.sample(rng)

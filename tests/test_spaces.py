@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from gptnas.errors import GptnasError
 from gptnas.language.tokens import EOS
 from gptnas.spaces import get_space, space_names
+from gptnas.spaces.base import count_macs, count_params
 
 BUILT_IN = ["cifar", "nas-bench-macro", "channel-bench-mobilenet", "channel-bench-resnet", "nas-bench-201"]
 DECLARED = [str(Path(__file__).resolve().parents[1] / "configs" / "spaces" / f"{name}.yaml")  # the same laws hold
@@ -112,6 +113,21 @@ def test_networks_run_a_forward_pass(name, seed):
         model = space.build_model(arch, num_classes=100).eval()
         with torch.no_grad():
             assert model(torch.randn(1, 3, 32, 32)).shape == (1, 100)
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_a_cost_is_what_the_built_network_holds_and_computes(name):
+    """`cost` (counted from the space's layers where it writes them, never built) at the space's input and
+    others, odd sides included, and for other class counts: what the network built on the meta device holds."""
+    space, rng = get_space(name), random.Random(0)
+    sides = (None, 8, 16, 24) if name == "nas-bench-201" else (None, 8, 13, 28)  # its pooled shortcut: even sides
+    for arch in [space.sample(rng) for _ in range(3)]:
+        for num_classes, input_size in zip((10, 100, 7, 10), sides):
+            with torch.device("meta"):
+                model = space.build_model(arch, num_classes)
+            built = {"params": count_params(model), "flops": count_macs(model, input_size or space.input_size)}
+            assert space.cost(arch, num_classes, input_size) == built, (space.key(arch), num_classes, input_size)
+        assert space.params(arch) == space.cost(arch)["params"]
 
 
 @pytest.mark.parametrize("name", ["nas-bench-201", "nas-bench-macro", "channel-bench-resnet"])

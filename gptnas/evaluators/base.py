@@ -11,11 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-import torch
-
 from gptnas.errors import GptnasError, one_line
 from gptnas.spaces import SearchSpace, get_space
-from gptnas.spaces.base import count_macs, count_params
 from gptnas.training.device import is_out_of_memory
 from gptnas.registry import Registry
 
@@ -103,17 +100,6 @@ def image_spec(data) -> dict:
 # ---------------------------------------------------------------- shared by the evaluators
 
 
-def model_cost(space: SearchSpace, arch: Any, num_classes: int, input_size: int | None = None) -> dict[str, int]:
-    """Params and MACs of the network as evaluated: the classifier depends on the class
-    count and the MACs on the input resolution, which `space.cost` fixes at 10 and the space's."""
-    input_size = input_size or space.input_size
-    if num_classes == 10 and input_size == space.input_size:
-        return space.cost(arch)
-    with torch.device("meta"):
-        model = space.build_model(arch, num_classes)
-    return {"params": count_params(model), "flops": count_macs(model, input_size)}
-
-
 def check_space(expected: str | dict, space: SearchSpace | str) -> SearchSpace:
     """`space`, when it is the one an evaluator was made for (`expected`: that space's reference)."""
     space, name = get_space(space), get_space(expected).name
@@ -133,9 +119,10 @@ def diverged(reason: str, cost: dict[str, int], seconds: float) -> Evaluation:
 
 
 def safe_cost(space: SearchSpace, arch: Any, num_classes: int, input_size: int | None = None) -> dict[str, int]:
-    """model_cost, or zeros when the architecture cannot even be built (the evaluation reports why)."""
+    """`space.cost` of the network as evaluated, or zeros when the architecture cannot even be built (the
+    evaluation reports why)."""
     try:
-        return model_cost(space, arch, num_classes, input_size)
+        return space.cost(arch, num_classes, input_size)
     except Exception:  # noqa: BLE001 - the evaluation that follows records the real error
         return {"params": 0, "flops": 0}
 

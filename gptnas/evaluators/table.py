@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from gptnas.evaluators.base import EVALUATORS, Evaluation, check_space, model_cost
+from gptnas.evaluators.base import EVALUATORS, Evaluation, check_space
 from gptnas.spaces import SearchSpace, get_space
 from gptnas.errors import GptnasError
 from gptnas.tables import LOW_FIDELITY, TABLES, load_low_fidelity, load_table, table_for
@@ -113,7 +113,7 @@ class TableEvaluator:
             return {"params": int(record["params"]), "flops": int(record["flops"])}
         cached = (self.table_name, key)
         if cached not in _COSTS:
-            _COSTS[cached] = model_cost(space, arch, NUM_CLASSES[self.dataset], INPUT_SIZE.get(self.dataset, space.input_size))
+            _COSTS[cached] = space.cost(arch, NUM_CLASSES[self.dataset], INPUT_SIZE.get(self.dataset, space.input_size))
         return _COSTS[cached]
 
     def __repr__(self) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from gptnas.evaluators.base import Evaluation, model_cost
+from gptnas.evaluators.base import Evaluation
 from gptnas.latency_tables import load_latency_table
 from gptnas.training.device import resolve_device
 from gptnas.training.latency import measure_latency
@@ -46,7 +46,7 @@ class Costs:
         c = self.config
         limits = {"params": c.max_params, "flops": c.max_flops}
         if any(limit is not None for limit in limits.values()):
-            cost = model_cost(self.space, arch, self.evaluator.num_classes, self.evaluator.input_size)  # as evaluated
+            cost = self.space.cost(arch, self.evaluator.num_classes, self.evaluator.input_size)  # as evaluated
             if any(limit is not None and cost[name] > limit for name, limit in limits.items()):
                 return False
         return c.max_latency_ms is None or self.latency(arch)[0] <= c.max_latency_ms

@@ -23,6 +23,7 @@ from gptnas.language import tokens as T
 from gptnas.language.budget import CostBounds
 from gptnas.language.grammar import Grammar, GrammarState, Trie
 from gptnas.registry import Registry
+from gptnas.spaces import blocks as B
 
 _TAG = "<tag>"  # the context before the space tag
 
@@ -216,16 +217,29 @@ class SearchSpace(ABC):
         """True when `arch` keeps the space's own `limits` (counted at `input_size`)."""
         return not self.limits or all(self.cost(arch)[metric] <= cap for metric, cap in self.limits.items())
 
+    def network(self, arch: Any, num_classes: int = 10) -> B.Layers | None:
+        """The network `build_model` builds, as layers that count what they hold and compute without being
+        built (blocks.py); None for a space whose networks are not written that way."""
+        return None
+
     def params(self, arch: Any) -> int:
-        """`cost(arch)["params"]` in a quarter of the time (multiply-accumulates are not counted)."""
+        """`cost(arch)["params"]`, without counting multiply-accumulates where they take a forward pass."""
+        if (network := self.network(arch)) is not None:
+            return network.count(self.input_size).params
         with torch.device("meta"):
             return count_params(self.build_model(arch))
 
-    def cost(self, arch: Any) -> dict[str, int]:
-        """Parameters and multiply-accumulates of one forward pass on a single input."""
+    def cost(self, arch: Any, num_classes: int = 10, input_size: int | None = None) -> dict[str, int]:
+        """Parameters and multiply-accumulates of one forward pass on a single input of `input_size` (the
+        space's by default), for `num_classes` classes: counted from `network` where the space writes one,
+        else from the network built on the meta device."""
+        input_size = input_size or self.input_size
+        if (network := self.network(arch, num_classes)) is not None:
+            count = network.count(input_size)
+            return {"params": count.params, "flops": count.macs}
         with torch.device("meta"):
-            model = self.build_model(arch)
-        return {"params": count_params(model), "flops": count_macs(model, self.input_size)}
+            model = self.build_model(arch, num_classes)
+        return {"params": count_params(model), "flops": count_macs(model, input_size)}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

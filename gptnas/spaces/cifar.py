@@ -198,9 +198,12 @@ class CifarSpace(SearchSpace):
         parts.append(B.loose(B.gap_classifier(widths[-1], num_classes)))
         return parts
 
-    def build_model(self, arch: CifarArch, num_classes: int = 10) -> nn.Module:
+    def network(self, arch: CifarArch, num_classes: int = 10) -> B.Layers:
         self.check(arch)
-        return nn.Sequential(*(part.build() for part in self._parts(arch, num_classes)))
+        return B.loose(*self._parts(arch, num_classes))
+
+    def build_model(self, arch: CifarArch, num_classes: int = 10) -> nn.Module:
+        return self.network(arch, num_classes).build()
 
     # ------------------------------------------------------------ spelling: stem, blocks, head
     # Context: (input width, blocks so far, strided blocks so far).

@@ -277,13 +277,16 @@ class DeclaredSpace(SearchSpace):
 
     # ------------------------------------------------------------ network
 
-    def build_model(self, arch: DeclaredArch, num_classes: int = 10) -> nn.Module:
+    def network(self, arch: DeclaredArch, num_classes: int = 10) -> B.Layers:
         self.check(arch)
         parts, cin = [], None
         for payload in self._payloads(arch):
             parts.append(self._layers(cin, payload, num_classes))
             cin = _width_after(cin, payload)
-        return nn.Sequential(*(part.build() for part in parts))
+        return B.loose(*parts)
+
+    def build_model(self, arch: DeclaredArch, num_classes: int = 10) -> nn.Module:
+        return self.network(arch, num_classes).build()
 
     def _layers(self, cin: int | None, payload, num_classes: int = 10) -> B.Layers:
         if cin is None:

@@ -177,9 +177,11 @@ class NasBench201(SearchSpace):
     def params(self, arch) -> int:
         return published_params(arch)
 
-    def cost(self, arch) -> dict[str, int]:
-        """Exact, and linear in the number of 3x3 / 1x1 convolution edges (tests check it against
-        the built network); the parameter part is the benchmark's published formula."""
+    def cost(self, arch, num_classes: int = 10, input_size: int | None = None) -> dict[str, int]:
+        """For 10 classes at 32x32, exact and linear in the number of 3x3 / 1x1 convolution edges (tests
+        check it against the built network); the parameter part is the benchmark's published formula."""
+        if num_classes != 10 or input_size not in (None, self.input_size):
+            return super().cost(arch, num_classes, input_size)
         n3, n1 = arch.count("nor_conv_3x3"), arch.count("nor_conv_1x1")
         return {"params": published_params(arch), "flops": 7_783_040 + 35_389_440 * n3 + 3_932_160 * n1}
 
