@@ -182,5 +182,6 @@ def test_one_study_process_per_folder(tmp_path, requires_table):
                               timeout=300)
     assert done.returncode == 2
     [line] = done.stderr.splitlines()
-    assert line.startswith(f"error: {tmp_path / 'study'} is in use by pid {os.getpid()} on {socket.gethostname()} since ")
+    holder = f"pid {os.getpid()} on {socket.gethostname()} since "
+    assert line.startswith(f"error: {tmp_path / 'study'} is in use by {holder}")
     assert line.endswith("; wait for it to end or stop it, then try again")
