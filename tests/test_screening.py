@@ -78,7 +78,7 @@ def test_proxy_seconds_are_stored_and_reported(tmp_path, requires_table, capsys)
     run = tmp_path / "run"
     assert evolve.main([*NB201, "--strategy", "ga", "--population", "4", "--generations", "1", "--screen", "naswot",
                         "--screen_pool", "2", "--output_dir", str(run)]) == 0
-    assert "screening (naswot)" in capsys.readouterr().out
+    assert "zero-cost proxy (naswot)" in capsys.readouterr().out
     store = ResultStore(run / "results.sqlite", {}, must_exist=True)
     seconds = [s for *_, s in store.screened()]
     assert len(seconds) > len(store) and all(s > 0 for s in seconds)

@@ -22,9 +22,12 @@ def elite(store, top: int) -> tuple[list[str], list[float]]:
     done = sorted(((e.fitness, enc) for _, _, enc, _, e in store.history() if e.ok), reverse=True)[:top]
     if not done:
         return [], []
-    n = len(done)
-    weights = [2.0 * (n - i) / (n + 1) for i in range(n)]  # linear in rank, mean 1
-    return [enc for _, enc in done], weights
+    return [enc for _, enc in done], rank_weights(len(done))
+
+
+def rank_weights(n: int) -> list[float]:
+    """Weights of `n` examples, best first: linear in rank, mean 1."""
+    return [2.0 * (n - i) / (n + 1) for i in range(n)]
 
 
 def ranked(store) -> tuple[list[str], list[float]]:

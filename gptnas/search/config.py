@@ -112,6 +112,10 @@ class EvolveConfig:
         get_strategy(self.search.strategy)  # an unknown name is refused, listing the valid ones
         for group in groups(self):
             getattr(self, group.name).validate()
+        warm, screen = self.gpt.warm_start, self.search.screen
+        if warm and screen and warm != screen:  # the result store keeps one proxy score per network
+            raise GptnasError(f"--warm_start {warm} and --screen {screen} would store two proxies' scores; give "
+                              "both the same proxy")
 
     def refuse_unused(self, given) -> None:
         """GptnasError naming the first setting of `given` (field names) that would have no effect here."""

@@ -43,9 +43,10 @@ def evaluation_rows(store) -> list[tuple]:
 
 
 def write_outputs(search, run_dir: Path) -> dict:
-    """Writes logbook.csv, evaluations.csv, the strategy's files and, with --screen, screened.csv; then, when at
-    least one candidate worked, hall_of_fame.json, best.json, best_architecture.txt and the plots. A run whose
-    every candidate failed is a GptnasError that counts the failures: it has no best network to report."""
+    """Writes logbook.csv, evaluations.csv, the strategy's files and, with proxy scores (--screen, --warm_start),
+    screened.csv; then, when at least one candidate worked, hall_of_fame.json, best.json, best_architecture.txt
+    and the plots. A run whose every candidate failed is a GptnasError that counts the failures: it has no best
+    network to report."""
     space, store = search.space, search.store
     logbook = io.StringIO()
     writer = csv.DictWriter(logbook, fieldnames=search.logbook.header, extrasaction="ignore")
@@ -60,7 +61,7 @@ def write_outputs(search, run_dir: Path) -> dict:
         writer.writerow([query, key, generation, f"{level:g}", f"{search.price(level):g}", e.fitness, e.test_accuracy,
                          e.params, e.flops, e.latency_ms, e.latency_batch_ms, f"{e.seconds:.3f}", e.status, e.reason])
     write_atomic(run_dir / "evaluations.csv", evaluations.getvalue())
-    if search.settings.screen:
+    if search.store.screened():
         write_screened(search, run_dir)
     for name, content in search.strategy.files().items():
         write_json(run_dir / name, content)
@@ -146,13 +147,15 @@ def fidelity_spent(search) -> list[str]:
 
 
 def time_spent(search) -> list[str]:
-    """Seconds outside evaluation: the GPT's (this process) and the screening proxy's (the whole run)."""
+    """Seconds outside evaluation: the GPT's (this process) and the zero-cost proxy's (the whole run: --screen,
+    gpt-ga's --warm_start)."""
     gpt_seconds = search.strategy.summary().get("gpt_seconds")
     parts = [f"GPT {gpt_seconds:.1f} s"] if gpt_seconds else []
     screened = search.store.screened()
     if screened:
         seconds = sum(s for *_, s in screened)
-        parts.append(f"screening ({search.settings.screen}) {seconds:.1f} s for {len(screened)} architectures "
+        proxy = search.settings.screen or search.config.gpt.warm_start
+        parts.append(f"zero-cost proxy ({proxy}) {seconds:.1f} s for {len(screened)} architectures "
                      f"({seconds / len(screened):.3f} s each, {100 * seconds / max(len(search.store), 1):.1f} s "
                      "per 100 queries)")
     return ["time outside evaluation: " + "; ".join(parts)] if parts else []

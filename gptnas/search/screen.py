@@ -34,10 +34,11 @@ def identity(settings) -> dict:
 
 
 class Screen:
-    def __init__(self, search):
+    def __init__(self, search, proxy: str | None = None):
+        """Screens with `proxy`, by default the run's --screen (gpt-ga's --warm_start scores with its own)."""
         c = search.settings
         self.search, self.pool_size = search, c.screen_pool
-        settings = ProxySettings(proxy=c.screen, batch_size=BATCH_SIZE, random_inputs=True, seed=c.seed,
+        settings = ProxySettings(proxy=proxy or c.screen, batch_size=BATCH_SIZE, random_inputs=True, seed=c.seed,
                                  device=search.device, image_size=search.evaluator.input_size, costs=False)
         self.proxy = ProxyEvaluator(search.space, "none", settings)
 

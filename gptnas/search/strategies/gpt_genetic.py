@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+import random
 import re
 import time
 from dataclasses import dataclass, field
@@ -24,19 +25,32 @@ from typing import Literal
 
 from gptnas.errors import GptnasError
 from gptnas.language.tokens import PARAM_TOKENS, condition
-from gptnas.search.adapt import adapt
+from gptnas.search.adapt import adapt, rank_weights
 from gptnas.search.reconstruct import reconstruct
+from gptnas.search.screen import Screen
 from gptnas.search.seeds import derived_seed
 from gptnas.search.strategies import register
 from gptnas.search.strategies.genetic import GeneticAlgorithm
 from gptnas.search.trust import gpt_share
 
+WARM_START_TRIES = 20  # --warm_start draws up to this many uniform samples per one kept within the limits
 WEIGHTS_DIGEST = re.compile(r"[0-9a-f]{64}(\+[0-9a-f]{64})?")  # `weights_sha256`: the GPT's, then its adapter's
 
 
 # What a setting needs to have an effect (EvolveConfig -> bool, and the flag that gives it): see "needs" below.
 def _adapting(config) -> bool:
     return config.gpt.adapt_every > 0
+
+
+def _training_adapters(config) -> bool:
+    return config.gpt.adapt_every > 0 or config.gpt.warm_start is not None
+
+
+def _warm_starting(config) -> bool:
+    return config.gpt.warm_start is not None
+
+
+ADAPTERS = "--adapt_every K >= 1 or --warm_start"
 
 
 @dataclass
@@ -87,9 +101,19 @@ class GptSettings:
     adapt_steps: int = field(default=30, metadata={"help": "optimizer steps per adaptation",
                                                    "needs": (_adapting, "--adapt_every K >= 1")})
     adapt_batch: int = field(default=32, metadata={"help": "each adaptation step learns from a random minibatch of "
-                             "this many architectures when there are more", "needs": (_adapting, "--adapt_every K >= 1")})
+                             "this many architectures when there are more", "needs": (_training_adapters, ADAPTERS)})
     adapt_lr: float = field(default=0.002, metadata={"help": "learning rate of the adaptation",
-                                                     "needs": (_adapting, "--adapt_every K >= 1")})
+                                                     "needs": (_training_adapters, ADAPTERS)})
+    warm_start: Literal["naswot", "synflow"] | None = field(default=None, metadata={
+        "help": "before the first query, LoRA-adapt the GPT on the uniform samples of the space this zero-cost "
+                "proxy ranks best (no accuracy needed; the proxy's seconds are the run's); online adaptation "
+                "starts again from the GPT without it"})
+    warm_start_samples: int = field(default=64, metadata={"help": "--warm_start: uniform samples scored by the "
+                                    "proxy", "needs": (_warm_starting, "--warm_start naswot or synflow")})
+    warm_start_top: int = field(default=16, metadata={"help": "--warm_start: the best this many are learned from, "
+                                "rank-weighted", "needs": (_warm_starting, "--warm_start naswot or synflow")})
+    warm_start_steps: int = field(default=30, metadata={"help": "--warm_start: optimizer steps (at --adapt_lr)",
+                                  "needs": (_warm_starting, "--warm_start naswot or synflow")})
 
     def validate(self) -> None:
         for name in ("elimination_rate", "elimination_rate_final"):
@@ -107,6 +131,11 @@ class GptSettings:
             raise GptnasError(f"reconstruct_candidates must be >= 1, got {self.reconstruct_candidates}")
         if self.adapt_every < 0 or self.adapt_top < 1 or self.adapt_steps < 1 or self.adapt_batch < 1:
             raise GptnasError("adapt_every must be >= 0; adapt_top, adapt_steps and adapt_batch >= 1")
+        if self.warm_start_steps < 1:
+            raise GptnasError(f"warm_start_steps must be >= 1, got {self.warm_start_steps}")
+        if not 1 <= self.warm_start_top <= self.warm_start_samples:
+            raise GptnasError(f"need 1 <= warm_start_top <= warm_start_samples, got {self.warm_start_top} and "
+                              f"{self.warm_start_samples}")
         if not (math.isfinite(self.adapt_lr) and self.adapt_lr > 0):
             raise GptnasError(f"adapt_lr must be a finite number > 0, got {self.adapt_lr}")
 
@@ -140,6 +169,7 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
         self._draws: dict = {}  # GPT calls so far per (purpose, generation): screening makes several per generation
         self._arms: list[bool] | None = None  # --trust learned: which of the last reconstructed batch the GPT rewrote
         self._weights: str | None = None  # the sha256 of the weights this run's GPT loads (`weights_sha256`), once loaded
+        self._warmed = False  # --warm_start: the adapter trained (or reloaded) in this process
         super().__init__(search)
 
     def register(self, toolbox) -> None:
@@ -230,6 +260,7 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
         g, space = self.settings, self.search.space
         bounded = space.param_bounds is not None and any(t in self.gpt.vocab for t in PARAM_TOKENS)
         cap = self.search.settings.max_params if bounded else None
+        self.warm_start()
         started = time.perf_counter()
         samples = self.gpt.complete(space, [""], n=self.search.settings.population, temperature=g.temperature,
                                     top_k=g.top_k, seed=self.seed_of("init"), quality=g.quality, max_params=cap)[0]
@@ -253,6 +284,30 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
             return g.elimination_rate
         return g.elimination_rate + (g.elimination_rate_final - g.elimination_rate) * fraction
 
+    def warm_start(self) -> None:
+        """--warm_start, once per process before the GPT writes: LoRA-adapts it on the `warm_start_top` of
+        `warm_start_samples` uniform samples within the limits that the proxy ranks best (on resume, with the
+        stored scores and the saved adapter). The first online adaptation replaces it."""
+        s, g = self.search, self.settings
+        if g.warm_start is None or self._warmed:
+            return
+        rng = random.Random(derived_seed(s.settings.seed, "warm_start"))
+        samples: dict = {}
+        for _ in range(WARM_START_TRIES * g.warm_start_samples):
+            if len(samples) == g.warm_start_samples:
+                break
+            arch = s.space.sample(rng)
+            if s.costs.feasible(arch):
+                samples.setdefault(s.space.key(arch), arch)
+        scores = Screen(s, g.warm_start).scores(samples)
+        best = sorted((k for k in samples if scores[k] is not None), key=lambda k: -scores[k])[: g.warm_start_top]
+        started = time.perf_counter()
+        self.gpt.adapt([s.space.encode(samples[k]) for k in best], rank_weights(len(best)),
+                       s.run_dir / "adapters" / "warm_start", steps=g.warm_start_steps, lr=g.adapt_lr,
+                       seed=derived_seed(s.settings.seed, "warm_start", "adapt"), batch_size=g.adapt_batch)
+        self.gpt_seconds += time.perf_counter() - started
+        self._warmed = True
+
     def maybe_adapt(self, generation: int) -> None:
         """Every `adapt_every` generations, the GPT is LoRA-adapted on the elite evaluated so far."""
         s, g = self.search, self.settings
@@ -273,6 +328,7 @@ class GptGeneticAlgorithm(GeneticAlgorithm):
         rate = self.elimination_rate(generation)
         if rate <= 0:
             return archs
+        self.warm_start()
         self.maybe_adapt(generation)
         trust = {}
         if g.trust == "learned":
