@@ -1,6 +1,6 @@
-"""gpt-ga's --warm_start: before the first query the GPT learns from the uniform samples a zero-cost proxy ranks
-best; the scores cost no query and are stored, the adapter is saved, and a run stopped anywhere in between
-resumes to exactly what an uninterrupted one does."""
+"""gpt-ga's --warm_start: before it first writes, the GPT learns from the uniform samples a zero-cost proxy ranks
+best; the scores cost no query and are stored, the adapter is saved, and a run stopped after scoring, before
+its adapter was saved, resumes to exactly what an uninterrupted one does."""
 
 from __future__ import annotations
 

@@ -105,9 +105,9 @@ class GptSettings:
     adapt_lr: float = field(default=0.002, metadata={"help": "learning rate of the adaptation",
                                                      "needs": (_training_adapters, ADAPTERS)})
     warm_start: Literal["naswot", "synflow"] | None = field(default=None, metadata={
-        "help": "before the first query, LoRA-adapt the GPT on the uniform samples of the space this zero-cost "
-                "proxy ranks best (no accuracy needed; the proxy's seconds are the run's); online adaptation "
-                "starts again from the GPT without it"})
+        "help": "before the GPT first writes (the initial population, unless --no-initial_reconstruction), "
+                "LoRA-adapt it on the uniform samples of the space this zero-cost proxy ranks best (no query, no "
+                "accuracy needed); online adaptation starts again from the GPT without it"})
     warm_start_samples: int = field(default=64, metadata={"help": "--warm_start: uniform samples scored by the "
                                     "proxy", "needs": (_warm_starting, "--warm_start naswot or synflow")})
     warm_start_top: int = field(default=16, metadata={"help": "--warm_start: the best this many are learned from, "
